@@ -1,0 +1,195 @@
+"""Artifacts on disk: atomic writes, JSONL helpers, stage manifests and the stage contract types.
+
+Stages talk only through files. A stage directory is complete exactly when its `manifest.json` exists; the
+manifest is written last and atomically, so a crash never leaves a folder that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("definemed")
+
+MANIFEST = "manifest.json"
+TRACKED_PACKAGES = (
+    "definemed", "torch", "transformers", "accelerate", "datatrove", "mergekit", "lm_eval", "scikit-learn",
+    "openai", "pydantic",
+)
+
+
+# ------------------------------------------------------------------------------------------- atomic writes
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling path; on success it is renamed over `path` (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    count = 0
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+            count += 1
+    return count
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Read a JSONL file; a malformed line is an error naming file and line (our own artifacts only)."""
+    rows = []
+    with Path(path).open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: malformed JSON: {exc.msg}") from None
+    return rows
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# ----------------------------------------------------------------------------------------------- hashing
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tree_fingerprint(paths: Iterable[str | Path]) -> dict[str, str]:
+    """sha256 of each existing input file (folders are walked); used to notice changed input data."""
+    out: dict[str, str] = {}
+    for root in paths:
+        root = Path(root)
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for f in files:
+            if f.exists():
+                out[str(f)] = file_sha256(f)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- provenance
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+def git_revision(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent, capture_output=True, text=True,
+            timeout=5, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    rev = out.stdout.strip()
+    if out.returncode != 0 or not rev:
+        return None
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd or Path(__file__).parent,
+        capture_output=True, text=True, timeout=5, check=False,
+    ).stdout.strip()
+    return rev + ("-dirty" if dirty else "")
+
+
+def host_info() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count()}
+
+
+# ---------------------------------------------------------------------------------------- stage contract
+@dataclass
+class StageResult:
+    """What a stage returns: output paths (relative to its folder) and a flat-ish metrics dict."""
+
+    outputs: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageContext:
+    """Where a stage works and what it may read: its own folder and the manifests of finished stages."""
+
+    run_dir: Path
+    stage: str
+    upstream: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def stage_dir(self) -> Path:
+        return self.run_dir / self.stage
+
+    def input_dir(self, stage: str) -> Path:
+        """Folder of a finished upstream stage; error if it is not declared or not finished."""
+        if stage not in self.upstream:
+            raise RuntimeError(f"stage '{self.stage}' reads '{stage}', which is not one of its finished inputs")
+        return self.run_dir / stage
+
+    def input_path(self, stage: str, output: str) -> Path:
+        outputs = self.upstream[stage].get("outputs", {}) if stage in self.upstream else {}
+        if output not in outputs:
+            raise RuntimeError(f"stage '{stage}' has no output named '{output}' (has: {sorted(outputs)})")
+        return self.input_dir(stage) / outputs[output]
+
+    def input_metrics(self, stage: str) -> dict[str, Any]:
+        return self.upstream[stage].get("metrics", {})
+
+
+def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
+    path = stage_dir / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        return read_json(path)
+    except (OSError, json.JSONDecodeError):
+        logger.warning("%s is unreadable; the stage will rerun", path)
+        return None

@@ -1,0 +1,160 @@
+"""`definemed` command line. Imports stay light here: torch & co. load only inside the stage that needs them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from definemed import __version__
+
+STAGE_HELP = {
+    "corpus": "build the medical corpus (datatrove)",
+    "cpt": "continual pre-training",
+    "merge": "merge CPT checkpoint with the instruct model",
+    "evaluate": "benchmarks, generation, pairwise judging",
+    "analyze": "failure-mode analysis of the answers",
+    "report": "write report.md and report.html",
+}
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    log = logging.getLogger("definemed")
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+def _load(path: str, overrides: list[str]):
+    from definemed.config import load_config
+
+    return load_config(path, overrides)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from definemed.pipeline import run_pipeline
+
+    cfg = _load(args.config, args.overrides)
+    stages = args.stages.split(",") if args.stages else None
+    summary = run_pipeline(cfg, stages=stages, force=args.force)
+    print(f"\n{'stage':<10} {'status':<8} {'seconds':>9}  output")
+    for row in summary:
+        print(f"{row['stage']:<10} {row['status']:<8} {row['duration_s']:>9.1f}  {row['dir']}")
+    report = cfg.run.run_dir / "report" / "report.html"
+    if report.exists():
+        print(f"\nreport: {report}")
+    return 0
+
+
+def _cmd_stage(args: argparse.Namespace) -> int:
+    args.stages = args.command
+    return _cmd_run(args)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from definemed.config import load_config
+    from definemed.yamlio import ConfigError
+
+    failed = 0
+    for path in args.configs:
+        try:
+            load_config(path, args.set or [])
+            print(f"ok      {path}")
+        except ConfigError as exc:
+            failed += 1
+            print(f"INVALID {exc}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from definemed.pipeline import plan
+
+    cfg = _load(args.config, args.overrides)
+    stages = args.stages.split(",") if args.stages else None
+    print(f"run dir: {cfg.run.run_dir}")
+    for step in plan(cfg, stages, args.force):
+        print(f"  {step.stage:<10} {step.action:<7} {step.reason}")
+    from definemed.train.estimate import describe_cpt_plan
+
+    print(describe_cpt_plan(cfg))
+    return 0
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from definemed import registry
+
+    for kind, entries in registry.describe().items():
+        print(f"{kind}:")
+        for name, desc in sorted(entries.items()):
+            print(f"  {name:<14} {desc}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from definemed import models
+
+    if args.action == "list":
+        for row in models.list_bundled():
+            print(f"{row['id']:<40} {row['status']:<14} {row['source']}")
+        return 0
+    path = models.materialize(args.model_id, force=args.force)
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="definemed", description="Adapt an instruct LLM to German medicine and measure whether it worked.")
+    parser.add_argument("--version", action="version", version=f"definemed {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_run_args(p: argparse.ArgumentParser, stages: bool = True) -> None:
+        p.add_argument("config", help="YAML config file")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. cpt.max_steps=40")
+        if stages:
+            p.add_argument("--stages", help=f"comma-separated subset of {','.join(STAGE_HELP)}")
+        p.add_argument("--force", action="store_true", help="rerun selected stages even if current")
+
+    add_run_args(sub.add_parser("run", help="run the pipeline (resumable; current stages are skipped)"))
+    add_run_args(sub.add_parser("plan", help="show what would run and what is cached"))
+    p = sub.add_parser("validate", help="validate config files")
+    p.add_argument("configs", nargs="+")
+    p.add_argument("--set", action="append", metavar="key=value", help="override (repeatable)")
+    sub.add_parser("ls", help="list registered components")
+    p = sub.add_parser("models", help="bundled offline models: list, or materialize one as a local checkpoint")
+    p.add_argument("action", choices=["list", "materialize"])
+    p.add_argument("model_id", nargs="?", default="HuggingFaceTB/SmolLM2-135M-Instruct")
+    p.add_argument("--force", action="store_true")
+    for stage, help_text in STAGE_HELP.items():
+        add_run_args(sub.add_parser(stage, help=f"run only the {stage} stage: {help_text}"), stages=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    handlers = {"run": _cmd_run, "validate": _cmd_validate, "plan": _cmd_plan, "ls": _cmd_ls, "models": _cmd_models}
+    handler = handlers.get(args.command, _cmd_stage)
+    from definemed.registry import load_plugins
+
+    load_plugins()
+    from definemed.pipeline import PipelineError
+    from definemed.yamlio import ConfigError
+
+    try:
+        return handler(args)
+    except (ConfigError, PipelineError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

