@@ -189,8 +189,9 @@ class CptConfig(Strict):
     eval_max_blocks: int = Field(64, ge=1)
     bf16: bool | Literal["auto"] = "auto"
     gradient_checkpointing: bool = False
-    logging_steps: int = 10
-    max_train_docs: int | None = None
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(200, ge=1, description="checkpoint every N optimizer steps (resume after a crash)")
+    max_train_docs: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> CptConfig:

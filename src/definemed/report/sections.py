@@ -1,0 +1,186 @@
+"""One builder per report section, each from stage metrics (manifest.json) and named stage artifacts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from definemed.artifacts import StageContext, read_json, read_jsonl
+from definemed.config import DefinemedConfig
+from definemed.report import plots
+from definemed.report.document import Example, Figure, Section, Table, fmt
+
+
+def _mean_acc(mcq: dict[str, Any]) -> float | None:
+    accs = [t["acc"] for t in mcq.values() if isinstance(t, dict) and t.get("acc") is not None]
+    return sum(accs) / len(accs) if accs else None
+
+
+def summary(cfg: DefinemedConfig, ctx: StageContext) -> Section:
+    ev, an = ctx.input_metrics("evaluate"), ctx.input_metrics("analyze")
+    baseline = cfg.evaluate.baseline
+    vs = ev.get("pairwise", {}).get("vs_baseline", {})
+    rows = []
+    for model in cfg.evaluate.models:
+        a = an.get("models", {}).get(model, {})
+        rows.append([model, _mean_acc(ev.get("mcq", {}).get(model, {})),
+                     vs.get(model) if model != baseline else None, a.get("mixing_rate"), a.get("words_mean"),
+                     a.get("truncation_rate")])
+    judge = ev.get("judge", {})
+    cpt = ctx.input_metrics("cpt").get("heldout", {})
+    med = cpt.get("medical", {})
+    intro = (f"Accuracy is the mean over the multiple-choice tasks; win-rate is against '{baseline}' "
+             f"(wins + ties/2, both answer orders, disagreement counted as a tie); judge: {judge.get('kind', '?')}"
+             f"{' (' + str(judge.get('model')) + ')' if judge.get('model') else ''}. Mixing rate: share of answers "
+             f"with at least one non-{cfg.analyze.expected_language} line. CPT changed held-out medical loss "
+             f"{fmt(med.get('loss_before'))} -> {fmt(med.get('loss_after'))}.")
+    table = Table(["model", "MCQ accuracy", f"win-rate vs {baseline}", "language mixing rate", "words / answer",
+                   "truncated"], rows, css_id="summary-table")
+    return Section("Summary", "summary", [intro, table])
+
+
+def corpus(cfg: DefinemedConfig, ctx: StageContext) -> Section:
+    m = ctx.input_metrics("corpus")
+    dropped = m.get("dropped", {})
+    clf = m.get("classifier", {})
+    docs_in = m.get("docs_in") or 0
+    counts = Table(["step", "documents"], [["read", docs_in], *[[f"dropped: {k}", v] for k, v in dropped.items()],
+                                          ["corrupt files skipped", m.get("corrupt_files")],
+                                          ["records without text", m.get("missing_text")],
+                                          ["kept (medical)", m.get("docs_kept")]], caption="document flow")
+    share = (m.get("docs_kept") or 0) / docs_in if docs_in else None
+    quality = Table(["classifier", "threshold", "precision", "recall", "F1", "accuracy", "train", "held-out"],
+                    [[clf.get("kind"), clf.get("threshold"), clf.get("precision"), clf.get("recall"), clf.get("f1"),
+                      clf.get("accuracy"), clf.get("n_train"), clf.get("n_heldout")]],
+                    caption="medical classifier on held-out labels")
+    fig = plots.bars(["read", *dropped, "kept"], [docs_in, *dropped.values(), m.get("docs_kept") or 0],
+                     "Corpus filtering", "documents")
+    text = f"Kept {fmt(share)} of the documents read ({fmt(m.get('kept_words'))} words)."
+    return Section("Corpus (FineMed-de)", "corpus", [text, counts, quality,
+                                                     Figure("corpus_flow", fig, "documents read, dropped per reason, kept")])
+
+
+def cpt(cfg: DefinemedConfig, ctx: StageContext) -> Section:
+    m = ctx.input_metrics("cpt")
+    held = m.get("heldout", {})
+    rows = [[name, v.get("loss_before"), v.get("loss_after"), v.get("ppl_before"), v.get("ppl_after"), v.get("blocks")]
+            for name, v in held.items()]
+    table = Table(["held-out set", "loss before", "loss after", "ppl before", "ppl after", "blocks"], rows,
+                  caption="token-weighted cross-entropy before and after continual pre-training")
+    settings = Table(["steps", "train tokens", "final train loss", "packing efficiency", "seconds"],
+                     [[m.get("steps"), m.get("train_tokens"), m.get("final_train_loss"), m.get("packing_efficiency"),
+                       m.get("seconds")]])
+    blocks: list[Any] = [table, settings]
+    log = [r for r in read_jsonl(ctx.input_path("cpt", "log")) if "loss" in r and "step" in r]
+    if log:
+        blocks.append(Figure("cpt_loss", plots.lines({"train loss": ([r["step"] for r in log], [r["loss"] for r in log])},
+                                                     "CPT training loss", "step", "loss"), "training loss per logged step"))
+    if held:
+        series = {"before": [v.get("loss_before") or 0 for v in held.values()],
+                  "after": [v.get("loss_after") or 0 for v in held.values()]}
+        blocks.append(Figure("cpt_heldout", plots.grouped_bars(list(held), series, "Held-out loss", "loss"),
+                             "held-out loss on medical and general German text, before vs after CPT"))
+    return Section("Continual pre-training", "cpt", blocks)
+
+
+def merge(cfg: DefinemedConfig, ctx: StageContext) -> Section:
+    m = ctx.input_metrics("merge")
+    t = m.get("t", cfg.merge.t)
+    anchors = t if isinstance(t, list) else [t, t]
+    xs = [i / (len(anchors) - 1) for i in range(len(anchors))]
+    fig = plots.lines({"t": (xs, anchors)}, "SLERP factor across depth (weight of CPT model)", "relative layer depth", "t")
+    table = Table(["method", "base", "t", "seconds"], [[m.get("method"), m.get("base"), json.dumps(t), m.get("seconds")]])
+    return Section("Merge", "merge", [table, Figure("merge_t", fig, "interpolation factor from first to last layer")])
+
+
+def evaluate(cfg: DefinemedConfig, ctx: StageContext) -> Section:
+    m = ctx.input_metrics("evaluate")
+    mcq = m.get("mcq", {})
+    rows, names, accs, errs = [], [], [], []
+    for model, tasks in mcq.items():
+        for task, r in tasks.items():
+            rows.append([model, task, r.get("acc"), r.get("acc_stderr"), r.get("n")])
+        names.append(model)
+        accs.append(_mean_acc(tasks) or 0)
+        errs.append(max((r.get("acc_stderr") or 0) for r in tasks.values()) if tasks else 0)
+    blocks: list[Any] = [Table(["model", "task", "accuracy", "stderr", "questions"], rows, caption="multiple choice")]
+    if names:
+        blocks.append(Figure("mcq_accuracy", plots.bars(names, accs, "Multiple-choice accuracy", "accuracy", errs),
+                             "accuracy with standard error"))
+    blocks.extend(_subject_table(mcq))
+    blocks.extend(_pairwise_blocks(cfg, ctx, m))
+    return Section("Evaluation", "evaluate", blocks)
+
+
+def _subject_table(mcq: dict[str, Any]) -> list[Any]:
+    subjects = sorted({s for tasks in mcq.values() for r in tasks.values() for s in r.get("per_subject", {})})
+    if not subjects:
+        return []
+    rows = []
+    for subject in subjects:
+        row: list[Any] = [subject]
+        for tasks in mcq.values():
+            vals = [r["per_subject"][subject] for r in tasks.values() if subject in r.get("per_subject", {})]
+            acc = vals[0].get("acc") if vals and isinstance(vals[0], dict) else (vals[0] if vals else None)
+            row.append(acc)
+        rows.append(row)
+    return [Table(["subject", *mcq], rows, caption="accuracy per subject")]
+
+
+def _pairwise_blocks(cfg: DefinemedConfig, ctx: StageContext, m: dict[str, Any]) -> list[Any]:
+    pairwise = read_json(ctx.input_path("evaluate", "pairwise"))
+    pairs = pairwise.get("pairs", [])
+    judge = m.get("judge", {})
+    blocks: list[Any] = [f"Judge: {judge.get('kind')} {judge.get('model') or ''}; judgments: {judge.get('n_judgments')}; "
+                         f"invalid: {judge.get('invalid')}."]
+    blocks.append(Table(["model", "opponent", "wins", "ties", "losses", "invalid", "win-rate"],
+                        [[p["model"], p["opponent"], p["wins"], p["ties"], p["losses"], p.get("invalid"), p["win_rate"]]
+                         for p in pairs], caption="pairwise results (both orders per prompt)", css_id="winrate-table"))
+    models = cfg.evaluate.models
+    matrix = [[None] * len(models) for _ in models]
+    for p in pairs:
+        if p["model"] in models and p["opponent"] in models:
+            matrix[models.index(p["model"])][models.index(p["opponent"])] = p["win_rate"]
+    if pairs:
+        blocks.append(Figure("winrate_matrix", plots.heatmap(models, matrix, "Win-rate (row vs column)"),
+                             "pairwise win-rate matrix"))
+    return blocks
+
+
+def analyze(cfg: DefinemedConfig, ctx: StageContext) -> Section:
+    m = ctx.input_metrics("analyze")
+    keys = ["n", "mixing_rate", "foreign_line_share", "words_mean", "words_median", "length_ratio_to_reference_model",
+            "length_ratio_to_reference_answers", "repetition_mean", "truncation_rate", "empty_rate"]
+    rows = [[model, *[s.get(k) for k in keys]] for model, s in m.get("models", {}).items()]
+    blocks: list[Any] = [Table(["model", *keys], rows, caption="failure modes per model")]
+    per_answer = read_jsonl(ctx.input_path("analyze", "per_answer"))
+    words: dict[str, list[float]] = {}
+    for r in per_answer:
+        words.setdefault(r["model"], []).append(r["words"])
+    if words:
+        blocks.append(Figure("answer_words", plots.boxplot(words, "Answer length", "words"), "words per answer"))
+    examples = read_json(ctx.input_path("analyze", "examples"))
+    for mode, by_model in examples.items():
+        for model, items in by_model.items():
+            for ex in items[:1]:
+                spans = [f["line"] for f in ex.get("foreign_lines", [])]
+                blocks.append(Example(f"{mode} - {model} - {ex['prompt_id']} (score {fmt(ex['score'])})",
+                                      ex.get("answer", ""), spans))
+    return Section("Failure modes", "analyze", blocks)
+
+
+def provenance(cfg: DefinemedConfig, ctx: StageContext) -> Section:
+    rows = [[stage, man.get("run_id", "")[:8], man.get("finished_at"), man.get("duration_s"),
+             (man.get("git_revision") or "n/a")[:12], man.get("config_hash", "")[:12]]
+            for stage, man in ctx.upstream.items()]
+    versions = next(iter(ctx.upstream.values()), {}).get("versions", {})
+    config_text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    return Section("Configuration and provenance", "provenance", [
+        Table(["stage", "run", "finished", "seconds", "git", "config hash"], rows),
+        Table(["package", "version"], [[k, v] for k, v in versions.items()]),
+        Example("resolved configuration", config_text)])
+
+
+BUILDERS = [summary, corpus, cpt, merge, evaluate, analyze, provenance]

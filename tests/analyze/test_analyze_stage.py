@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.helpers import minimal_config_dict
+
+from definemed.analyze.langid import identify, split_lines
+from definemed.analyze.stage import analyze_answers, repetition_share, run, summarize
+from definemed.artifacts import StageContext, read_json, read_jsonl, write_jsonl
+from definemed.config import AnalyzeConfig, DefinemedConfig
+
+GERMAN = "Bei anhaltendem Fieber sollten Sie unbedingt einen Arzt aufsuchen und viel trinken."
+ENGLISH = "It is important to see a doctor if the fever lasts longer than three days."
+
+
+def test_identify_and_split_lines() -> None:
+    langs = identify([GERMAN, ENGLISH])
+    assert [lang for lang, _ in langs] == ["de", "en"]
+    assert all(0 < score <= 1 for _, score in langs)
+    assert split_lines("kurz\n\n" + GERMAN + "\n  ", min_tokens=5) == [(GERMAN, len(GERMAN.split()))]
+
+
+def test_line_level_mixing_and_lengths() -> None:
+    rows = [
+        {"prompt_id": "p1", "model": "a", "answer": GERMAN + "\n" + GERMAN, "reference": GERMAN, "n_tokens": 30},
+        {"prompt_id": "p1", "model": "b", "answer": GERMAN + "\n" + ENGLISH, "reference": GERMAN, "n_tokens": 40,
+         "hit_limit": True},
+        {"prompt_id": "p2", "model": "b", "answer": "", "reference": GERMAN, "n_tokens": 0},
+    ]
+    per = analyze_answers(rows, AnalyzeConfig())
+    assert [r["line_pass"] for r in per] == [True, False, True]
+    assert per[1]["foreign_line_share"] == 0.5 and per[1]["foreign_lines"][0]["lang"] == "en"
+    assert per[2]["empty"] and per[2]["lines_checked"] == 0
+    summary = summarize(per, reference_model="a")
+    assert summary["b"]["mixing_rate"] == 0.5
+    assert summary["b"]["truncation_rate"] == 0.5 and summary["b"]["empty_rate"] == 0.5
+    words_b = (len(GERMAN.split()) + len(ENGLISH.split())) / 2
+    assert summary["b"]["words_mean"] == round(words_b, 4)
+    assert summary["b"]["length_ratio_to_reference_model"] == round(words_b / (2 * len(GERMAN.split())), 4)
+    assert summary["a"]["length_ratio_to_reference_answers"] == 2.0
+
+
+def test_repetition_share() -> None:
+    assert repetition_share("eins zwei drei vier fünf sechs") == 0.0
+    looping = " ".join(["der Patient soll trinken"] * 10)
+    assert repetition_share(looping) > 0.8
+
+
+def test_stage_writes_outputs_and_examples(tmp_path: Path) -> None:
+    cfg = DefinemedConfig.model_validate(minimal_config_dict(tmp_path))
+    answers = tmp_path / "run" / "evaluate" / "answers"
+    write_jsonl(answers / "a.jsonl", [{"prompt_id": "p1", "model": "a", "answer": GERMAN + "\n" + ENGLISH,
+                                       "reference": GERMAN, "n_tokens": 10}])
+    ctx = StageContext(run_dir=tmp_path / "run", stage="analyze",
+                       upstream={"evaluate": {"outputs": {"answers": "answers"}, "metrics": {}}})
+    ctx.stage_dir.mkdir(parents=True)
+    result = run(cfg, ctx)
+    assert result.metrics["models"]["a"]["mixing_rate"] == 1.0
+    assert len(read_jsonl(ctx.stage_dir / "per_answer.jsonl")) == 1
+    examples = read_json(ctx.stage_dir / "examples.json")
+    assert examples["language_mixing"]["a"][0]["foreign_lines"][0]["line"] == ENGLISH

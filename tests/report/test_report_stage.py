@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.helpers import minimal_config_dict
+
+from definemed.artifacts import StageContext, write_json, write_jsonl
+from definemed.config import DefinemedConfig
+from definemed.report.stage import run
+
+MODELS = ["instruct", "cpt", "merged"]
+
+
+def _fake_upstream(run_dir: Path) -> dict:
+    """Manifests and artifacts shaped like the real stages write them."""
+    write_jsonl(run_dir / "cpt" / "metrics.jsonl", [{"step": s, "loss": 3.0 - 0.1 * s} for s in range(1, 6)])
+    write_json(run_dir / "evaluate" / "pairwise.json", {"pairs": [
+        {"model": a, "opponent": b, "wins": 3, "ties": 1, "losses": 2, "invalid": 0, "win_rate": 0.583}
+        for a in MODELS for b in MODELS if a != b]})
+    per_answer = [{"model": m, "prompt_id": f"p{i}", "words": 10 * i + j} for j, m in enumerate(MODELS) for i in range(4)]
+    write_jsonl(run_dir / "analyze" / "per_answer.jsonl", per_answer)
+    write_json(run_dir / "analyze" / "examples.json", {"language_mixing": {"merged": [
+        {"prompt_id": "p1", "score": 0.5, "answer": "Gut.\nThis is English.", "foreign_lines": [
+            {"line": "This is English.", "lang": "en", "score": 0.9}]}]}})
+    mcq = {m: {"demo": {"acc": 0.3 + 0.1 * i, "acc_stderr": 0.04, "n": 120, "per_subject": {"anatomy": {"acc": 0.5}}}}
+           for i, m in enumerate(MODELS)}
+    base = {"run_id": "abc", "key": "k", "finished_at": "now", "duration_s": 1.0, "versions": {"torch": "x"}}
+    return {
+        "corpus": {**base, "outputs": {}, "metrics": {"docs_in": 100, "docs_kept": 30, "dropped": {"language": 10},
+                                                      "classifier": {"kind": "tfidf_logreg", "f1": 0.9}}},
+        "cpt": {**base, "outputs": {"log": "metrics.jsonl"}, "metrics": {"heldout": {
+            "medical": {"loss_before": 3.0, "loss_after": 2.5}, "general": {"loss_before": 3.1, "loss_after": 3.2}}}},
+        "merge": {**base, "outputs": {}, "metrics": {"method": "slerp", "t": [0.2, 0.5, 0.2]}},
+        "evaluate": {**base, "outputs": {"pairwise": "pairwise.json"}, "metrics": {
+            "mcq": mcq, "pairwise": {"vs_baseline": {"cpt": 0.6, "merged": 0.7}}, "judge": {"kind": "reference"}}},
+        "analyze": {**base, "outputs": {"per_answer": "per_answer.jsonl", "examples": "examples.json"}, "metrics": {
+            "models": {m: {"mixing_rate": 0.1 * i, "words_mean": 50.0} for i, m in enumerate(MODELS)}}},
+    }
+
+
+def test_report_has_summary_every_plot_and_no_failed_section(tmp_path: Path) -> None:
+    data = minimal_config_dict(tmp_path)
+    data["evaluate"] = {"models": MODELS, "baseline": "instruct"}
+    cfg = DefinemedConfig.model_validate(data)
+    run_dir = tmp_path / "run"
+    ctx = StageContext(run_dir=run_dir, stage="report", upstream=_fake_upstream(run_dir))
+    ctx.stage_dir.mkdir(parents=True)
+    result = run(cfg, ctx)
+    assert result.metrics["failed_sections"] == []
+    html = (ctx.stage_dir / "report.html").read_text()
+    md = (ctx.stage_dir / "report.md").read_text()
+    assert 'id="summary-table"' in html and "http://" not in html and "https://" not in html
+    # summary first: model rows carry accuracy, win-rate vs baseline and mixing rate
+    assert md.index("## Summary") < md.index("## Corpus")
+    assert "| merged | 0.500 | 0.700 | 0.200 | 50.000 |" in md
+    figures = re.findall(r'<img class="plot"[^>]*data-name="([a-z_]+)"', html)
+    assert set(figures) == {"corpus_flow", "cpt_loss", "cpt_heldout", "merge_t", "mcq_accuracy", "winrate_matrix",
+                            "answer_words"}
+    assert all((ctx.stage_dir / "figures" / f"{name}.png").stat().st_size > 1000 for name in figures)
+    assert "<mark>This is English.</mark>" in html
+
+
+def test_broken_section_is_reported_not_fatal(tmp_path: Path) -> None:
+    cfg = DefinemedConfig.model_validate(minimal_config_dict(tmp_path))
+    run_dir = tmp_path / "run"
+    upstream = _fake_upstream(run_dir)
+    (run_dir / "evaluate" / "pairwise.json").unlink()
+    ctx = StageContext(run_dir=run_dir, stage="report", upstream=upstream)
+    ctx.stage_dir.mkdir(parents=True)
+    result = run(cfg, ctx)
+    assert [f.split(":")[0] for f in result.metrics["failed_sections"]] == ["evaluate"]
+    assert "could not be built" in (ctx.stage_dir / "report.html").read_text()
