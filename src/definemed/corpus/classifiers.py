@@ -1,0 +1,200 @@
+"""Light medical/non-medical students trained on the labelled sample, behind one small interface.
+
+The paper fine-tunes XLM-RoBERTa on Mixtral labels; on CPU and for the demo we train the light students that
+FineWeb-Edu-style pipelines use: TF-IDF + logistic regression, or fastText. Both save without pickle, so
+loading a model folder never executes code from it.
+
+Interface: `fit(texts, labels)`, `predict_proba(texts) -> p(medical)`, `save(dir)`, `Cls.load(dir)`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from definemed.artifacts import atomic_path, read_json, write_json
+
+META = "meta.json"
+
+
+class MedicalClassifier(Protocol):
+    kind: str
+
+    def fit(self, texts: list[str], labels: list[bool]) -> MedicalClassifier: ...
+    def predict_proba(self, texts: list[str]) -> np.ndarray: ...
+    def save(self, model_dir: str | Path) -> Path: ...
+
+
+def _check_training_data(texts: list[str], labels: list[bool]) -> None:
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    if len(set(labels)) < 2:
+        raise ValueError("the classifier needs both medical and non-medical training examples; "
+                         f"got only {'medical' if labels and labels[0] else 'non-medical'} ones")
+
+
+def _check_kind(model_dir: Path, kind: str) -> dict[str, Any]:
+    meta = read_json(model_dir / META)
+    if meta.get("kind") != kind:
+        raise ValueError(f"{model_dir} holds a '{meta.get('kind')}' classifier, not '{kind}'")
+    return meta
+
+
+# ------------------------------------------------------------------------------------------ tfidf + logreg
+class TfidfLogRegClassifier:
+    """Word (1-2)-gram and character (3-5)-gram TF-IDF features, class-balanced logistic regression.
+
+    Character n-grams carry German compounds (`Herzinsuffizienz`, `Blutdrucksenker`) that word features see as
+    unique tokens. Saved as JSON vocabularies plus an .npz of idf weights and coefficients.
+    """
+
+    kind = "tfidf_logreg"
+    VECTORIZERS = {
+        "word": {"analyzer": "word", "ngram_range": [1, 2], "min_df": 1, "max_features": 200_000},
+        "char": {"analyzer": "char_wb", "ngram_range": [3, 5], "min_df": 1, "max_features": 300_000},
+    }
+
+    def __init__(self, C: float = 4.0) -> None:  # noqa: N803 - scikit-learn's name
+        self.C = C
+        self._vectorizers: dict[str, Any] = {}
+        self._model: Any = None
+
+    @staticmethod
+    def _new_vectorizer(params: dict[str, Any]) -> Any:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        return TfidfVectorizer(analyzer=params["analyzer"], ngram_range=tuple(params["ngram_range"]),
+                               min_df=params["min_df"], max_features=params["max_features"], sublinear_tf=True,
+                               lowercase=True, dtype=np.float64)
+
+    def _features(self, texts: list[str]) -> Any:
+        from scipy.sparse import hstack
+
+        return hstack([self._vectorizers[name].transform(texts) for name in self.VECTORIZERS]).tocsr()
+
+    def fit(self, texts: list[str], labels: list[bool]) -> TfidfLogRegClassifier:
+        from sklearn.linear_model import LogisticRegression
+
+        _check_training_data(texts, labels)
+        self._vectorizers = {name: self._new_vectorizer(p).fit(texts) for name, p in self.VECTORIZERS.items()}
+        self._model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000)
+        self._model.fit(self._features(texts), np.asarray(labels, dtype=int))
+        return self
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        if self._model is None:
+            raise RuntimeError("TfidfLogRegClassifier: fit() or load() first")
+        return self._model.predict_proba(self._features(texts))[:, 1]
+
+    def save(self, model_dir: str | Path) -> Path:
+        model_dir = Path(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        arrays = {f"idf_{name}": vec.idf_ for name, vec in self._vectorizers.items()}
+        arrays |= {"coef": self._model.coef_, "intercept": self._model.intercept_}
+        with atomic_path(model_dir / "weights.npz") as tmp, tmp.open("wb") as fh:
+            np.savez(fh, **arrays)
+        for name, vec in self._vectorizers.items():
+            write_json(model_dir / f"vocabulary_{name}.json", {t: int(i) for t, i in vec.vocabulary_.items()})
+        write_json(model_dir / META, {"kind": self.kind, "C": self.C, "vectorizers": self.VECTORIZERS})
+        return model_dir
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> TfidfLogRegClassifier:
+        from sklearn.linear_model import LogisticRegression
+
+        model_dir = Path(model_dir)
+        meta = _check_kind(model_dir, cls.kind)
+        self = cls(C=meta["C"])
+        with np.load(model_dir / "weights.npz", allow_pickle=False) as weights:
+            for name, params in meta["vectorizers"].items():
+                vec = self._new_vectorizer(params)
+                vec.vocabulary_ = read_json(model_dir / f"vocabulary_{name}.json")
+                vec.idf_ = weights[f"idf_{name}"]  # the setter rebuilds the fitted TfidfTransformer
+                self._vectorizers[name] = vec
+            self._model = LogisticRegression(C=self.C)
+            self._model.coef_, self._model.intercept_ = weights["coef"], weights["intercept"]
+        self._model.classes_ = np.array([0, 1])
+        return self
+
+
+# ------------------------------------------------------------------------------------------------- fastText
+_WS = re.compile(r"\s+")
+LABEL_MEDICAL, LABEL_OTHER = "__label__medical", "__label__other"
+
+
+def _fasttext_line(text: str) -> str:
+    # fastText reads one example per line and splits on whitespace; lower-casing pools sentence-initial forms.
+    return _WS.sub(" ", text).strip().lower()
+
+
+class FastTextClassifier:
+    """fastText supervised classifier (word bigrams), product-quantised before saving (.ftz, a few MB).
+
+    The in-memory model is quantised right after training, so predictions before `save` equal those after
+    `load`. One training thread: fastText is only deterministic single-threaded, and training on a few hundred
+    thousand labelled documents still takes seconds.
+    """
+
+    kind = "fasttext"
+    MODEL = "model.ftz"
+
+    def __init__(self, dim: int = 50, epoch: int = 50, lr: float = 1.0, word_ngrams: int = 2,
+                 bucket: int = 200_000, cutoff: int = 10_000, seed: int = 0) -> None:
+        self.params = {"dim": dim, "epoch": epoch, "lr": lr, "wordNgrams": word_ngrams, "bucket": bucket,
+                       "minCount": 1, "minn": 3, "maxn": 5, "seed": seed}
+        # Rows kept by quantisation (the highest-norm words and n-gram buckets): size and quantise time scale with it.
+        self.cutoff = cutoff
+        self._model: Any = None
+
+    def fit(self, texts: list[str], labels: list[bool]) -> FastTextClassifier:
+        import fasttext
+
+        _check_training_data(texts, labels)
+        with tempfile.TemporaryDirectory(prefix="definemed-fasttext-") as tmp:
+            train_file = Path(tmp) / "train.txt"
+            train_file.write_text("".join(f"{LABEL_MEDICAL if y else LABEL_OTHER} {_fasttext_line(t)}\n"
+                                          for t, y in zip(texts, labels, strict=True)), encoding="utf-8")
+            self._model = fasttext.train_supervised(str(train_file), thread=1, verbose=0, **self.params)
+            self._model.quantize(input=str(train_file), cutoff=self.cutoff, retrain=False, qnorm=True)
+        return self
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        if self._model is None:
+            raise RuntimeError("FastTextClassifier: fit() or load() first")
+        # The low-level predict avoids fasttext-wheel's numpy-2 incompatible array wrapping.
+        scores = np.empty(len(texts), dtype=np.float64)
+        for i, text in enumerate(texts):
+            pairs = self._model.f.predict(_fasttext_line(text) + "\n", 2, 0.0, "replace")
+            scores[i] = next((p for p, label in pairs if label == LABEL_MEDICAL), 0.0)
+        return np.clip(scores, 0.0, 1.0)
+
+    def save(self, model_dir: str | Path) -> Path:
+        model_dir = Path(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(model_dir / self.MODEL) as tmp:
+            self._model.save_model(str(tmp))
+        write_json(model_dir / META, {"kind": self.kind, "params": self.params, "cutoff": self.cutoff})
+        return model_dir
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> FastTextClassifier:
+        import fasttext
+
+        model_dir = Path(model_dir)
+        meta = _check_kind(model_dir, cls.kind)
+        self = cls(cutoff=meta["cutoff"])
+        self.params = meta["params"]
+        self._model = fasttext.load_model(str(model_dir / cls.MODEL))
+        return self
+
+
+def describe(model_dir: str | Path) -> dict[str, Any]:
+    """The saved classifier's meta.json plus its on-disk size, for the stage report."""
+    model_dir = Path(model_dir)
+    size = sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file())
+    return {**json.loads((model_dir / META).read_text(encoding="utf-8")), "size_bytes": size}

@@ -1,0 +1,153 @@
+"""Label a document sample through the cache, count outcomes and enforce the failure budget.
+
+`label_documents` asks the labeller only for documents whose key is not cached (equal texts are asked once),
+appends every reply to the cache as it arrives, then writes `labels.jsonl` (id + labels of the documents that
+got valid labels; the `file` labels format the corpus classifier reads) and `labelling_report.json`. When more
+than `max_failure_share` of the documents have no valid labels it raises `FailureBudgetExceeded` instead of
+writing `labels.jsonl`: the report and the cache (raw replies included) stay for inspection and `reparse`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from definemed.artifacts import write_json, write_jsonl
+from definemed.corpus.labelling.cache import CACHE_FILE, LabelCache, cache_key
+from definemed.corpus.labelling.schema import ANSWERED, STATUSES, Document, LabelResult
+
+logger = logging.getLogger("definemed")
+
+LABELS_FILE = "labels.jsonl"
+REPORT_FILE = "labelling_report.json"
+BACKENDS = {
+    "openai": "definemed.corpus.labelling.openai_backend:OpenAILabeller",
+    "hf": "definemed.corpus.labelling.hf_backend:HfLabeller",
+    "file": "definemed.corpus.labelling.file_backend:FileLabeller",
+}
+
+
+class Labeller(Protocol):
+    backend: str
+    parser: str  # how cached raw text is read back ("json_reply" rows can be reparsed)
+
+    def identity(self) -> dict[str, Any]: ...
+
+    def label_many(self, docs: Sequence[Document],
+                   on_result: Callable[[LabelResult], None] | None = None) -> list[LabelResult]: ...
+
+
+class FailureBudgetExceeded(RuntimeError):
+    """Too many documents without valid labels; `counts` holds the outcome counts."""
+
+    def __init__(self, message: str, counts: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.counts = counts
+
+
+@dataclass
+class LabellingRun:
+    results: list[LabelResult]
+    counts: dict[str, Any]
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+def build_labeller(settings: Any) -> Labeller:
+    """The labeller for one `kind:` settings object (imported lazily: torch only for `hf`)."""
+    module, _, name = BACKENDS[settings.kind].partition(":")
+    return getattr(importlib.import_module(module), name)(settings)
+
+
+def summarize(results: Sequence[LabelResult]) -> dict[str, Any]:
+    """Outcome counts per status, cache hits, failure share and token use."""
+    by_status = Counter(r.status for r in results)
+    total = len(results)
+    failed = total - by_status["ok"]
+    return {"total": total, **{s: by_status[s] for s in STATUSES}, "failed": failed,
+            "failure_share": failed / total if total else 0.0, "cached": sum(r.cached for r in results),
+            "requests": sum(r.attempts for r in results if not r.cached),
+            "prompt_tokens": sum(r.prompt_tokens for r in results if not r.cached),
+            "completion_tokens": sum(r.completion_tokens for r in results if not r.cached)}
+
+
+def check_budget(counts: dict[str, Any], max_failure_share: float, where: str = "") -> None:
+    """Raise `FailureBudgetExceeded` with every count when the failure share is over budget."""
+    if counts["failure_share"] <= max_failure_share:
+        return
+    detail = ", ".join(f"{s}={counts[s]}" for s in STATUSES if s != "ok")
+    raise FailureBudgetExceeded(
+        f"labelling failed for {counts['failed']} of {counts['total']} documents "
+        f"({counts['failure_share']:.1%} > max_failure_share {max_failure_share:.1%}): ok={counts['ok']}, "
+        f"{detail}. Replies that came back are cached with their raw text{where}: fix the prompt or parser "
+        "and call reparse(), or rerun to retry the failed requests.", counts)
+
+
+def _unique_ids(docs: Sequence[Document]) -> None:
+    seen: set[str] = set()
+    dupes = {d.id for d in docs if d.id in seen or seen.add(d.id)}
+    if dupes:
+        raise ValueError(f"document ids must be unique; repeated: {sorted(dupes)[:5]}")
+
+
+def _label_through_cache(docs: Sequence[Document], labeller: Labeller, cache: LabelCache) -> list[LabelResult]:
+    identity = labeller.identity()
+    keys = [cache_key(identity, d.text) for d in docs]
+    todo: dict[str, Document] = {}  # one representative per uncached key
+    for doc, key in zip(docs, keys, strict=True):
+        if key not in cache.rows:
+            todo.setdefault(key, doc)
+    key_of = {doc.id: key for key, doc in todo.items()}
+    meta = {"backend": labeller.backend, "model": identity.get("model"), "parser": labeller.parser}
+
+    def store(result: LabelResult) -> None:
+        if result.status in ANSWERED:  # failures are not cached: a rerun asks again
+            cache.append(key_of[result.doc_id], result, meta)
+
+    logger.info("labelling %d documents: %d cached, %d to ask", len(docs), len(docs) - sum(
+        k in todo for k in keys), len(todo))
+    fresh = {key_of[r.doc_id]: r for r in labeller.label_many(list(todo.values()), on_result=store)}
+    results = []
+    for doc, key in zip(docs, keys, strict=True):
+        if key in fresh:
+            result = fresh[key]
+            results.append(result if result.doc_id == doc.id else result.model_copy(update={"doc_id": doc.id}))
+        else:
+            results.append(cache.get(key, doc.id))
+    return results
+
+
+def label_documents(docs: Sequence[Document], labeller: Labeller, out_dir: str | Path,
+                    max_failure_share: float = 0.05) -> LabellingRun:
+    """Label `docs` (cached where possible), write labels and report to `out_dir`, enforce the budget."""
+    out_dir = Path(out_dir)
+    _unique_ids(docs)
+    if getattr(labeller, "cacheable", True):
+        with LabelCache(out_dir / CACHE_FILE) as cache:
+            results = _label_through_cache(docs, labeller, cache)
+    else:
+        results = labeller.label_many(list(docs))
+    counts = summarize(results)
+    report = {"backend": labeller.backend, "model": labeller.identity().get("model"),
+              "max_failure_share": max_failure_share, "within_budget": counts["failure_share"] <= max_failure_share,
+              "counts": counts, "errors": _error_examples(results)}
+    write_json(out_dir / REPORT_FILE, report)
+    logger.info("labelling outcome: %s", {k: v for k, v in counts.items() if v})
+    check_budget(counts, max_failure_share, where=f" in {out_dir / CACHE_FILE}")
+    write_jsonl(out_dir / LABELS_FILE, ({"id": r.doc_id, **r.labels.model_dump()} for r in results
+                                        if r.status == "ok" and r.labels is not None))
+    return LabellingRun(results=results, counts=counts,
+                        outputs={"labels": LABELS_FILE, "report": REPORT_FILE, "cache": CACHE_FILE})
+
+
+def _error_examples(results: Sequence[LabelResult], per_status: int = 5) -> dict[str, list[dict[str, str]]]:
+    """A few failed documents per status with their error, for the report."""
+    examples: dict[str, list[dict[str, str]]] = {}
+    for r in results:
+        if r.status != "ok" and len(examples.setdefault(r.status, [])) < per_status:
+            examples[r.status].append({"id": r.doc_id, "error": r.error or ""})
+    return examples

@@ -1,0 +1,79 @@
+"""Classifier round trips (no pickle), label loading and the held-out split."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from definemed.config import ClassifierConfig, FileLabels
+from definemed.corpus.classifiers import FastTextClassifier, TfidfLogRegClassifier
+from definemed.corpus.training import binary_metrics, is_heldout, load_labels
+
+
+def _data(german_texts: dict[str, list[str]]) -> tuple[list[str], list[bool]]:
+    texts = german_texts["medical"] + german_texts["general"]
+    return texts, [True] * len(german_texts["medical"]) + [False] * len(german_texts["general"])
+
+
+@pytest.mark.parametrize("cls", [TfidfLogRegClassifier, lambda: FastTextClassifier(bucket=20_000, cutoff=2_000)])
+def test_save_load_round_trip_gives_identical_probabilities(cls, tmp_path: Path, german_texts) -> None:
+    texts, labels = _data(german_texts)
+    model = cls().fit(texts, labels)
+    probe = [*texts, "Der Patient hat Fieber und Husten.", "Das Fußballspiel endete unentschieden."]
+    before = model.predict_proba(probe)
+    model.save(tmp_path / "m")
+    loaded = type(model).load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(probe), before)
+    assert before.shape == (len(probe),) and ((before >= 0) & (before <= 1)).all()
+    # it learned something: training medical sentences score above training general ones on average
+    assert before[:10].mean() > before[10:20].mean()
+
+
+def test_tfidf_saves_only_json_and_npz(tmp_path: Path, german_texts) -> None:
+    TfidfLogRegClassifier().fit(*_data(german_texts)).save(tmp_path)
+    assert {p.suffix for p in tmp_path.iterdir()} == {".json", ".npz"}
+    with np.load(tmp_path / "weights.npz", allow_pickle=False) as weights:
+        assert weights["coef"].shape[0] == 1
+
+
+def test_loading_the_wrong_kind_fails(tmp_path: Path, german_texts) -> None:
+    TfidfLogRegClassifier().fit(*_data(german_texts)).save(tmp_path)
+    with pytest.raises(ValueError, match="holds a 'tfidf_logreg' classifier, not 'fasttext'"):
+        FastTextClassifier.load(tmp_path)
+
+
+def test_single_class_training_data_is_an_error(german_texts) -> None:
+    with pytest.raises(ValueError, match="both medical and non-medical"):
+        TfidfLogRegClassifier().fit(german_texts["medical"], [True] * 10)
+
+
+def test_malformed_label_lines_are_counted_and_named(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "labels.jsonl"
+    path.write_text('{"id": "a", "medical": true}\n{broken\n{"id": "b", "medical": "yes"}\n'
+                    '{"id": "c"}\n\n{"id": "a", "medical": false}\n', encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="definemed"):
+        labels = load_labels(FileLabels(path=path))
+    assert labels.by_id == {"a": False}
+    assert labels.malformed == 3 and labels.duplicates == 1
+    assert f"{path}:2" in caplog.text and f"{path}:3" in caplog.text and f"{path}:4" in caplog.text
+
+
+def test_holdout_split_is_deterministic_and_near_the_fraction() -> None:
+    ids = [f"<urn:uuid:{i}>" for i in range(4000)]
+    held = [is_heldout(i, 0.25, seed=0) for i in ids]
+    assert held == [is_heldout(i, 0.25, seed=0) for i in ids]
+    assert 0.22 < sum(held) / len(ids) < 0.28
+    assert held != [is_heldout(i, 0.25, seed=1) for i in ids]
+    assert ClassifierConfig(holdout_fraction=0.25).holdout_fraction == 0.25
+
+
+def test_binary_metrics_values() -> None:
+    m = binary_metrics([True, True, False, False, True], [True, False, True, False, True])
+    assert m["confusion"] == {"tp": 2, "fp": 1, "fn": 1, "tn": 1}
+    assert (m["precision"], m["recall"], m["f1"], m["accuracy"]) == (0.6667, 0.6667, 0.6667, 0.6)
+    assert m["support"] == {"medical": 3, "other": 2}
+    assert json.dumps(m)

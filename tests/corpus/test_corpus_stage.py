@@ -1,0 +1,111 @@
+"""The corpus stage end to end on synthetic FineWeb2 shards: counts, reject reasons, classifier report, resume."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+from definemed.artifacts import StageContext, write_json
+from definemed.corpus.stage import run
+
+
+def _docs(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for f in sorted(folder.glob("*.jsonl.gz"))
+            for line in gzip.open(f, "rt", encoding="utf-8")]
+
+
+def _run(cfg: Any) -> tuple[Any, Path]:
+    ctx = StageContext(run_dir=cfg.run.run_dir, stage="corpus")
+    ctx.stage_dir.mkdir(parents=True, exist_ok=True)
+    return run(cfg, ctx), ctx.stage_dir
+
+
+def test_stage_counts_every_document_and_reason(tmp_path: Path, corpus_inputs: dict, make_config: Any) -> None:
+    result, stage_dir = _run(make_config(corpus_inputs))
+    m = result.metrics
+    assert m["corrupt_files"] == 1
+    assert m["missing_text"] == 1
+    assert m["input_files"] == 3
+    # every readable record with text entered the filters; each left as kept or by exactly one step
+    assert m["docs_in"] == corpus_inputs["n_rows"] - 1
+    assert m["docs_in"] == m["docs_kept"] + sum(m["dropped"].values())
+    assert set(m["dropped"]) == {"language", "gopher_repetition", "gopher_quality", "fineweb_quality",
+                                 "not_medical"}
+
+    rejected_language = _docs(stage_dir / "rejected" / "language")
+    assert [(d["id"], d["metadata"]["filter_reason"]) for d in rejected_language] == [("<urn:uuid:english>", "language")]
+    assert rejected_language[0]["metadata"]["lid_language"] == "en"
+    survivors = {d["id"] for d in _docs(stage_dir / "filtered")}
+    assert "<urn:uuid:boilerplate>" not in survivors
+    assert m["dropped"]["gopher_repetition"] + m["dropped"]["gopher_quality"] >= 1
+    # the synthetic German documents are normal prose: none may be lost to the quality filters
+    assert {f"<urn:uuid:{k}-{i:02d}>" for k in ("medical", "general") for i in range(14)} <= survivors
+
+    medical, general = _docs(stage_dir / "medical"), _docs(stage_dir / "rejected" / "not_medical")
+    assert len(medical) == m["docs_kept"] and len(general) == m["dropped"]["not_medical"]
+    assert all(d["metadata"]["medical_score"] >= 0.5 for d in medical)
+    assert sum(d["id"].startswith("<urn:uuid:medical") for d in medical) >= 12
+    assert m["kept_words"] == sum(len(d["text"].split()) for d in medical)
+
+    clf = m["classifier"]
+    assert clf["kind"] == "tfidf_logreg" and clf["threshold"] == 0.5
+    assert clf["n_train"] + clf["n_heldout"] == 28
+    assert clf["label_lines_malformed"] == 1
+    assert sum(clf["confusion"].values()) == clf["n_heldout"]
+    for key in ("precision", "recall", "f1", "accuracy"):
+        assert isinstance(clf[key], float) and 0.0 <= clf[key] <= 1.0
+    assert clf["f1"] >= 0.8
+    assert result.outputs["general"] == "rejected/not_medical"
+    assert json.loads((stage_dir / "stats.json").read_text())["docs_kept"] == m["docs_kept"]
+
+
+def test_rerun_after_interruption_does_not_duplicate(tmp_path: Path, corpus_inputs: dict, make_config: Any) -> None:
+    cfg = make_config(corpus_inputs)
+    first, stage_dir = _run(cfg)
+    medical_before = sorted(d["id"] for d in _docs(stage_dir / "medical"))
+    # as if the process died while rank 0 of the classify pipeline was writing: no marker, report kept
+    (stage_dir / "logs" / "classify" / "completions" / "00000").unlink()
+    second, _ = _run(cfg)
+    assert sorted(d["id"] for d in _docs(stage_dir / "medical")) == medical_before
+    assert second.metrics["docs_kept"] == first.metrics["docs_kept"]
+    assert second.metrics["docs_in"] == first.metrics["docs_in"]
+
+
+def test_runner_resumes_interrupted_attempt(tmp_path: Path, corpus_inputs: dict, make_config: Any) -> None:
+    from definemed import pipeline
+
+    cfg = make_config(corpus_inputs)
+    manifest = pipeline.run_stage(cfg, "corpus", {})
+    stage_dir = cfg.run.run_dir / "corpus"
+    kept = len(_docs(stage_dir / "medical"))
+    # an attempt that finished its work but died before writing the manifest
+    (stage_dir / "manifest.json").unlink()
+    write_json(stage_dir / pipeline.ATTEMPT, {"key": manifest["key"]})
+    again = pipeline.run_stage(cfg, "corpus", {})
+    assert len(_docs(stage_dir / "medical")) == kept == again["metrics"]["docs_kept"]
+    assert again["outputs"]["medical"] == "medical"
+
+
+def test_fasttext_kind_through_the_stage(tmp_path: Path, corpus_inputs: dict, make_config: Any) -> None:
+    result, stage_dir = _run(make_config(corpus_inputs, classifier={"kind": "fasttext", "holdout_fraction": 0.3}))
+    assert result.metrics["classifier"]["kind"] == "fasttext"
+    assert (stage_dir / "classifier" / "model.ftz").stat().st_size < 8 * 2**20
+    assert result.metrics["docs_in"] == result.metrics["docs_kept"] + sum(result.metrics["dropped"].values())
+
+
+def test_jsonl_input_kind(tmp_path: Path, corpus_inputs: dict, make_config: Any) -> None:
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "jsonl"
+    folder.mkdir()
+    for shard in sorted(corpus_inputs["shards"].glob("00[01]_*.parquet")):
+        rows = pq.read_table(shard).to_pylist()
+        with gzip.open(folder / f"{shard.stem}.jsonl.gz", "wt", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
+    (folder / "broken.jsonl.gz").write_bytes(gzip.compress(b'{"text": "abc"}\n')[:12])  # cut in the header
+    result, _ = _run(make_config(corpus_inputs, input={"kind": "jsonl", "paths": [str(folder)]}))
+    m = result.metrics
+    assert (m["missing_text"], m["corrupt_files"], m["input_files"]) == (1, 1, 3)
+    assert m["docs_in"] == corpus_inputs["n_rows"] - 1 == m["docs_kept"] + sum(m["dropped"].values())
