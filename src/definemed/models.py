@@ -74,7 +74,12 @@ def materialize(model_id: str, force: bool = False) -> Path:
     logger.info("materialising %s from %s", model_id, gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = loaded.config
+    # The GGUF loader tags the config as quantized; the weights we save are plain float32, and the tag would make
+    # Trainer refuse to train and mergekit copy it into merged models.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     if unexpected or [k for k in missing if "lm_head" not in k]:
         raise RuntimeError(f"state dict mismatch materialising {model_id}: missing={missing} unexpected={unexpected}")

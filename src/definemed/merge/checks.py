@@ -1,0 +1,103 @@
+"""Pre-merge checks: two checkpoints can be merged tensor by tensor only if they are the same network.
+
+Everything here reads metadata only (config.json, safetensors headers, tokenizer vocabularies), so a mismatch
+is reported in seconds and before anything is written, instead of as a shape error halfway through a merge.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+
+class MergeCompatibilityError(ValueError):
+    """The two models cannot be merged; the message names what differs."""
+
+
+def local_model_dir(path_or_id: str, revision: str | None = None) -> Path:
+    """A local folder for a model: the path itself, or a hub snapshot (works offline from the HF cache)."""
+    path = Path(path_or_id).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
+    return Path(snapshot_download(path_or_id, revision=revision, allow_patterns=patterns))
+
+
+def read_config(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / "config.json"
+    if not path.exists():
+        raise MergeCompatibilityError(f"{model_dir} has no config.json; is it a transformers checkpoint?")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def safetensors_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from the safetensors headers (8-byte length + JSON), without loading weights."""
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise MergeCompatibilityError(f"{model_dir} has no *.safetensors weights (pickled .bin is not merged)")
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in files:
+        with file.open("rb") as fh:
+            (length,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(length))
+        for name, info in header.items():
+            if name != "__metadata__":
+                shapes[name] = tuple(info["shape"])
+    return shapes
+
+
+def _vocab_size(config: dict[str, Any]) -> int | None:
+    return config.get("vocab_size") or config.get("text_config", {}).get("vocab_size")
+
+
+def _names(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def check_architecture(base: Path, other: Path) -> None:
+    a, b = read_config(base), read_config(other)
+    for key in ("model_type", "architectures"):
+        if a.get(key) != b.get(key):
+            raise MergeCompatibilityError(
+                f"architecture mismatch: {key} is {a.get(key)!r} in {base} but {b.get(key)!r} in {other}")
+
+
+def check_vocabulary(base: Path, other: Path) -> None:
+    """Same vocabulary size in the configs and token-for-token identical tokenizer vocabularies."""
+    size_a, size_b = _vocab_size(read_config(base)), _vocab_size(read_config(other))
+    if size_a != size_b:
+        raise MergeCompatibilityError(
+            f"vocabulary size mismatch: vocab_size is {size_a} in {base} but {size_b} in {other}")
+    from transformers import AutoTokenizer
+
+    vocab_a = AutoTokenizer.from_pretrained(base).get_vocab()
+    vocab_b = AutoTokenizer.from_pretrained(other).get_vocab()
+    if vocab_a != vocab_b:
+        differ = sorted(t for t in vocab_a.keys() | vocab_b.keys() if vocab_a.get(t) != vocab_b.get(t))
+        raise MergeCompatibilityError(
+            f"tokenizer vocabulary mismatch between {base} and {other}: {len(differ)} token(s) differ or are "
+            f"missing, e.g. {_names([repr(t) for t in differ])}")
+
+
+def check_tensors(base: Path, other: Path) -> None:
+    a, b = safetensors_shapes(base), safetensors_shapes(other)
+    only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
+    if only_a or only_b:
+        parts = [f"only in {base}: {_names(only_a)}" if only_a else "",
+                 f"only in {other}: {_names(only_b)}" if only_b else ""]
+        raise MergeCompatibilityError("tensor names differ; " + "; ".join(p for p in parts if p))
+    wrong = [f"{n} {a[n]} vs {b[n]}" for n in sorted(a) if a[n] != b[n]]
+    if wrong:
+        raise MergeCompatibilityError(f"tensor shapes differ ({base} vs {other}): {_names(wrong)}")
+
+
+def check_compatible(base: Path, other: Path) -> None:
+    """All pre-merge checks, cheapest and most explanatory first."""
+    check_architecture(base, other)
+    check_vocabulary(base, other)
+    check_tensors(base, other)
