@@ -104,18 +104,26 @@ def _label_through_cache(docs: Sequence[Document], labeller: Labeller, cache: La
     key_of = {doc.id: key for key, doc in todo.items()}
     meta = {"backend": labeller.backend, "model": identity.get("model"), "parser": labeller.parser}
 
-    def store(result: LabelResult) -> None:
-        if result.status in ANSWERED:  # failures are not cached: a rerun asks again
-            cache.append(key_of[result.doc_id], result, meta)
+    from tqdm.auto import tqdm
 
     logger.info("labelling %d documents: %d cached, %d to ask", len(docs), len(docs) - sum(
         k in todo for k in keys), len(todo))
-    fresh = {key_of[r.doc_id]: r for r in labeller.label_many(list(todo.values()), on_result=store)}
+    with tqdm(total=len(todo), desc=f"label ({labeller.backend})", unit="doc", disable=None) as progress:
+
+        def store(result: LabelResult) -> None:
+            if result.status in ANSWERED:  # failures are not cached: a rerun asks again
+                cache.append(key_of[result.doc_id], result, meta)
+            progress.update(1)
+
+        fresh = {key_of[r.doc_id]: r for r in labeller.label_many(list(todo.values()), on_result=store)}
     results = []
     for doc, key in zip(docs, keys, strict=True):
         if key in fresh:
             result = fresh[key]
-            results.append(result if result.doc_id == doc.id else result.model_copy(update={"doc_id": doc.id}))
+            if result.doc_id != doc.id:  # an equal text under another id: same reply, no request of its own
+                result = result.model_copy(update={"doc_id": doc.id, "attempts": 0, "prompt_tokens": 0,
+                                                   "completion_tokens": 0})
+            results.append(result)
         else:
             results.append(cache.get(key, doc.id))
     return results
