@@ -1,0 +1,72 @@
+"""Pairwise judges: given a prompt, a reference and answers A and B, say which is better.
+
+Every judge has `judge_batch(items) -> list[Verdict]` and is built as `Judge(config, workdir)`; the stage
+looks it up in the registry by `evaluate.judge.kind`, so tests and plugins can register their own.
+
+- `ReferenceJudge` (offline default): the answer with the higher chrF against the reference answer wins. It
+  is a weak, deterministic proxy: it rewards wording close to one reference and cannot see correctness,
+  safety or fluency. Good for smoke runs and pipeline tests, not for conclusions.
+- `OpenAIJudge`: an LLM behind any OpenAI-compatible endpoint, with the German rubric in
+  `assets/prompts/judge_pairwise_de.md`, a strict verdict parser, retries and a verdict cache.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from definemed.config import ReferenceJudgeConfig
+from definemed.evaluate.openai_judge import OpenAIJudge
+from definemed.evaluate.verdicts import JudgeItem, PairwiseJudge, Verdict, Winner, parse_verdict
+
+__all__ = ["JudgeItem", "OpenAIJudge", "PairwiseJudge", "ReferenceJudge", "Verdict", "chrf", "parse_verdict"]
+
+
+# ----------------------------------------------------------------------------------------- chrF judge
+def _char_ngrams(text: str, n: int) -> Counter[str]:
+    chars = "".join(text.split())  # chrF ignores whitespace
+    return Counter(chars[i:i + n] for i in range(len(chars) - n + 1))
+
+
+def chrf(hypothesis: str, reference: str, max_n: int = 6, beta: float = 2.0) -> float:
+    """Character n-gram F-score (Popović 2015) in [0, 1]: precision and recall averaged over n = 1..max_n,
+    recall weighted beta times as much. Matches sacrebleu's sentence chrF (without word n-grams) closely."""
+    precisions, recalls = [], []
+    for n in range(1, max_n + 1):
+        hyp, ref = _char_ngrams(hypothesis, n), _char_ngrams(reference, n)
+        if not hyp or not ref:
+            continue
+        overlap = sum((hyp & ref).values())
+        precisions.append(overlap / sum(hyp.values()))
+        recalls.append(overlap / sum(ref.values()))
+    if not precisions:
+        return 0.0
+    p, r = sum(precisions) / len(precisions), sum(recalls) / len(recalls)
+    if p == 0 and r == 0:
+        return 0.0
+    return (1 + beta**2) * p * r / (beta**2 * p + r)
+
+
+class ReferenceJudge:
+    """Offline proxy judge: higher chrF against the reference wins; a difference within `tie_margin` ties.
+
+    Deterministic and position-blind, so both orders always agree. It measures surface overlap with one
+    reference answer, nothing more: use it to exercise the pipeline, and an LLM judge for findings.
+    """
+
+    kind = "reference"
+    model = "chrF"
+    note = "weak proxy judge: chrF overlap with the reference answer, not a judgment of quality"
+
+    def __init__(self, config: ReferenceJudgeConfig | None = None, workdir: Path | None = None) -> None:
+        self.config = config or ReferenceJudgeConfig()
+
+    def judge_batch(self, items: list[JudgeItem]) -> list[Verdict]:
+        verdicts = []
+        for item in items:
+            if not item.reference:
+                raise ValueError("the reference judge needs a 'reference' answer for every prompt")
+            a, b = chrf(item.answer_a, item.reference), chrf(item.answer_b, item.reference)
+            winner: Winner = "tie" if abs(a - b) <= self.config.tie_margin else ("A" if a > b else "B")
+            verdicts.append(Verdict(winner=winner, raw=f"chrF A={a:.4f} B={b:.4f}"))
+        return verdicts

@@ -1,0 +1,131 @@
+"""The evaluate stage: multiple choice (lm-eval), answers to open prompts, pairwise judging, win-rates.
+
+Layout of the stage folder:
+  mcq/<model>.json, mcq/<model>_samples.jsonl, mcq/tasks/*.yaml   lm-eval results, per-question log, tasks
+  answers/<model>.jsonl                                            one row per prompt
+  judgments.jsonl                                                  one row per judge call (both orders)
+  pairwise.json                                                    per-pair outcomes and win-rates
+  judge_cache.jsonl                                                LLM judge replies (openai judge only)
+Models are loaded one at a time and released before the next, so peak memory is one model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from definemed import registry
+from definemed.artifacts import StageContext, StageResult, read_jsonl, write_json, write_jsonl
+from definemed.config import DefinemedConfig
+from definemed.evaluate import pairwise
+from definemed.evaluate.mcq import evaluate_mcq
+from definemed.evaluate.resolve import ModelRef, resolve_models
+
+logger = logging.getLogger("definemed")
+
+
+def load_prompts(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """Open prompts (id, prompt; optional category, reference). Duplicate or missing ids are errors."""
+    rows = read_jsonl(path)[:limit] if limit else read_jsonl(path)
+    for i, row in enumerate(rows, 1):
+        missing = [k for k in ("id", "prompt") if not row.get(k)]
+        if missing:
+            raise ValueError(f"{path}: prompt {i} lacks {missing}")
+    ids = [str(r["id"]) for r in rows]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: prompt ids must be unique")
+    return [{**r, "id": str(r["id"]), "category": r.get("category", ""), "reference": r.get("reference")}
+            for r in rows]
+
+
+def generate_answers(cfg: DefinemedConfig, model: ModelRef, prompts: list[dict[str, Any]],
+                     out_dir: Path) -> dict[str, Any]:
+    """Write answers/<model>.jsonl; return generation metrics for the model."""
+    gen_cfg = cfg.evaluate.generation
+    t0 = time.perf_counter()
+    generator_cls = registry.get("generator", gen_cfg.kind)
+    generator = generator_cls(model.path, gen_cfg, seed=cfg.run.seed, dtype=model.dtype,
+                              revision=model.revision)
+    try:
+        outputs = generator.generate([p["prompt"] for p in prompts], desc=f"generate {model.name}")
+    finally:
+        generator.close()
+    rows = [{"prompt_id": p["id"], "model": model.name, "category": p["category"], "prompt": p["prompt"],
+             "reference": p["reference"], "answer": g.text, "n_tokens": g.n_tokens, "hit_limit": g.hit_limit,
+             "seconds": g.seconds} for p, g in zip(prompts, outputs, strict=True)]
+    write_jsonl(out_dir / f"{model.name}.jsonl", rows)
+    n, cut = len(rows), sum(r["hit_limit"] for r in rows)
+    return {"n": n, "mean_tokens": sum(r["n_tokens"] for r in rows) / n if n else 0.0, "hit_limit": cut,
+            "hit_limit_rate": cut / n if n else 0.0, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def judge_pairs(cfg: DefinemedConfig, stage_dir: Path, prompts: list[dict[str, Any]],
+                answers: dict[str, dict[str, str]], lengths: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """Judge every pair in both orders; write judgments.jsonl and pairwise.json; return the summary.
+
+    judgments.jsonl rows follow `audit.position_consistency`: model_a/model_b name the pair, `order` 'ab'
+    shows model_a first, 'ba' model_b; `winner` is the slot ('A' = shown first)."""
+    jcfg = cfg.evaluate.judge
+    judge = registry.get("judge", jcfg.kind)(jcfg, stage_dir)
+    comparisons, items = pairwise.build_comparisons(prompts, answers, cfg.evaluate.models)
+    t0 = time.perf_counter()
+    verdicts = judge.judge_batch(items)
+    if len(verdicts) != len(items):
+        raise RuntimeError(f"judge returned {len(verdicts)} verdicts for {len(items)} comparisons")
+    seconds = round(time.perf_counter() - t0, 2)
+    write_jsonl(stage_dir / "judgments.jsonl", (
+        {"prompt_id": c.prompt_id, "category": c.category, "model_a": c.pair[0], "model_b": c.pair[1],
+         "order": ("ab", "ba")[c.order], "shown_first": c.model_a, "winner": v.winner,
+         "winner_model": pairwise.slot_to_model(c, v.winner), "raw": v.raw, "error": v.error,
+         "cached": v.cached}
+        for c, v in zip(comparisons, verdicts, strict=True)))
+    summary = pairwise.summarize(pairwise.outcomes(comparisons, verdicts, lengths), cfg.evaluate.models,
+                                 cfg.evaluate.baseline)
+    summary["judge"] = {"kind": jcfg.kind, "model": getattr(judge, "model", None),
+                        "n_judgments": len(verdicts),
+                        "invalid_verdicts": sum(v.winner == "invalid" for v in verdicts),
+                        "cached": sum(v.cached for v in verdicts), "seconds": seconds,
+                        "note": getattr(judge, "note", None)}
+    write_json(stage_dir / "pairwise.json", summary)
+    if summary["invalid"]:
+        logger.warning("[evaluate] %d of %d comparisons are invalid (see judgments.jsonl)",
+                       summary["invalid"], summary["n_comparisons"])
+    return summary
+
+
+def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
+    ev = cfg.evaluate
+    refs = resolve_models(cfg, ctx)
+    outputs: dict[str, str] = {}
+    metrics: dict[str, Any] = {"models": {n: r.path for n, r in refs.items()}, "seconds": {}}
+    if ev.mcq.tasks:
+        results = {name: evaluate_mcq(ref, ev.mcq, ctx.stage_dir / "mcq", seed=cfg.run.seed)
+                   for name, ref in refs.items()}
+        keep = ("acc", "acc_stderr", "acc_norm", "n", "per_subject", "pred_letters")
+        metrics["mcq"] = {name: {t: {k: m[k] for k in keep} for t, m in r["tasks"].items()}
+                          for name, r in results.items()}
+        metrics["seconds"]["mcq"] = {name: r["seconds"] for name, r in results.items()}
+        outputs["mcq"] = "mcq"
+    if ev.prompts is None:
+        return StageResult(outputs=outputs, metrics=metrics)
+    prompts = load_prompts(ev.prompts, ev.prompt_limit)
+    gen = {name: generate_answers(cfg, ref, prompts, ctx.stage_dir / "answers") for name, ref in refs.items()}
+    metrics["generation"] = {n: {k: v for k, v in g.items() if k != "seconds"} for n, g in gen.items()}
+    metrics["seconds"]["generation"] = {n: g["seconds"] for n, g in gen.items()}
+    outputs["answers"] = "answers"
+    if len(refs) < 2:
+        logger.info("[evaluate] one model only: no pairwise judging")
+        return StageResult(outputs=outputs, metrics=metrics)
+    rows = {name: read_jsonl(ctx.stage_dir / "answers" / f"{name}.jsonl") for name in refs}
+    answers = {name: {r["prompt_id"]: r["answer"] for r in rs} for name, rs in rows.items()}
+    lengths = {name: {r["prompt_id"]: r["n_tokens"] for r in rs} for name, rs in rows.items()}
+    summary = judge_pairs(cfg, ctx.stage_dir, prompts, answers, lengths)
+    judge = summary.pop("judge")
+    metrics["pairwise"] = {k: summary[k] for k in ("pairs", "vs_baseline", "baseline", "order_consistency")}
+    metrics["judge"] = {k: judge[k] for k in ("kind", "model", "note", "n_judgments", "cached")} | {
+        "invalid": summary["invalid"], "invalid_verdicts": judge["invalid_verdicts"]}
+    metrics["seconds"]["judging"] = judge["seconds"]
+    outputs |= {"judgments": "judgments.jsonl", "pairwise": "pairwise.json"}
+    return StageResult(outputs=outputs, metrics=metrics)
