@@ -130,3 +130,16 @@ def test_sigkill_mid_stage_then_rerun_completes(tmp_path: Path) -> None:
     statuses = [ln.split()[1] for ln in out.stdout.splitlines() if ln.split() and ln.split()[0] in
                 ("corpus", "cpt", "merge", "evaluate", "analyze", "report")]
     assert statuses == ["cached", "cached", "cached", "ran", "ran", "ran"]
+
+
+def test_merge_key_follows_every_merged_model(tmp_path: Path) -> None:
+    from definemed.pipeline import config_slice
+
+    data = minimal_config_dict(tmp_path)
+    data["models"]["base"] = {"id": "org/base-model"}
+    data["merge"] = {"kind": "task_arithmetic", "base_model": "base",
+                     "models": [{"model": "cpt", "weight": 1.0}, {"model": "instruct", "weight": 1.0}]}
+    before = config_slice(DefinemedConfig.model_validate(data), "merge")
+    data["models"]["base"] = {"id": "org/other-base"}
+    after = config_slice(DefinemedConfig.model_validate(data), "merge")
+    assert before != after and after["models"]["base"]["id"] == "org/other-base"

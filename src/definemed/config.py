@@ -308,25 +308,63 @@ class CorpusConfig(Strict):
 
 
 # ---------------------------------------------------------------------------------------------------- cpt
+class PackingConfig(Strict):
+    """How documents share a packed block. `position_ids`: positions restart at every document, so attention
+    never crosses a document boundary (transformers builds a block-diagonal mask for eager/sdpa and varlen
+    calls for flash_attention_2). `eos`: plain causal attention over the block, documents only separated by
+    EOS. `auto`: position_ids where the model supports it, else eos (the stage records which ran)."""
+
+    mode: Literal["auto", "position_ids", "eos"] = "auto"
+
+
+class ReplayConfig(Strict):
+    """Replay of general text to limit forgetting: `ratio` is the share of training blocks drawn from
+    `sources` (folders of JSONL(.gz) shards, or "corpus:general" for the corpus stage's general output).
+    Documents in the general held-out split (by id hash) are never replayed."""
+
+    ratio: float = Field(0.0, ge=0, lt=1)
+    sources: list[str] = []
+
+    @model_validator(mode="after")
+    def _ratio_needs_sources(self) -> ReplayConfig:
+        if self.ratio > 0 and not self.sources:
+            raise ValueError("replay.ratio > 0 needs at least one entry in replay.sources")
+        if self.sources and self.ratio == 0:
+            raise ValueError("replay.sources is set but replay.ratio is 0: set the ratio or drop the sources")
+        return self
+
+
 class CptConfig(Strict):
     model: str = "instruct"
+    init_from: Path | None = Field(None, description="start from these weights (a trained checkpoint) with a "
+                                                     "fresh optimizer and warm-up: re-warming")
     block_size: int = Field(512, ge=16)
     per_device_batch_size: int = Field(4, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     learning_rate: float = Field(2e-5, gt=0)
-    lr_scheduler: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
+    lr_scheduler: Literal["linear", "cosine", "wsd", "constant_with_warmup"] = "linear"
     warmup_steps: int = Field(0, ge=0)
+    decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of steps in the final decay")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final learning rate / peak (linear, cosine, wsd)")
     max_steps: int = Field(-1, description="-1: train `epochs` epochs")
     epochs: float = Field(1.0, gt=0)
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     heldout_fraction: float = Field(0.1, gt=0, lt=1)
     eval_max_blocks: int = Field(64, ge=1)
+    eval_steps: int | None = Field(None, ge=1, description="held-out loss every N steps (None: before/after)")
     bf16: bool | Literal["auto"] = "auto"
     gradient_checkpointing: bool = False
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
+    packing: PackingConfig = PackingConfig()
+    replay: ReplayConfig = ReplayConfig()
+    shuffle_buffer: int = Field(2048, ge=1, description="blocks held in the streaming shuffle buffer")
     logging_steps: int = Field(10, ge=1)
     save_steps: int = Field(200, ge=1, description="checkpoint every N optimizer steps (resume after a crash)")
+    keep_checkpoints: int = Field(2, ge=1, description="most recent checkpoints kept on disk")
     max_train_docs: int | None = Field(None, ge=1)
+    mfu: float = Field(0.4, gt=0, le=1, description="`definemed plan`: assumed model FLOPs utilisation")
+    gpu_peak_tflops: float = Field(989.0, gt=0, description="`definemed plan`: dense bf16 peak (H100 SXM)")
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> CptConfig:
@@ -336,61 +374,279 @@ class CptConfig(Strict):
 
 
 # -------------------------------------------------------------------------------------------------- merge
-class SlerpMergeConfig(Strict):
-    """Layer-wise SLERP as in the paper. `t` is the weight of the CPT model (0 = instruct, 1 = CPT): a single
-    number, or a list of anchor values interpolated across the layers (mergekit gradient)."""
+# A merge factor: one number, or anchors spread over the layers (mergekit gradient).
+Factor = float | list[float]
+# SLERP `t`: a factor, or one per tensor-name filter ({self_attn: .., mlp: .., default: ..}).
+SlerpFactor = float | list[float] | dict[str, float | list[float]]
+CPT_MODEL = "cpt"  # the name under which merge configs refer to the cpt stage's checkpoint
+MERGE_KINDS = ("slerp", "linear", "task_arithmetic", "ties", "dare_ties")
+
+
+def check_slerp_factor(t: SlerpFactor) -> SlerpFactor:
+    """Every value in [0, 1]; a per-module mapping needs a `default` for tensors no filter matches."""
+    curves = list(t.values()) if isinstance(t, dict) else [t]
+    if isinstance(t, dict) and "default" not in t:
+        raise ValueError(f"a per-module factor needs a 'default' entry (filters given: {sorted(t)})")
+    for curve in curves:
+        values = curve if isinstance(curve, list) else [curve]
+        if not values or any(not 0 <= x <= 1 for x in values):
+            raise ValueError("every SLERP factor must lie in [0, 1]")
+    return t
+
+
+ProxyName = Literal["mcq_acc", "medical_loss", "general_loss", "mixing_rate"]
+
+
+class SweepProxyConfig(Strict):
+    """Fast proxies scored on every sweep candidate; 0 / null switches a proxy off."""
+
+    mcq_task: str | None = Field(None, description="an evaluate.mcq task; a dev split of it is scored")
+    mcq_limit: int = Field(40, ge=1, description="questions in the dev split (lowest id hashes)")
+    heldout_blocks: int = Field(8, ge=0, description="held-out medical / general blocks for the loss")
+    prompts: int = Field(4, ge=0, description="first N of evaluate.prompts answered for the mixing rate")
+    max_new_tokens: int = Field(64, ge=1)
+
+
+class SweepObjectiveConfig(Strict):
+    """Weighted sum of named proxies, maximised: {mcq_acc: 1, mixing_rate: -0.5, medical_loss: -0.1}."""
+
+    maximize: dict[ProxyName, float] = Field(min_length=1)
+
+
+class MergeSweepConfig(Strict):
+    """Merge once per grid value of `t`, score each candidate on the proxies, keep the objective's best."""
+
+    grid: list[SlerpFactor] = Field(min_length=2)
+    objective: SweepObjectiveConfig
+    proxy: SweepProxyConfig = SweepProxyConfig()
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_factors(cls, v: list[SlerpFactor]) -> list[SlerpFactor]:
+        for i, t in enumerate(v):
+            try:
+                check_slerp_factor(t)
+            except ValueError as exc:
+                raise ValueError(f"grid.{i}: {exc}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _objective_terms_are_scored(self) -> MergeSweepConfig:
+        off = {"mcq_acc": self.proxy.mcq_task is None, "mixing_rate": self.proxy.prompts == 0,
+               "medical_loss": self.proxy.heldout_blocks == 0, "general_loss": self.proxy.heldout_blocks == 0}
+        unscored = [name for name in self.objective.maximize if off[name]]
+        if unscored:
+            raise ValueError(f"objective.maximize uses {unscored}, but sweep.proxy switches them off "
+                             "(set proxy.mcq_task / proxy.prompts / proxy.heldout_blocks)")
+        return self
+
+
+class _MergeCommon(Strict):
+    """`base`: the instruct model under `models:`: tokenizer and chat-template donor, the report's base."""
+
+    base: str = "instruct"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    out_shard_params: int = Field(
+        200_000_000, ge=1_000_000, description="parameters per output shard; mergekit holds one shard in memory")
+
+    def model_names(self) -> list[str]:
+        """Every name this merge reads (under `models:` or 'cpt')."""
+        return [self.base, CPT_MODEL]
+
+
+class SlerpMergeConfig(_MergeCommon):
+    """Layer-wise SLERP as in the paper. `t` is the weight of the CPT model (0 = instruct, 1 = CPT): a number,
+    a list of anchors interpolated across the layers (mergekit gradient), or a mapping of tensor-name filters
+    to such factors ({self_attn: [...], mlp: [...], default: ...}; first matching filter wins)."""
 
     kind: Literal["slerp"] = "slerp"
-    base: str = "instruct"
-    t: float | list[float] = 0.5
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    t: SlerpFactor = 0.5
+    sweep: MergeSweepConfig | None = None
 
     @field_validator("t")
     @classmethod
-    def _t_in_unit_interval(cls, v: float | list[float]) -> float | list[float]:
-        values = v if isinstance(v, list) else [v]
-        if not values or any(not 0 <= x <= 1 for x in values):
-            raise ValueError("every SLERP factor must lie in [0, 1]")
-        return v
+    def _t_in_unit_interval(cls, v: SlerpFactor) -> SlerpFactor:
+        return check_slerp_factor(v)
 
 
-MergeConfig = kind_union(SlerpMergeConfig, default="slerp")
+class WeightedModel(Strict):
+    model: str = Field(description="a name under `models:`, or 'cpt' for the cpt stage's checkpoint")
+    weight: float = 1.0
+
+
+class SparseModel(WeightedModel):
+    density: float | None = Field(None, gt=0, le=1, description="share of delta entries kept (default: the "
+                                                                     "method's `density`)")
+
+
+def _unique_with_cpt(models: list[WeightedModel]) -> list[WeightedModel]:
+    names = [m.model for m in models]
+    if len(set(names)) != len(names):
+        raise ValueError(f"model names must be unique, got {names}")
+    if CPT_MODEL not in names:
+        raise ValueError(f"must include '{CPT_MODEL}' (the continual pre-training checkpoint), got {names}")
+    return models
+
+
+class LinearMergeConfig(_MergeCommon):
+    """Weighted average of checkpoints (normalised by the sum of weights unless `normalize: false`)."""
+
+    kind: Literal["linear"] = "linear"
+    models: list[WeightedModel] = Field(default_factory=lambda: [
+        WeightedModel(model="instruct", weight=0.5), WeightedModel(model=CPT_MODEL, weight=0.5)], min_length=2)
+    normalize: bool = True
+
+    @field_validator("models")
+    @classmethod
+    def _models_unique(cls, v: list[WeightedModel]) -> list[WeightedModel]:
+        return _unique_with_cpt(v)
+
+    def model_names(self) -> list[str]:
+        return list(dict.fromkeys([self.base, *(m.model for m in self.models)]))
+
+
+class TaskArithmeticMergeConfig(_MergeCommon):
+    """base_model + sum(weight * (model - base_model)). The chat-vector form CPT + (instruct - base): models
+    cpt and instruct at weight 1 with `base_model` the pre-instruct base (null: `base`)."""
+
+    kind: Literal["task_arithmetic"] = "task_arithmetic"
+    base_model: str | None = None
+    models: list[WeightedModel] = Field(default_factory=lambda: [
+        WeightedModel(model=CPT_MODEL, weight=1.0), WeightedModel(model="instruct", weight=1.0)], min_length=1)
+    normalize: bool = False
+    scale: float = Field(1.0, description="mergekit `lambda`: multiplies the summed task vectors")
+
+    @field_validator("models")
+    @classmethod
+    def _models_unique(cls, v: list[WeightedModel]) -> list[WeightedModel]:
+        return _unique_with_cpt(v)
+
+    def model_names(self) -> list[str]:
+        return list(dict.fromkeys([self.base, self.base_model or self.base, *(m.model for m in self.models)]))
+
+
+class TiesMergeConfig(TaskArithmeticMergeConfig):
+    """TIES: trim each task vector to its largest-magnitude `density` share, elect signs, average agreeing."""
+
+    kind: Literal["ties"] = "ties"  # type: ignore[assignment]
+    models: list[SparseModel] = Field(default_factory=lambda: [  # type: ignore[assignment]
+        SparseModel(model=CPT_MODEL, weight=1.0), SparseModel(model="instruct", weight=1.0)], min_length=1)
+    density: float = Field(0.5, gt=0, le=1)
+    normalize: bool = True
+
+
+class DareTiesMergeConfig(TiesMergeConfig):
+    """DARE-TIES: drop delta entries at random (keep `density`), rescale survivors by 1/density, TIES signs.
+    `seed` (null: run.seed) makes the random drop reproducible."""
+
+    kind: Literal["dare_ties"] = "dare_ties"  # type: ignore[assignment]
+    normalize: bool = False
+    rescale: bool = True
+    seed: int | None = None
+
+
+MergeConfig = kind_union(SlerpMergeConfig, LinearMergeConfig, TaskArithmeticMergeConfig, TiesMergeConfig,
+                         DareTiesMergeConfig, default="slerp")
 
 
 # ----------------------------------------------------------------------------------------------- evaluate
-class McqTaskConfig(Strict):
+_TASK_NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
+
+
+class LocalMcqTaskConfig(Strict):
     """A multiple-choice task from local JSONL (id, subject, question, choices, answer): a file or a folder."""
 
-    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="lm-eval task name and file stem")
+    kind: Literal["local"] = "local"
+    name: str = Field(pattern=_TASK_NAME, description="lm-eval task name and file stem")
     path: Path
     num_fewshot: int = Field(0, ge=0)
+
+
+class LmEvalMcqTaskConfig(Strict):
+    """A task or group known to lm-eval's TaskManager: the shipped German medical benchmarks under
+    `definemed/assets/lm_eval/` (hub datasets), YAML dropped into `evaluate.mcq.include_path`, or (with
+    `include_defaults`) lm-eval's own tasks. `data_files` replaces the hub dataset of a single task with
+    local JSON/JSONL files in the same columns (offline copies, or the German MedQA export)."""
+
+    kind: Literal["lm_eval"]
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$")
+    num_fewshot: int | None = Field(None, ge=0, description="None: the task YAML's own setting")
+    data_files: Path | None = None
+
+    @property
+    def path(self) -> Path | None:
+        """Local data of this task, if any (what decontamination and the stage key fingerprint)."""
+        return self.data_files
+
+
+McqTaskConfig = kind_union(LocalMcqTaskConfig, LmEvalMcqTaskConfig, default="local")
 
 
 class McqConfig(Strict):
     tasks: list[McqTaskConfig] = []
     batch_size: int = Field(8, ge=1)
     limit: int | None = Field(None, ge=1, description="questions per task (smoke runs only)")
+    include_path: Path | None = Field(None, description="folder of extra lm-eval task YAML (+ data) to add")
+    include_defaults: bool = Field(False, description="also index lm-eval's built-in tasks (slow start-up)")
+    apply_chat_template: bool = Field(False, description="wrap each question in the model's chat template")
+    fewshot_as_multiturn: bool = Field(False, description="few-shot examples as chat turns "
+                                                          "(needs apply_chat_template)")
+    system_instruction: str | None = None
 
     @field_validator("tasks")
     @classmethod
-    def _unique_task_names(cls, v: list[McqTaskConfig]) -> list[McqTaskConfig]:
+    def _unique_task_names(cls, v: list[Any]) -> list[Any]:
         names = [t.name for t in v]
         if len(set(names)) != len(names):
             raise ValueError(f"task names must be unique, got {names}")
         return v
 
+    @model_validator(mode="after")
+    def _multiturn_needs_chat(self) -> McqConfig:
+        if self.fewshot_as_multiturn and not self.apply_chat_template:
+            raise ValueError("evaluate.mcq.fewshot_as_multiturn needs evaluate.mcq.apply_chat_template: true")
+        return self
 
-class HfGenerationConfig(Strict):
-    kind: Literal["hf"] = "hf"
+
+class _DecodingConfig(Strict):
     max_new_tokens: int = Field(256, ge=1)
-    batch_size: int = Field(8, ge=1)
     temperature: float = Field(0.0, ge=0, description="0: greedy decoding")
     top_p: float = Field(1.0, gt=0, le=1)
-    repetition_penalty: float = Field(1.0, gt=0)
     system_prompt: str | None = None
 
 
-GenerationConfig = kind_union(HfGenerationConfig, default="hf")
+class HfGenerationConfig(_DecodingConfig):
+    kind: Literal["hf"] = "hf"
+    batch_size: int = Field(8, ge=1)
+    repetition_penalty: float = Field(1.0, gt=0)
+
+
+class OpenAIGenerationConfig(_DecodingConfig):
+    """Answers from any OpenAI-compatible chat endpoint; `model` is the served name of each evaluated model:
+    `{name}` is replaced by the evaluate.models name (one server per model, or one serving several)."""
+
+    kind: Literal["openai"]
+    model: str = "{name}"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(8, ge=1)
+    max_retries: int = Field(3, ge=0)
+    backoff_s: float = Field(1.0, ge=0, description="first retry waits this long, then doubles (with jitter)")
+    timeout_s: float = Field(120, gt=0)
+    seed: bool = Field(True, description="send the run seed (servers that support it sample reproducibly)")
+
+
+class VllmGenerationConfig(_DecodingConfig):
+    """Offline batched generation with vLLM on a GPU (`pip install 'definemed[vllm]'`)."""
+
+    kind: Literal["vllm"]
+    repetition_penalty: float = Field(1.0, gt=0)
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    max_model_len: int | None = Field(None, ge=1)
+
+
+GenerationConfig = kind_union(HfGenerationConfig, OpenAIGenerationConfig, VllmGenerationConfig, default="hf")
 
 
 class ReferenceJudgeConfig(Strict):
@@ -412,12 +668,27 @@ class OpenAIJudgeConfig(Strict):
     max_tokens: int = Field(512, ge=1)
     concurrency: int = Field(8, ge=1)
     max_retries: int = Field(3, ge=0)
-    backoff_s: float = Field(1.0, ge=0, description="first retry waits this long, then doubles")
+    backoff_s: float = Field(1.0, ge=0, description="first retry waits this long, then doubles (with jitter)")
     timeout_s: float = Field(60, gt=0)
+    parse_retries: int = Field(1, ge=0, description="ask again when a reply holds no valid verdict")
     template: str = "judge_pairwise_de.md"
 
 
-JudgeConfig = kind_union(ReferenceJudgeConfig, OpenAIJudgeConfig, default="reference")
+class HfJudgeConfig(Strict):
+    """A local transformers model as judge, same template: `logprob` compares the log-probabilities of the
+    verdicts [[A]] / [[B]] / [[C]] after the prompt; `generate` decodes greedily and parses strictly."""
+
+    kind: Literal["hf"]
+    model: str
+    method: Literal["logprob", "generate"] = "logprob"
+    batch_size: int = Field(4, ge=1)
+    max_new_tokens: int = Field(256, ge=1, description="generate only")
+    tie_margin: float = Field(0.0, ge=0, description="logprob: |logp(A) - logp(B)| below this is a tie too")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    template: str = "judge_pairwise_de.md"
+
+
+JudgeConfig = kind_union(ReferenceJudgeConfig, OpenAIJudgeConfig, HfJudgeConfig, default="reference")
 
 
 class EvaluateConfig(Strict):
@@ -428,6 +699,18 @@ class EvaluateConfig(Strict):
     prompt_limit: int | None = Field(None, ge=1)
     generation: GenerationConfig = HfGenerationConfig()
     judge: JudgeConfig = ReferenceJudgeConfig()
+    bootstrap_rounds: int = Field(1000, ge=10, description="Bradley-Terry bootstrap resamples")
+    fold_change: list[tuple[str, str, str]] = Field(
+        [], description="[model_x, model_y, opponent]: win-rate of x over that of y, both against opponent")
+    human_labels: Path | None = Field(None, description="JSONL {prompt_id, model_a, model_b, winner} for kappa")
+
+    @model_validator(mode="after")
+    def _fold_change_models(self) -> EvaluateConfig:
+        for i, triple in enumerate(self.fold_change):
+            unknown = [m for m in triple if m not in self.models]
+            if unknown:
+                raise ValueError(f"evaluate.fold_change.{i}: {unknown} not in evaluate.models {self.models}")
+        return self
 
 
 # ------------------------------------------------------------------------------------------ analyze, report
@@ -436,6 +719,9 @@ class AnalyzeConfig(Strict):
     min_line_tokens: int = Field(5, ge=1)
     lid_threshold: float = Field(0.3, ge=0, le=1)
     reference_model: str | None = None
+    # Word-level English inside German lines (German answers only): span evidence threshold, log10 odds.
+    word_level: bool = True
+    word_threshold: float = Field(1.0, gt=0)
 
 
 class ReportConfig(Strict):
@@ -459,8 +745,7 @@ class DefinemedConfig(Strict):
         known = set(self.models)
         if self.cpt.model not in known:
             raise ValueError(f"cpt.model: '{self.cpt.model}' is not defined under models: {sorted(known)}")
-        if self.merge.base not in known:
-            raise ValueError(f"merge.base: '{self.merge.base}' is not defined under models: {sorted(known)}")
+        _check_merge_references(self)
         evaluable = known | set(STAGE_MODELS)
         for i, name in enumerate(self.evaluate.models):
             if name not in evaluable:
@@ -475,13 +760,33 @@ class DefinemedConfig(Strict):
         return getattr(self, name).model_dump(mode="json")
 
 
+def _check_merge_references(cfg: DefinemedConfig) -> None:
+    """Merge names resolve (under `models:` or 'cpt'); a sweep's proxies point at configured evaluation data."""
+    known = set(cfg.models)
+    for name in cfg.merge.model_names():
+        if name != CPT_MODEL and name not in known:
+            raise ValueError(f"merge: model '{name}' is neither under models: {sorted(known)} nor '{CPT_MODEL}'")
+    if cfg.merge.base == CPT_MODEL:
+        raise ValueError("merge.base: must name the instruct model under models:, not 'cpt'")
+    sweep = getattr(cfg.merge, "sweep", None)
+    if sweep is None:
+        return
+    local = [t.name for t in cfg.evaluate.mcq.tasks if getattr(t, "kind", "local") == "local"]
+    if sweep.proxy.mcq_task is not None and sweep.proxy.mcq_task not in local:
+        raise ValueError(f"merge.sweep.proxy.mcq_task: '{sweep.proxy.mcq_task}' is not a local task of "
+                         f"evaluate.mcq.tasks {local}")
+    if sweep.proxy.prompts > 0 and cfg.evaluate.prompts is None:
+        raise ValueError("merge.sweep.proxy.prompts: needs evaluate.prompts (or set prompts: 0)")
+
+
 def _format_validation_error(exc: ValidationError, source: str, lines: Lines) -> str:
     parts = [f"{source}: invalid configuration ({exc.error_count()} error(s))"]
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
         # Discriminated unions insert the tag value into the location; drop segments that are not keys.
-        key_path = tuple(p for p in loc if p not in {"slerp", "local", "slurm", "ray", "parquet", "jsonl",
-                                                      "file", "hf", "reference", "openai"})
+        key_path = tuple(p for p in loc if p not in {*MERGE_KINDS, "local", "slurm", "ray", "parquet", "jsonl",
+                                                      "file", "hf", "reference", "openai", "vllm",
+                                                      "lm_eval"})
         field = ".".join(key_path) or "<root>"
         line = None
         for cut in range(len(key_path), 0, -1):

@@ -39,14 +39,14 @@ STAGES = ("corpus", "cpt", "merge", "evaluate", "analyze", "report")
 DEPENDS: dict[str, tuple[str, ...]] = {
     "corpus": (),
     "cpt": ("corpus",),
-    "merge": ("cpt",),
+    "merge": ("corpus", "cpt"),  # corpus: held-out documents for the merge sweep's loss proxy
     "evaluate": ("cpt", "merge"),
     "analyze": ("evaluate",),
     "report": ("corpus", "cpt", "merge", "evaluate", "analyze"),
 }
 # Stages that resume from their own partial output (datatrove completion markers, Trainer checkpoints) when an
 # interrupted attempt had the same key. Others restart from an empty folder.
-RESUMABLE = {"corpus", "cpt"}
+RESUMABLE = {"corpus", "cpt", "evaluate"}
 ATTEMPT = ".attempt.json"
 
 
@@ -80,13 +80,28 @@ def config_slice(cfg: DefinemedConfig, stage: str) -> dict[str, Any]:
     """The part of the config (and of the input data) that a stage's output depends on."""
     seed = cfg.run.seed
     if stage == "corpus":
-        return {"corpus": cfg.section("corpus"), "seed": seed,
-                "input_files": _local_listing(cfg.corpus.input.paths, cfg.corpus.input.glob),
-                "labels": _file_digest(cfg.corpus.labels.path)}
+        key = {"corpus": cfg.section("corpus"), "seed": seed,
+               "input_files": _local_listing(cfg.corpus.input.paths, cfg.corpus.input.glob),
+               "labels": _file_digest(cfg.corpus.labels.path)}
+        decontam = cfg.corpus.decontamination
+        if decontam is not None and decontam.enabled:
+            # The corpus is decontaminated against the evaluation benchmarks: changed benchmark files change it.
+            key["benchmarks"] = {"mcq": {t.name: _file_digest(t.path) for t in cfg.evaluate.mcq.tasks},
+                                 "prompts": _file_digest(cfg.evaluate.prompts)}
+        return key
     if stage == "cpt":
         return {"cpt": cfg.section("cpt"), "model": cfg.models[cfg.cpt.model].model_dump(mode="json"), "seed": seed}
     if stage == "merge":
-        return {"merge": cfg.section("merge"), "base": cfg.models[cfg.merge.base].model_dump(mode="json")}
+        mg = cfg.merge
+        used = {m: cfg.models[m].model_dump(mode="json") for m in mg.model_names() if m in cfg.models}
+        out = {"merge": cfg.section("merge"), "models": used}
+        if getattr(mg, "sweep", None) is not None:  # the sweep's proxies read these too
+            out |= {"cpt": cfg.section("cpt"), "analyze": cfg.section("analyze"), "seed": cfg.run.seed,
+                    "system_prompt": cfg.evaluate.generation.system_prompt,
+                    "task_files": {t.name: _file_digest(t.path) for t in cfg.evaluate.mcq.tasks
+                                   if getattr(t, "path", None)},
+                    "prompts": _file_digest(cfg.evaluate.prompts)}
+        return out
     if stage == "evaluate":
         ev = cfg.evaluate
         used = {m: cfg.models[m].model_dump(mode="json") for m in ev.models if m not in STAGE_MODELS}

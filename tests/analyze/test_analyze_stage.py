@@ -59,3 +59,21 @@ def test_stage_writes_outputs_and_examples(tmp_path: Path) -> None:
     assert len(read_jsonl(ctx.stage_dir / "per_answer.jsonl")) == 1
     examples = read_json(ctx.stage_dir / "examples.json")
     assert examples["language_mixing"]["a"][0]["foreign_lines"][0]["line"] == ENGLISH
+
+
+def test_word_level_mixing_inside_german_lines_only() -> None:
+    mixed = "Der Patient sollte die Tabletten regularly einnehmen, und das ist very important für die Therapie."
+    clean = "Bei Diabetes mellitus ist die Compliance und ein regelmäßiges Screening wichtig für den Verlauf."
+    rows = [{"prompt_id": "p", "model": "a", "answer": mixed},
+            {"prompt_id": "p", "model": "b", "answer": clean},
+            {"prompt_id": "p", "model": "c", "answer": ENGLISH}]
+    per = analyze_answers(rows, AnalyzeConfig())
+    assert per[0]["line_pass"] and {"regularly", "very important"} <= set(per[0]["english_spans"])
+    assert per[0]["english_word_share"] == round(3 / len(mixed.split()), 4)
+    assert per[1]["english_spans"] == [] and per[1]["english_word_share"] == 0.0
+    # an all-English line is counted once, at line level, not again word by word
+    assert not per[2]["line_pass"] and per[2]["english_spans"] == []
+    summary = summarize(per, None)
+    assert summary["a"]["word_mixing_rate"] == 1.0 and summary["b"]["word_mixing_rate"] == 0.0
+    off = analyze_answers(rows, AnalyzeConfig(word_level=False))
+    assert "english_spans" not in off[0]

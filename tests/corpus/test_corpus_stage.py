@@ -109,3 +109,17 @@ def test_jsonl_input_kind(tmp_path: Path, corpus_inputs: dict, make_config: Any)
     m = result.metrics
     assert (m["missing_text"], m["corrupt_files"], m["input_files"]) == (1, 1, 3)
     assert m["docs_in"] == corpus_inputs["n_rows"] - 1 == m["docs_kept"] + sum(m["dropped"].values())
+
+
+def test_chosen_threshold_reaches_the_classify_step(tmp_path: Path, corpus_inputs: dict, make_config: Any) -> None:
+    """A quantile threshold is resolved to a number at training time and that number filters the documents."""
+    result, stage_dir = _run(make_config(corpus_inputs, classifier={"threshold": {"by": "quantile", "value": 0.25},
+                                                                    "holdout_fraction": 0.3}))
+    chosen = json.loads((stage_dir / "classifier" / "report.json").read_text())["threshold"]
+    assert isinstance(chosen, float) and 0 < chosen < 1
+    kept = _docs(stage_dir / "medical")
+    assert kept and all(d["metadata"]["medical_score"] >= chosen for d in kept)
+    rejected = _docs(stage_dir / "rejected" / "not_medical")
+    # scores are stored rounded to 6 decimals, so a document at the threshold may compare equal
+    assert all(d["metadata"]["medical_score"] <= chosen for d in rejected)
+    assert sum(d["metadata"]["medical_score"] < chosen - 1e-6 for d in rejected) >= len(rejected) - 1

@@ -100,7 +100,7 @@ def test_gradient_t_spreads_anchors_over_layers(tmp_path: Path, tiny_llama_dir: 
 
 
 def test_slerp_config_uses_absolute_paths_and_the_base_as_t0(tmp_path: Path) -> None:
-    cfg = slerp_config(SlerpMergeConfig(t=[0.1, 0.9]), Path("rel/base"), tmp_path / "cpt")
+    cfg = slerp_config(SlerpMergeConfig(t=[0.1, 0.9]), {"instruct": Path("rel/base"), "cpt": tmp_path / "cpt"})
     assert Path(cfg["base_model"]).is_absolute() and cfg["models"][0]["model"] == cfg["base_model"]
     assert cfg["models"][1]["model"] == str((tmp_path / "cpt").resolve()) and cfg["parameters"]["t"] == [0.1, 0.9]
 

@@ -35,7 +35,8 @@ def _fake_upstream(run_dir: Path) -> dict:
         "evaluate": {**base, "outputs": {"pairwise": "pairwise.json"}, "metrics": {
             "mcq": mcq, "pairwise": {"vs_baseline": {"cpt": 0.6, "merged": 0.7}}, "judge": {"kind": "reference"}}},
         "analyze": {**base, "outputs": {"per_answer": "per_answer.jsonl", "examples": "examples.json"}, "metrics": {
-            "models": {m: {"mixing_rate": 0.1 * i, "words_mean": 50.0} for i, m in enumerate(MODELS)}}},
+            "models": {m: {"mixing_rate": 0.1 * i, "word_mixing_rate": 0.05, "words_mean": 50.0}
+                       for i, m in enumerate(MODELS)}}},
     }
 
 
@@ -53,7 +54,7 @@ def test_report_has_summary_every_plot_and_no_failed_section(tmp_path: Path) -> 
     assert 'id="summary-table"' in html and "http://" not in html and "https://" not in html
     # summary first: model rows carry accuracy, win-rate vs baseline and mixing rate
     assert md.index("## Summary") < md.index("## Corpus")
-    assert "| merged | 0.500 | 0.700 | 0.200 | 50.000 |" in md
+    assert "| merged | 0.500 | 0.700 | 0.200 | 0.050 | 50.000 |" in md
     figures = re.findall(r'<img class="plot"[^>]*data-name="([a-z_]+)"', html)
     assert set(figures) == {"corpus_flow", "cpt_loss", "cpt_heldout", "merge_t", "mcq_accuracy", "winrate_matrix",
                             "answer_words"}

@@ -4,6 +4,9 @@ Line-level language confusion follows the Language Confusion Benchmark (Marchisi
 least `min_line_tokens` whitespace tokens are identified by fastText; a line counts as foreign when its top
 language is not the expected one with probability above `lid_threshold`. An answer passes when no kept line is
 foreign. Lower-confidence lines are counted as undetermined, not as foreign.
+
+Word-level mixing (beyond the benchmark, which switches it off for Latin-script languages) looks for English
+spans inside the lines that are not foreign, so an all-English line is counted once, at line level.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from definemed.analyze.intrusion import EnglishIntrusionDetector
 from definemed.analyze.langid import identify, split_lines
 from definemed.artifacts import StageContext, StageResult, read_jsonl, write_json, write_jsonl
 from definemed.config import AnalyzeConfig, DefinemedConfig
@@ -34,14 +38,18 @@ def analyze_answers(rows: list[dict[str, Any]], cfg: AnalyzeConfig) -> list[dict
     per_answer_lines = [split_lines(r.get("answer") or "", cfg.min_line_tokens) for r in rows]
     flat = [line for lines in per_answer_lines for line, _ in lines]
     langs = iter(identify(flat))
-    out = []
-    for row, lines in zip(rows, per_answer_lines, strict=True):
-        answer = row.get("answer") or ""
+    foreign_per_answer = []
+    for lines in per_answer_lines:
         foreign = []
         for line, _ in lines:
             lang, score = next(langs)
             if lang != cfg.expected_language and score > cfg.lid_threshold:
                 foreign.append({"line": line, "lang": lang, "score": round(score, 3)})
+        foreign_per_answer.append(foreign)
+    words = _word_level(rows, foreign_per_answer, cfg)
+    out = []
+    for row, lines, foreign, word in zip(rows, per_answer_lines, foreign_per_answer, words, strict=True):
+        answer = row.get("answer") or ""
         out.append({
             "prompt_id": row.get("prompt_id"), "model": row.get("model"),
             "words": len(answer.split()), "tokens": row.get("n_tokens"),
@@ -49,8 +57,27 @@ def analyze_answers(rows: list[dict[str, Any]], cfg: AnalyzeConfig) -> list[dict
             "empty": not answer.strip(), "hit_limit": bool(row.get("hit_limit")),
             "lines_checked": len(lines), "foreign_lines": foreign,
             "foreign_line_share": len(foreign) / len(lines) if lines else 0.0,
-            "line_pass": not foreign, "repetition": round(repetition_share(answer), 4),
+            "line_pass": not foreign, "repetition": round(repetition_share(answer), 4), **word,
         })
+    return out
+
+
+def _word_level(rows: list[dict[str, Any]], foreign: list[list[dict[str, Any]]],
+                cfg: AnalyzeConfig) -> list[dict[str, Any]]:
+    """English spans inside the answer's non-foreign lines, and the share of their words in English spans."""
+    if not cfg.word_level or cfg.expected_language != "de":
+        return [{} for _ in rows]
+    texts = []
+    for row, bad in zip(rows, foreign, strict=True):
+        skip = {f["line"] for f in bad}
+        texts.append("\n".join(ln for ln in (row.get("answer") or "").splitlines() if ln.strip() not in skip))
+    detector = EnglishIntrusionDetector(threshold=cfg.word_threshold)
+    out = []
+    for text, spans in zip(texts, detector.detect_many(texts), strict=True):
+        n_words = len(text.split())
+        span_words = sum(len(s.text.split()) for s in spans)
+        out.append({"english_spans": [s.text for s in spans],
+                    "english_word_share": round(span_words / n_words, 4) if n_words else 0.0})
     return out
 
 
@@ -76,6 +103,8 @@ def summarize(per_answer: list[dict[str, Any]], reference_model: str | None) -> 
             "truncation_rate": _mean([float(r["hit_limit"]) for r in rows]),
             "empty_rate": _mean([float(r["empty"]) for r in rows]),
             "repetition_mean": _mean([r["repetition"] for r in rows]),
+            "word_mixing_rate": _mean([float(bool(r["english_spans"])) for r in rows if "english_spans" in r]),
+            "english_word_share": _mean([r["english_word_share"] for r in rows if "english_word_share" in r]),
             "length_ratio_to_reference_answers": (
                 round(statistics.fmean(words) / statistics.fmean(ref_words), 4) if words and ref_words else None),
         }
@@ -90,6 +119,7 @@ def pick_examples(per_answer: list[dict[str, Any]], answers: dict[tuple[str, str
     """The worst few answers per failure mode and model, with the offending lines, for the report."""
     modes = {
         "language_mixing": (lambda r: r["foreign_line_share"], lambda r: not r["line_pass"]),
+        "word_mixing": (lambda r: r.get("english_word_share", 0.0), lambda r: bool(r.get("english_spans"))),
         "verbosity": (lambda r: r["words"], lambda r: r["words"] > 0),
         "repetition": (lambda r: r["repetition"], lambda r: r["repetition"] >= 0.2),
         "truncation": (lambda r: r["words"], lambda r: r["hit_limit"]),
@@ -101,6 +131,7 @@ def pick_examples(per_answer: list[dict[str, Any]], answers: dict[tuple[str, str
             if hits:
                 examples.setdefault(mode, {})[model] = [
                     {"prompt_id": r["prompt_id"], "score": score(r), "foreign_lines": r["foreign_lines"],
+                     "english_spans": r.get("english_spans", []),
                      "answer": answers.get((r["model"], r["prompt_id"]), "")} for r in hits[:EXAMPLES_PER_MODE]]
     return examples
 

@@ -1,23 +1,29 @@
 """Light medical/non-medical students trained on the labelled sample, behind one small interface.
 
-The paper fine-tunes XLM-RoBERTa on Mixtral labels; on CPU and for the demo we train the light students that
-FineWeb-Edu-style pipelines use: TF-IDF + logistic regression, or fastText. Both save without pickle, so
-loading a model folder never executes code from it.
+The paper fine-tunes XLM-RoBERTa on Mixtral labels (`finetune`, in encoders.py); the light students that
+FineWeb-Edu-style pipelines use live here: TF-IDF + logistic regression, and fastText. A frozen encoder with a
+trained head (`embedding`, encoders.py) and a two-stage `cascade` (cascade.py) complete the registry. Every
+family saves without pickle, so loading a model folder never executes code from it.
 
-Interface: `fit(texts, labels)`, `predict_proba(texts) -> p(medical)`, `save(dir)`, `Cls.load(dir)`.
+Interface: `Cls.from_config(cfg, workdir)`, `fit(texts, labels)`, `predict_proba(texts) -> p(medical)`,
+`save(dir)`, `Cls.load(dir)`. `build_classifier(cfg)` builds the configured family through the registry.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from definemed.artifacts import atomic_path, read_json, write_json
+
+if TYPE_CHECKING:
+    from definemed.config import ClassifierConfig
 
 META = "meta.json"
 
@@ -30,7 +36,20 @@ class MedicalClassifier(Protocol):
     def save(self, model_dir: str | Path) -> Path: ...
 
 
-def _check_training_data(texts: list[str], labels: list[bool]) -> None:
+def build_classifier(cfg: ClassifierConfig, workdir: Path | None = None, seed: int = 0) -> MedicalClassifier:
+    """An unfitted classifier of `cfg.kind` from the registry, with its section of the config.
+
+    `workdir` is the folder the model will be saved to; families with caches (embedding) keep them there.
+    """
+    from definemed import registry
+
+    cls = registry.get("classifier", cfg.kind)
+    if hasattr(cls, "from_config"):
+        return cls.from_config(cfg, workdir=workdir, seed=seed)
+    return cls()  # a plugin without config support
+
+
+def check_training_data(texts: list[str], labels: list[bool]) -> None:
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
     if len(set(labels)) < 2:
@@ -38,7 +57,7 @@ def _check_training_data(texts: list[str], labels: list[bool]) -> None:
                          f"got only {'medical' if labels and labels[0] else 'non-medical'} ones")
 
 
-def _check_kind(model_dir: Path, kind: str) -> dict[str, Any]:
+def check_kind(model_dir: Path, kind: str) -> dict[str, Any]:
     meta = read_json(model_dir / META)
     if meta.get("kind") != kind:
         raise ValueError(f"{model_dir} holds a '{meta.get('kind')}' classifier, not '{kind}'")
@@ -64,6 +83,10 @@ class TfidfLogRegClassifier:
         self._vectorizers: dict[str, Any] = {}
         self._model: Any = None
 
+    @classmethod
+    def from_config(cls, cfg: ClassifierConfig, workdir: Path | None = None, seed: int = 0) -> TfidfLogRegClassifier:
+        return cls(C=cfg.tfidf.C)
+
     @staticmethod
     def _new_vectorizer(params: dict[str, Any]) -> Any:
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -80,7 +103,7 @@ class TfidfLogRegClassifier:
     def fit(self, texts: list[str], labels: list[bool]) -> TfidfLogRegClassifier:
         from sklearn.linear_model import LogisticRegression
 
-        _check_training_data(texts, labels)
+        check_training_data(texts, labels)
         self._vectorizers = {name: self._new_vectorizer(p).fit(texts) for name, p in self.VECTORIZERS.items()}
         self._model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000)
         self._model.fit(self._features(texts), np.asarray(labels, dtype=int))
@@ -108,7 +131,7 @@ class TfidfLogRegClassifier:
         from sklearn.linear_model import LogisticRegression
 
         model_dir = Path(model_dir)
-        meta = _check_kind(model_dir, cls.kind)
+        meta = check_kind(model_dir, cls.kind)
         self = cls(C=meta["C"])
         with np.load(model_dir / "weights.npz", allow_pickle=False) as weights:
             for name, params in meta["vectorizers"].items():
@@ -132,6 +155,19 @@ def _fasttext_line(text: str) -> str:
     return _WS.sub(" ", text).strip().lower()
 
 
+def _train_supervised(fasttext: Any, train_file: str, params: dict[str, Any], attempts: int = 3) -> Any:
+    """fasttext.train_supervised, retried on its sporadic "Encountered NaN" (seen on tiny inputs under load;
+    the same call with the same seed then succeeds, so it is not a divergence of the settings)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fasttext.train_supervised(train_file, thread=1, verbose=0, **params)
+        except RuntimeError as exc:
+            if "NaN" not in str(exc) or attempt == attempts:
+                raise
+            logging.getLogger("definemed").warning("fastText: %s; retrying (%d/%d)", exc, attempt, attempts)
+    raise AssertionError("unreachable")
+
+
 class FastTextClassifier:
     """fastText supervised classifier (word bigrams), product-quantised before saving (.ftz, a few MB).
 
@@ -151,15 +187,21 @@ class FastTextClassifier:
         self.cutoff = cutoff
         self._model: Any = None
 
+    @classmethod
+    def from_config(cls, cfg: ClassifierConfig, workdir: Path | None = None, seed: int = 0) -> FastTextClassifier:
+        p = cfg.fasttext
+        return cls(dim=p.dim, epoch=p.epoch, lr=p.lr, word_ngrams=p.word_ngrams, bucket=p.bucket, cutoff=p.cutoff,
+                   seed=seed)
+
     def fit(self, texts: list[str], labels: list[bool]) -> FastTextClassifier:
         import fasttext
 
-        _check_training_data(texts, labels)
+        check_training_data(texts, labels)
         with tempfile.TemporaryDirectory(prefix="definemed-fasttext-") as tmp:
             train_file = Path(tmp) / "train.txt"
             train_file.write_text("".join(f"{LABEL_MEDICAL if y else LABEL_OTHER} {_fasttext_line(t)}\n"
                                           for t, y in zip(texts, labels, strict=True)), encoding="utf-8")
-            self._model = fasttext.train_supervised(str(train_file), thread=1, verbose=0, **self.params)
+            self._model = _train_supervised(fasttext, str(train_file), self.params)
             self._model.quantize(input=str(train_file), cutoff=self.cutoff, retrain=False, qnorm=True)
         return self
 
@@ -186,7 +228,7 @@ class FastTextClassifier:
         import fasttext
 
         model_dir = Path(model_dir)
-        meta = _check_kind(model_dir, cls.kind)
+        meta = check_kind(model_dir, cls.kind)
         self = cls(cutoff=meta["cutoff"])
         self.params = meta["params"]
         self._model = fasttext.load_model(str(model_dir / cls.MODEL))
@@ -194,7 +236,7 @@ class FastTextClassifier:
 
 
 def describe(model_dir: str | Path) -> dict[str, Any]:
-    """The saved classifier's meta.json plus its on-disk size, for the stage report."""
+    """The saved classifier's meta.json plus its on-disk size (all files below the folder), for the report."""
     model_dir = Path(model_dir)
-    size = sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file())
+    size = sum(p.stat().st_size for p in model_dir.rglob("*") if p.is_file())
     return {**json.loads((model_dir / META).read_text(encoding="utf-8")), "size_bytes": size}

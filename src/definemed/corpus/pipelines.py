@@ -1,24 +1,38 @@
-"""The two datatrove pipelines of the corpus stage, each a pure function of (config, folder layout).
+"""The datatrove pipelines of the corpus stage, each a pure function of (config, folder layout).
 
-A (filter):   read shards -> language -> Gopher repetition -> Gopher quality -> FineWeb quality -> `filtered/`
-B (classify): read `filtered/` -> medical relevance classifier -> `medical/`
+A (filter):   read shards -> count tokens -> language -> Gopher repetition -> Gopher quality -> FineWeb quality
+              -> `filtered/`
+B (classify): read `filtered/` -> medical relevance classifier -> benchmark decontamination (optional)
+              -> `medical/`, or `classified/` when deduplication follows
+C (dedup, optional): MinHash signature -> buckets -> cluster -> filter `classified/` -> `medical/`
+
+Decontamination runs before deduplication: MinHash keeps one document per cluster, and if that one were
+contaminated and dropped afterwards the whole cluster would be lost; the other way round the clean copies stay.
+It sits inside B, after the classifier, so only the kept medical documents (about 2 % of FineWeb2) pay for the
+n-gram lookups and no extra pass over the data is needed.
 
 Every filter writes what it drops to `rejected/<step>/` with the reason in `metadata.filter_reason`. Output files
 are named per rank, so a rank that reruns after a crash overwrites its own partial files instead of duplicating.
 Nothing here closes over process state: the steps carry only configuration values and paths, so the same
-pipeline objects can be shipped to Slurm or Ray workers.
+pipeline objects can be shipped to Slurm or Ray workers. Each step carries a role (`input`, `read`, `tokens`,
+`filter:<name>`, `profile:<name>`, `dedup:<stage>`, `write`) that tells `stats.py` what its counters mean.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from definemed.config import DefinemedConfig
 
+if TYPE_CHECKING:
+    from definemed.corpus.stats import TokenizerChoice
+
 LANGUAGE_STEP = "language"
 MEDICAL_STEP = "not_medical"
+DECONTAM_STEP = "decontamination"
+DEDUP_STEP = "dedup"
 
 
 @dataclass(frozen=True)
@@ -32,6 +46,11 @@ class CorpusLayout:
         return self.root / "filtered"
 
     @property
+    def classified(self) -> Path:
+        """Medical (and decontaminated) documents waiting for deduplication."""
+        return self.root / "classified"
+
+    @property
     def medical(self) -> Path:
         return self.root / "medical"
 
@@ -43,6 +62,26 @@ class CorpusLayout:
     def classifier(self) -> Path:
         return self.root / "classifier"
 
+    @property
+    def minhash(self) -> Path:
+        return self.root / "minhash"
+
+    @property
+    def benchmark_items(self) -> Path:
+        return self.root / "decontamination" / "benchmark_items.jsonl"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / "tokenizer"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def card(self) -> Path:
+        return self.root / "README.md"
+
     def logs(self, pipeline: str) -> Path:
         return self.root / "logs" / pipeline
 
@@ -50,11 +89,34 @@ class CorpusLayout:
         return self.rejected / step
 
 
+@dataclass(frozen=True)
+class Pipeline:
+    """One datatrove pipeline: its steps with their roles, and its task count (None: `corpus.executor.tasks`)."""
+
+    name: str
+    steps: list[tuple[str, Any]]
+    tasks: int | None = None
+
+    @property
+    def blocks(self) -> list[Any]:
+        return [step for _, step in self.steps]
+
+    @property
+    def roles(self) -> list[str]:
+        return [role for role, _ in self.steps]
+
+
 def _writer(folder: Path) -> Any:
     from datatrove.pipeline.writers import JsonlWriter
 
     # ${rank} in the name: each task owns its files, which makes reruns of a task idempotent.
     return JsonlWriter(str(folder), output_filename="${rank}.jsonl.gz", compression="gzip")
+
+
+def _reader(folder: Path) -> Any:
+    from definemed.corpus.readers import RobustJsonlReader
+
+    return RobustJsonlReader(str(folder), glob_pattern="*.jsonl.gz", doc_progress=True)
 
 
 def filter_steps(cfg: DefinemedConfig, layout: CorpusLayout) -> list[tuple[str, Any]]:
@@ -70,23 +132,76 @@ def filter_steps(cfg: DefinemedConfig, layout: CorpusLayout) -> list[tuple[str, 
     return steps
 
 
-def build_filter_pipeline(cfg: DefinemedConfig, layout: CorpusLayout) -> list[Any]:
-    """Pipeline A: robust readers, language and quality filters, survivors to `filtered/`."""
+def build_filter_pipeline(cfg: DefinemedConfig, layout: CorpusLayout, tokenizer: TokenizerChoice) -> Pipeline:
+    """Pipeline A: robust readers, token count of every input document, language and quality filters."""
     from definemed.corpus.readers import build_readers
+    from definemed.corpus.stats import token_counter
 
-    readers = build_readers(cfg.corpus.input)
-    return [*readers, *(step for _, step in filter_steps(cfg, layout)), _writer(layout.filtered)]
+    readers = [("input", reader) for reader in build_readers(cfg.corpus.input)]
+    filters = [(f"filter:{name}", step) for name, step in filter_steps(cfg, layout)]
+    return Pipeline("filter", [*readers, ("tokens", token_counter(tokenizer)), *filters,
+                               ("write", _writer(layout.filtered))])
 
 
-def build_classify_pipeline(cfg: DefinemedConfig, layout: CorpusLayout) -> list[Any]:
-    """Pipeline B: survivors of A through the trained classifier; medical to `medical/`, the rest rejected."""
+def dedup_enabled(cfg: DefinemedConfig) -> bool:
+    return cfg.corpus.dedup is not None and cfg.corpus.dedup.enabled
+
+
+def _kept_profile(cfg: DefinemedConfig) -> tuple[str, Any]:
+    from definemed.corpus.stats import CorpusProfile
+
+    labels = cfg.corpus.labels
+    return ("profile:kept", CorpusProfile(histogram=True, labels_path=str(labels.path), id_key=labels.id_key,
+                                          subdomain_key=cfg.corpus.card.subdomain_key))
+
+
+def build_classify_pipeline(cfg: DefinemedConfig, layout: CorpusLayout) -> Pipeline:
+    """Pipeline B: survivors of A through the classifier and decontamination; the rest rejected per reason."""
     from definemed.corpus.filters import MedicalRelevanceFilter
-    from definemed.corpus.readers import RobustJsonlReader
+    from definemed.corpus.stats import CorpusProfile
+    from definemed.corpus.training import chosen_threshold
 
-    clf = cfg.corpus.classifier
+    clf, decontam = cfg.corpus.classifier, cfg.corpus.decontamination
+    steps: list[tuple[str, Any]] = [
+        ("read", _reader(layout.filtered)),
+        ("profile:survivors", CorpusProfile()),
+        (f"filter:{MEDICAL_STEP}", MedicalRelevanceFilter(
+            # The trained classifier's report holds the threshold actually chosen (by score, precision or quantile).
+            kind=clf.kind, model_dir=str(layout.classifier), threshold=chosen_threshold(layout.classifier),
+            exclusion_writer=_writer(layout.rejected_for(MEDICAL_STEP)))),
+        ("profile:classified", CorpusProfile()),
+    ]
+    if decontam is not None and decontam.enabled:
+        from definemed.corpus.decontam import BenchmarkDecontaminationFilter
+
+        steps.append((f"filter:{DECONTAM_STEP}", BenchmarkDecontaminationFilter(
+            items_path=str(layout.benchmark_items), ngram=decontam.ngram, min_matches=decontam.min_matches,
+            min_item_words=decontam.min_item_words, exclusion_writer=_writer(layout.rejected_for(DECONTAM_STEP)))))
+    if dedup_enabled(cfg):
+        steps.append(("write", _writer(layout.classified)))
+    else:
+        steps += [_kept_profile(cfg), ("write", _writer(layout.medical))]
+    return Pipeline("classify", steps)
+
+
+def build_dedup_pipelines(cfg: DefinemedConfig, layout: CorpusLayout) -> list[Pipeline]:
+    """Pipelines C1-C4 (MinHash signature, buckets, cluster, filter); empty when `corpus.dedup` is off.
+
+    Signature and filter read `classified/` with the executor's task count, so rank r of both sees the same
+    documents in the same order; buckets need one task per bucket, clustering exactly one.
+    """
+    if not dedup_enabled(cfg):
+        return []
+    from definemed.corpus import dedup
+
+    mh, work = cfg.corpus.dedup, layout.minhash
+    assert mh is not None
     return [
-        RobustJsonlReader(str(layout.filtered), glob_pattern="*.jsonl.gz", doc_progress=True),
-        MedicalRelevanceFilter(kind=clf.kind, model_dir=str(layout.classifier), threshold=clf.threshold,
-                               exclusion_writer=_writer(layout.rejected_for(MEDICAL_STEP))),
-        _writer(layout.medical),
+        Pipeline(dedup.SIGNATURE, [("read", _reader(layout.classified)),
+                                   ("dedup:signature", dedup.signature_step(mh, work))]),
+        Pipeline(dedup.BUCKETS, [("dedup:buckets", dedup.buckets_step(mh, work))], tasks=mh.num_buckets),
+        Pipeline(dedup.CLUSTER, [("dedup:cluster", dedup.cluster_step(mh, work))], tasks=1),
+        Pipeline(dedup.FILTER, [("read", _reader(layout.classified)),
+                                (f"filter:{DEDUP_STEP}", dedup.filter_step(work, layout.rejected_for(DEDUP_STEP))),
+                                _kept_profile(cfg), ("write", _writer(layout.medical))]),
     ]

@@ -1,13 +1,16 @@
-"""The corpus stage: FineWeb2 German shards in, a medical subset (FineMed-de style) and its statistics out.
+"""The corpus stage: FineWeb2 German shards in, a medical subset (FineMed-de style), its statistics and card out.
 
-1. Pipeline A filters the input (language, German quality heuristics) into `filtered/`.
+1. Pipeline A counts tokens (the CPT model's tokenizer) and filters the input (language, German quality
+   heuristics) into `filtered/`.
 2. The medical classifier is trained on the labelled survivors and scored on held-out ids (`classifier/`).
-3. Pipeline B keeps documents the classifier scores as medical (`medical/`); the rest, German but not
-   medical, stays in `rejected/not_medical/`, which the CPT stage uses to measure general-German loss.
-4. Per-step counts from datatrove's stats plus the classifier report go to `stats.json` and the metrics.
+3. Pipeline B keeps documents the classifier scores as medical, then drops those sharing n-grams with the
+   evaluation benchmarks (`corpus.decontamination`); the rest, German but not medical, stays in
+   `rejected/not_medical/`, which the CPT stage uses to measure general-German loss.
+4. Optional MinHash near-deduplication (`corpus.dedup`) of what B kept. `medical/` is always the final set.
+5. Per-step counts from datatrove's stats, the classifier report, plots and a dataset card (`README.md`).
 
-Rerunning an interrupted attempt resumes: finished ranks are skipped via datatrove's completion markers and a
-trained classifier with its report is reused.
+Rerunning an interrupted attempt resumes: finished ranks of every pipeline are skipped via datatrove's completion
+markers and a trained classifier with its report is reused.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ from definemed.config import DefinemedConfig
 from definemed.corpus import stats as corpus_stats
 from definemed.corpus.executors import run_to_completion
 from definemed.corpus.pipelines import (
+    DECONTAM_STEP,
+    DEDUP_STEP,
     MEDICAL_STEP,
     CorpusLayout,
+    Pipeline,
     build_classify_pipeline,
+    build_dedup_pipelines,
     build_filter_pipeline,
-    filter_steps,
 )
 from definemed.corpus.training import train_classifier
 
@@ -34,13 +40,37 @@ CLASSIFIER_KEYS = ("kind", "threshold", "precision", "recall", "f1", "accuracy",
                    "n_train", "n_heldout", "n_unlabelled", "label_lines_malformed")
 
 
+def _run_pipeline(cfg: DefinemedConfig, layout: CorpusLayout, pipeline: Pipeline) -> None:
+    executor = cfg.corpus.executor
+    if pipeline.tasks is not None:
+        executor = executor.model_copy(update={"tasks": pipeline.tasks})
+    run_to_completion(executor, pipeline.blocks, layout.logs(pipeline.name),
+                      f"{cfg.run.name}-corpus-{pipeline.name}")
+
+
+def _prepare_decontamination(cfg: DefinemedConfig, layout: CorpusLayout) -> dict[str, Any] | None:
+    """Collect the benchmark items the workers index; None when decontamination is off."""
+    decontam = cfg.corpus.decontamination
+    if decontam is None or not decontam.enabled:
+        return None
+    from definemed.corpus.decontam import write_benchmark_items
+
+    info = write_benchmark_items(cfg, layout.benchmark_items)
+    if not info["items"]:
+        logger.warning("[corpus] decontamination is on but evaluate.mcq.tasks and evaluate.prompts hold no items")
+    return {**info, "ngram": decontam.ngram, "min_matches": decontam.min_matches,
+            "min_item_words": decontam.min_item_words}
+
+
 def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
-    """Filter, train the classifier, classify; return output folders and the counts of every step."""
+    """Filter, train the classifier, classify, decontaminate, deduplicate; return outputs and every step's counts."""
     layout = CorpusLayout(ctx.stage_dir)
     corpus, timings = cfg.corpus, {}
+    tokenizer = corpus_stats.choose_tokenizer(cfg, layout.tokenizer)
+    decontam = _prepare_decontamination(cfg, layout)
+    filter_pipeline = build_filter_pipeline(cfg, layout, tokenizer)
     t0 = time.perf_counter()
-    run_to_completion(corpus.executor, build_filter_pipeline(cfg, layout), layout.logs("filter"),
-                      f"{cfg.run.name}-corpus-filter")
+    _run_pipeline(cfg, layout, filter_pipeline)
     timings["filter_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -48,41 +78,91 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     timings["classifier_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    run_to_completion(corpus.executor, build_classify_pipeline(cfg, layout), layout.logs("classify"),
-                      f"{cfg.run.name}-corpus-classify")
+    classify_pipeline = build_classify_pipeline(cfg, layout)
+    _run_pipeline(cfg, layout, classify_pipeline)
     timings["classify_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    dedup_pipelines = build_dedup_pipelines(cfg, layout)
+    if dedup_pipelines:
+        layout.classified.mkdir(parents=True, exist_ok=True)  # the MinHash readers need it even if B kept nothing
+        for pipeline in dedup_pipelines:
+            _run_pipeline(cfg, layout, pipeline)
+        timings["dedup_s"] = time.perf_counter() - t0
     # Writers create folders lazily; downstream stages expect both outputs even when one of them is empty.
     for folder in (layout.medical, layout.rejected_for(MEDICAL_STEP)):
         folder.mkdir(parents=True, exist_ok=True)
 
-    counts = corpus_stats.collect(layout.logs("filter"), layout.logs("classify"), len(corpus.input.paths),
-                                  [name for name, _ in filter_steps(cfg, layout)], MEDICAL_STEP)
+    counts = corpus_stats.collect([filter_pipeline, classify_pipeline, *dedup_pipelines], layout.root / "logs")
     if not counts["balanced"]:
         logger.warning("[corpus] docs in (%d) != kept + dropped (%d): a step lost documents; see stats.json",
                        counts["docs_in"], counts["docs_kept"] + sum(counts["dropped"].values()))
-    metrics = _metrics(counts, report, timings)
-    write_json(ctx.stage_dir / "stats.json", {**metrics, "steps": counts["steps"],
-                                              "classifier_report": report})
+    metrics = _metrics(cfg, counts, report, tokenizer, decontam, timings)
+    return _finish(cfg, layout, counts, report, metrics)
+
+
+def _finish(cfg: DefinemedConfig, layout: CorpusLayout, counts: dict[str, Any], report: dict[str, Any],
+            metrics: dict[str, Any]) -> StageResult:
+    """stats.json, plots and the dataset card; the outputs the later stages read."""
+    from definemed.corpus.card import write_card
+    from definemed.corpus.plots import write_plots
+
+    t0 = time.perf_counter()
+    plots = write_plots(counts["profiles"]["kept"], metrics["tokenizer"]["name"], layout.plots)
+    write_json(layout.root / "stats.json", {**metrics, "steps": counts["steps"], "profiles": counts["profiles"],
+                                            "classifier_report": report})
+    write_card(cfg, layout, metrics, counts["steps"], plots)
+    metrics["timings_s"]["card_s"] = round(time.perf_counter() - t0, 2)
     logger.info(_summary(metrics))
     return StageResult(
         outputs={"medical": "medical", "general": f"rejected/{MEDICAL_STEP}", "rejected": "rejected",
-                 "classifier": "classifier", "stats": "stats.json"},
+                 "classifier": "classifier", "stats": "stats.json", "card": layout.card.name,
+                 "plots": layout.plots.name},
         metrics=metrics,
     )
 
 
-def _metrics(counts: dict[str, Any], report: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
-    docs_in = counts["docs_in"]
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def _metrics(cfg: DefinemedConfig, counts: dict[str, Any], report: dict[str, Any],
+             tokenizer: corpus_stats.TokenizerChoice, decontam: dict[str, Any] | None,
+             timings: dict[str, float]) -> dict[str, Any]:
+    docs_in, dropped, profiles = counts["docs_in"], counts["dropped"], counts["profiles"]
+    kept, survivors, classified = profiles["kept"], profiles["survivors"], profiles["classified"]
+    rows = {row["step"]: row for row in counts["steps"]}
+    dedup_cfg = cfg.corpus.dedup if DEDUP_STEP in rows else None
     return {
-        "docs_in": docs_in, "docs_kept": counts["docs_kept"],
-        "kept_fraction": round(counts["docs_kept"] / docs_in, 4) if docs_in else 0.0,
-        "filter_survivors": counts["filter_survivors"], "general_docs": counts["dropped"].get(MEDICAL_STEP, 0),
-        "dropped": counts["dropped"], "dropped_by_reason": counts["dropped_by_reason"],
+        "docs_in": docs_in, "docs_kept": counts["docs_kept"], "kept_fraction": _share(counts["docs_kept"], docs_in),
+        "filter_survivors": counts["filter_survivors"], "general_docs": dropped.get(MEDICAL_STEP, 0),
+        "classifier_kept": classified["docs"], "dropped": dropped, "dropped_by_reason": counts["dropped_by_reason"],
         "corrupt_files": counts["corrupt_files"], "missing_text": counts["missing_text"],
         "input_files": counts["input_files"], "kept_words": counts["kept_words"],
         "classifier": {k: report[k] for k in CLASSIFIER_KEYS if k in report},
+        "tokenizer": corpus_stats.tokenizer_info(tokenizer),
+        "tokens_in": counts["tokens_in"], "tokens_kept": kept["tokens"],
+        "kept_tokens_share": _share(kept["tokens"], counts["tokens_in"]),
+        "tokens_per_doc_mean": round(kept["tokens"] / kept["docs"], 1) if kept["docs"] else 0.0,
+        "token_retention": {"filter_survivors_tokens": survivors["tokens"], "classifier_kept_tokens":
+                            classified["tokens"], "classifier_token_share": _share(classified["tokens"],
+                                                                                  survivors["tokens"])},
+        "decontam_removed": dropped.get(DECONTAM_STEP, 0), "dedup_removed": dropped.get(DEDUP_STEP, 0),
+        "decontamination": None if decontam is None else {
+            **decontam, "removed": dropped.get(DECONTAM_STEP, 0),
+            "matched_sources": rows.get(DECONTAM_STEP, {}).get("sources", {})},
+        "dedup": None if dedup_cfg is None else {
+            **dedup_cfg.model_dump(), "removed": dropped[DEDUP_STEP], **(counts["minhash"] or {}),
+            "similarity_threshold": _threshold(dedup_cfg)},
+        "subdomains": kept["subdomains"],
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
+
+
+def _threshold(dedup_cfg: Any) -> float:
+    from definemed.corpus.dedup import similarity_threshold
+
+    return similarity_threshold(dedup_cfg)
 
 
 def _summary(m: dict[str, Any]) -> str:
@@ -92,5 +172,8 @@ def _summary(m: dict[str, Any]) -> str:
             f"skipped, {m['missing_text']} records without text); quality and language filters kept "
             f"{m['filter_survivors']}; the {clf['kind']} classifier (held-out P {clf['precision']:.3f} / "
             f"R {clf['recall']:.3f} / F1 {clf['f1']:.3f} on {clf['n_heldout']} docs, threshold "
-            f"{clf['threshold']}) kept {m['docs_kept']} medical documents ({m['kept_fraction']:.1%}, "
-            f"{m['kept_words']} words) and left {m['general_docs']} general German ones. Dropped: {drops}.")
+            f"{clf['threshold']}) kept {m['classifier_kept']} medical "
+            f"documents; after decontamination ({m['decontam_removed']} removed) and deduplication "
+            f"({m['dedup_removed']} removed) {m['docs_kept']} remain ({m['kept_fraction']:.1%} of documents, "
+            f"{m['tokens_kept']} {m['tokenizer']['name']} tokens = {m['kept_tokens_share']:.1%} of input tokens), "
+            f"and {m['general_docs']} general German ones. Dropped: {drops}.")

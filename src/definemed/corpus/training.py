@@ -2,6 +2,11 @@
 
 Labels come from a file (LLM labeller output or hand labels). The train/held-out split is a hash of the document
 id, so it does not depend on file order, task count or which other documents survived the filters.
+
+Every family gets the same report (`report.json` in its folder): the threshold and how it was chosen, precision,
+recall, F1, accuracy, confusion, the PR curve and average precision, implied retention of documents and words,
+split sizes, training seconds and scoring docs/s; a cascade adds its gate statistics under `cascade`.
+`compare_families` trains several families on one split and tabulates them.
 """
 
 from __future__ import annotations
@@ -10,17 +15,21 @@ import gzip
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from definemed import registry
+import numpy as np
+
 from definemed.artifacts import read_json, write_json
-from definemed.config import ClassifierConfig, FileLabels
+from definemed.config import ClassifierConfig, FileLabels, stable_hash
 
 logger = logging.getLogger("definemed")
 REPORT = "report.json"
+# Documents timed, caches off, for the docs/s figures: enough to average, cheap for slow encoders.
+PROBE_DOCS = 32
 
 
 @dataclass
@@ -84,38 +93,162 @@ def binary_metrics(truth: list[bool], pred: list[bool]) -> dict[str, Any]:
             "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn}}
 
 
+@dataclass
+class Split:
+    """Labelled survivors split by `is_heldout`, plus label-file bookkeeping for the report."""
+
+    train_x: list[str] = field(default_factory=list)
+    train_y: list[bool] = field(default_factory=list)
+    test_x: list[str] = field(default_factory=list)
+    test_y: list[bool] = field(default_factory=list)
+    unlabelled: int = 0
+    malformed: int = 0
+    duplicates: int = 0
+
+
+def load_split(survivors: Path, spec: FileLabels, holdout_fraction: float, seed: int) -> Split:
+    """Join the survivors in `survivors` with their labels and split them into train and held-out."""
+    labels = load_labels(spec)
+    split = Split(malformed=labels.malformed, duplicates=labels.duplicates)
+    for doc in iter_documents(survivors):
+        label = labels.by_id.get(doc["id"])
+        if label is None:
+            split.unlabelled += 1
+        elif is_heldout(doc["id"], holdout_fraction, seed):
+            split.test_x.append(doc["text"])
+            split.test_y.append(label)
+        else:
+            split.train_x.append(doc["text"])
+            split.train_y.append(label)
+    if not split.test_x:
+        raise RuntimeError(f"no labelled document of {survivors} fell into the held-out split; "
+                           "raise corpus.classifier.holdout_fraction or label more documents")
+    return split
+
+
+def seconds_per_doc(model: Any, texts: list[str], max_docs: int = PROBE_DOCS) -> float:
+    """Scoring cost per document on up to `max_docs` texts, with any embedding cache switched off."""
+    probe = texts[:max_docs]
+    cached = getattr(model, "use_cache", None)
+    if cached is not None:
+        model.use_cache = False
+    try:
+        t0 = time.perf_counter()
+        model.predict_proba(probe)
+        return (time.perf_counter() - t0) / max(len(probe), 1)
+    finally:
+        if cached is not None:
+            model.use_cache = cached
+
+
+def evaluate(model: Any, cfg: ClassifierConfig, split: Split) -> dict[str, Any]:
+    """The family-independent part of the report: threshold, metrics, PR curve, retention, scoring speed."""
+    from definemed.corpus.thresholds import pr_curve, retention, select_threshold
+
+    t0 = time.perf_counter()
+    scores = np.asarray(model.predict_proba(split.test_x), dtype=np.float64)
+    score_s = time.perf_counter() - t0
+    threshold, method = select_threshold(scores, split.test_y, cfg.threshold_spec)
+    curve = pr_curve(scores, split.test_y)
+    per_doc = seconds_per_doc(model, split.test_x)
+    report = {"kind": cfg.kind, "threshold": round(threshold, 6), "threshold_method": method,
+              **binary_metrics(split.test_y, (scores >= threshold).tolist()),
+              "average_precision": curve.pop("average_precision"), "pr_curve": curve,
+              "retention": retention(split.test_x, scores, threshold),
+              "heldout_score_s": round(score_s, 3), "docs_per_s": round(1 / per_doc, 2) if per_doc else None}
+    heldout_report = getattr(model, "heldout_report", None)
+    report["cascade"] = (heldout_report(split.test_x, split.test_y, scores, threshold, cfg.threshold_spec)
+                         if heldout_report else None)
+    return report
+
+
+def fit_and_evaluate(cfg: ClassifierConfig, split: Split, out_dir: Path, seed: int) -> dict[str, Any]:
+    """Build, fit, save and evaluate one family; writes `report.json` last, returns the report."""
+    from definemed.corpus.classifiers import build_classifier, describe
+
+    model = build_classifier(cfg, workdir=out_dir, seed=seed)
+    t0 = time.perf_counter()
+    model.fit(split.train_x, split.train_y)
+    train_s = time.perf_counter() - t0
+    model.save(out_dir)
+    report = evaluate(model, cfg, split)
+    if hasattr(model, "save_cache"):
+        model.save_cache()
+    report |= {"n_train": len(split.train_x), "n_heldout": len(split.test_x), "n_unlabelled": split.unlabelled,
+               "label_lines_malformed": split.malformed, "label_duplicates": split.duplicates,
+               "train_seconds": round(train_s, 2), "config_hash": _config_hash(cfg, seed),
+               "model": describe(out_dir)}
+    write_json(out_dir / REPORT, report)
+    return report
+
+
+def _config_hash(cfg: ClassifierConfig, seed: int) -> str:
+    return stable_hash({"classifier": cfg.model_dump(mode="json"), "seed": seed})
+
+
 def train_classifier(survivors: Path, spec: FileLabels, clf_cfg: ClassifierConfig, seed: int,
                      out_dir: Path) -> dict[str, Any]:
     """Fit the configured classifier on labelled survivors, evaluate on held-out ids, save model and report.
 
-    Skipped when `out_dir` already holds a model and its report (the report is written last).
+    Skipped when `out_dir` already holds a model and the report of the same classifier config (written last).
     """
     if (out_dir / REPORT).exists() and (out_dir / "meta.json").exists():
         report = read_json(out_dir / REPORT)
-        if report.get("kind") == clf_cfg.kind:
+        if report.get("config_hash") == _config_hash(clf_cfg, seed):
             logger.info("[corpus] classifier already trained in %s; reusing it", out_dir)
             return report
-    labels = load_labels(spec)
-    train_x, train_y, test_x, test_y, unlabelled = [], [], [], [], 0
-    for doc in iter_documents(survivors):
-        label = labels.by_id.get(doc["id"])
-        if label is None:
-            unlabelled += 1
-        elif is_heldout(doc["id"], clf_cfg.holdout_fraction, seed):
-            test_x.append(doc["text"])
-            test_y.append(label)
-        else:
-            train_x.append(doc["text"])
-            train_y.append(label)
-    if not test_x:
-        raise RuntimeError(f"no labelled document of {survivors} fell into the held-out split; "
-                           "raise corpus.classifier.holdout_fraction or label more documents")
-    model = registry.get("classifier", clf_cfg.kind)().fit(train_x, train_y)
-    scores = model.predict_proba(test_x)
-    model.save(out_dir)
-    report = {"kind": clf_cfg.kind, "threshold": clf_cfg.threshold, "n_train": len(train_x),
-              "n_heldout": len(test_x), "n_unlabelled": unlabelled, "label_lines_malformed": labels.malformed,
-              "label_duplicates": labels.duplicates,
-              **binary_metrics(test_y, [bool(s >= clf_cfg.threshold) for s in scores])}
-    write_json(out_dir / REPORT, report)
-    return report
+    split = load_split(survivors, spec, clf_cfg.holdout_fraction, seed)
+    return fit_and_evaluate(clf_cfg, split, out_dir, seed)
+
+
+def chosen_threshold(model_dir: Path) -> float:
+    """The threshold `train_classifier` chose (by score, precision or quantile), for the classify pipeline."""
+    return float(read_json(Path(model_dir) / REPORT)["threshold"])
+
+
+def compare_families(split: Split, base: ClassifierConfig, kinds: list[str], out_root: Path,
+                     seed: int = 0) -> list[dict[str, Any]]:
+    """Train and evaluate each kind on the same split (folders `out_root/<kind>`); one summary row per kind.
+
+    An embedding cache written by an earlier kind is copied into later folders (a cascade's `stage2/` too), so
+    each document is embedded once per comparison; the cache's encoder tag keeps mismatched settings apart.
+    """
+    rows = []
+    for kind in kinds:
+        _share_embedding_cache(out_root, out_root / kind / ("stage2" if kind == "cascade" else ""))
+        report = fit_and_evaluate(base.model_copy(update={"kind": kind}), split, out_root / kind, seed)
+        rows.append(summary_row(report))
+    return rows
+
+
+def _share_embedding_cache(out_root: Path, target: Path) -> None:
+    """Copy the largest embedding cache under `out_root` into `target` unless it has one."""
+    import shutil
+
+    from definemed.corpus.encoders import CACHE_FILE
+
+    found = [*out_root.glob(f"*/{CACHE_FILE}"), *out_root.glob(f"*/*/{CACHE_FILE}")]
+    if found and not (target / CACHE_FILE).exists():
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(max(found, key=lambda p: p.stat().st_size), target / CACHE_FILE)
+
+
+def summary_row(report: dict[str, Any]) -> dict[str, Any]:
+    """The comparison-table row of one report."""
+    gate = report.get("cascade") or {}
+    return {"kind": report["kind"], "threshold": report["threshold"], "precision": report["precision"],
+            "recall": report["recall"], "f1": report["f1"], "ap": report["average_precision"],
+            "kept_words": report["retention"]["words"], "train_s": report["train_seconds"],
+            "docs_per_s": report["docs_per_s"], "pass_share": gate.get("pass_share"),
+            "cost_saved": gate.get("cost_saved")}
+
+
+def comparison_table(rows: list[dict[str, Any]]) -> str:
+    """A fixed-width text table of `compare_families` rows (the report renders its own markdown)."""
+    cols = list(rows[0]) if rows else []
+    cells = [[("-" if r[c] is None else f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])) for c in cols]
+             for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)

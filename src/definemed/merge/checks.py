@@ -96,8 +96,41 @@ def check_tensors(base: Path, other: Path) -> None:
         raise MergeCompatibilityError(f"tensor shapes differ ({base} vs {other}): {_names(wrong)}")
 
 
+def chat_template(model_dir: Path) -> str | None:
+    """The chat template a tokenizer folder carries: `chat_template.jinja` (transformers 5 writes it there) or
+    `tokenizer_config.json`'s `chat_template` (a string, or a list of named templates: the 'default' one)."""
+    jinja = model_dir / "chat_template.jinja"
+    if jinja.exists():
+        return jinja.read_text(encoding="utf-8")
+    config = model_dir / "tokenizer_config.json"
+    if not config.exists():
+        return None
+    template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+    if isinstance(template, list):
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    return template or None
+
+
+def check_chat_template(donor: Path, other: Path) -> None:
+    """The merged model keeps the donor's template, so every model that has a template must share it: merging
+    weights trained on different chat formats leaves a model that answers in neither. A model without any
+    template (a pre-instruct base in task arithmetic) was never trained on one and passes."""
+    a, b = chat_template(donor), chat_template(other)
+    if b is None or a == b:
+        return
+    if a is None:
+        raise MergeCompatibilityError(
+            f"chat template mismatch: the tokenizer donor {donor} has no chat template but {other} has one")
+    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    raise MergeCompatibilityError(
+        f"chat template mismatch between {donor} and {other}: they differ from character {at} "
+        f"({a[at:at + 40]!r} vs {b[at:at + 40]!r})")
+
+
 def check_compatible(base: Path, other: Path) -> None:
-    """All pre-merge checks, cheapest and most explanatory first."""
+    """All pre-merge checks of `other` against the tokenizer donor `base`, cheapest and most explanatory first."""
     check_architecture(base, other)
     check_vocabulary(base, other)
+    check_chat_template(base, other)
     check_tensors(base, other)

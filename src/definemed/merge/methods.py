@@ -1,34 +1,112 @@
 """Merge methods as mergekit configurations. Each builder returns the YAML-able dict mergekit reads.
 
-Registered under `merge_method` in the registry; the stage looks the builder up by `cfg.merge.kind`.
+Registered under `merge_method` in the registry; the stage looks the builder up by `cfg.merge.kind` and calls it
+with the merge config and `paths`: every model name the config uses ('cpt' included) mapped to a local folder.
+Paths are made absolute: mergekit treats relative one-slash paths as hub ids. No builder sets a tokenizer
+source: the stage copies the tokenizer of `base` (the instruct model) itself, whichever model is mergekit's base.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from definemed.config import SlerpMergeConfig
+from definemed.config import (
+    CPT_MODEL,
+    DareTiesMergeConfig,
+    Factor,
+    LinearMergeConfig,
+    SlerpFactor,
+    SlerpMergeConfig,
+    TaskArithmeticMergeConfig,
+    TiesMergeConfig,
+)
 
 
-def slerp_config(cfg_merge: SlerpMergeConfig, base_path: str | Path, other_path: str | Path) -> dict[str, Any]:
+def _abs(path: str | Path) -> str:
+    return str(Path(path).resolve())
+
+
+def factor_setting(t: SlerpFactor) -> Any:
+    """A SLERP factor as a mergekit parameter setting.
+
+    A number stays a number, a list is mergekit's gradient, and a mapping becomes mergekit's conditional form:
+    one `{filter, value}` per key in the order written (mergekit takes the first filter that is a substring of
+    the tensor name), `default` last without a filter.
+    """
+    if isinstance(t, dict):
+        rules: list[dict[str, Any]] = [{"filter": key, "value": _curve(value)}
+                                       for key, value in t.items() if key != "default"]
+        return [*rules, {"value": _curve(t["default"])}]
+    return _curve(t)
+
+
+def _curve(t: Factor) -> float | list[float]:
+    return [float(x) for x in t] if isinstance(t, list) else float(t)
+
+
+def slerp_config(cfg: SlerpMergeConfig, paths: Mapping[str, str | Path]) -> dict[str, Any]:
     """Layer-wise SLERP between the instruct model (base, t=0) and the CPT checkpoint (t=1).
 
-    A list `t` is mergekit's gradient form: the anchors are spread evenly over the layers and interpolated
-    linearly in between. Tensors outside the layer stack (embeddings, final norm, LM head) take the first anchor.
-    Paths are made absolute: mergekit treats relative one-slash paths as hub ids.
+    A list `t` is spread evenly over the layers and interpolated linearly in between; tensors outside the layer
+    stack (embeddings, final norm, LM head) take the first anchor.
     """
-    base, other = str(Path(base_path).resolve()), str(Path(other_path).resolve())
+    base, other = _abs(paths[cfg.base]), _abs(paths[CPT_MODEL])
     return {
         "merge_method": "slerp",
         "base_model": base,
         "models": [{"model": base}, {"model": other}],
-        "parameters": {"t": list(cfg_merge.t) if isinstance(cfg_merge.t, list) else float(cfg_merge.t)},
-        "dtype": cfg_merge.dtype,
+        "parameters": {"t": factor_setting(cfg.t)},
+        "dtype": cfg.dtype,
     }
 
 
-def layer_factors(t: float | list[float], num_layers: int) -> list[float]:
+def linear_config(cfg: LinearMergeConfig, paths: Mapping[str, str | Path]) -> dict[str, Any]:
+    """Weighted average: sum(w_i * model_i) / sum(w_i) (without the division when `normalize` is off)."""
+    return {
+        "merge_method": "linear",
+        "models": [{"model": _abs(paths[m.model]), "parameters": {"weight": m.weight}} for m in cfg.models],
+        "parameters": {"normalize": cfg.normalize},
+        "dtype": cfg.dtype,
+    }
+
+
+def task_arithmetic_config(cfg: TaskArithmeticMergeConfig, paths: Mapping[str, str | Path]) -> dict[str, Any]:
+    """base_model + scale * sum(w_i * (model_i - base_model)); the chat vector with cpt and instruct at 1."""
+    return _delta_config("task_arithmetic", cfg, paths, {})
+
+
+def ties_config(cfg: TiesMergeConfig, paths: Mapping[str, str | Path]) -> dict[str, Any]:
+    """TIES-merging (Yadav et al. 2023): magnitude trim to `density`, sign election, disjoint mean."""
+    return _delta_config("ties", cfg, paths, {})
+
+
+def dare_ties_config(cfg: DareTiesMergeConfig, paths: Mapping[str, str | Path]) -> dict[str, Any]:
+    """DARE (Yu et al. 2023) random drop + rescale, then TIES sign election. The seed is a merge option."""
+    return _delta_config("dare_ties", cfg, paths, {"rescale": cfg.rescale})
+
+
+def _delta_config(method: str, cfg: TaskArithmeticMergeConfig, paths: Mapping[str, str | Path],
+                  extra: dict[str, Any]) -> dict[str, Any]:
+    """The task-vector family: every model is a delta against `base_model` (null: the instruct model)."""
+    sparse = isinstance(cfg, TiesMergeConfig)
+    models = []
+    for m in cfg.models:
+        params: dict[str, Any] = {"weight": m.weight}
+        if sparse:
+            params["density"] = m.density if m.density is not None else cfg.density  # type: ignore[attr-defined]
+        models.append({"model": _abs(paths[m.model]), "parameters": params})
+    return {
+        "merge_method": method,
+        "base_model": _abs(paths[cfg.base_model or cfg.base]),
+        "models": models,
+        "parameters": {"normalize": cfg.normalize, "lambda": cfg.scale, **extra},
+        "dtype": cfg.dtype,
+    }
+
+
+def layer_factors(t: Factor, num_layers: int) -> list[float]:
     """The factor each layer gets, exactly as mergekit resolves a gradient (for the model card and tests)."""
     if not isinstance(t, list):
         return [float(t)] * num_layers
@@ -40,3 +118,15 @@ def layer_factors(t: float | list[float], num_layers: int) -> list[float]:
         i1 = min(len(t) - 1, i0 + 1)
         out.append((1 - (scaled - i0)) * t[i0] + (scaled - i0) * t[i1])
     return out
+
+
+def module_factors(t: SlerpFactor, num_layers: int) -> dict[str, list[float]]:
+    """Per filter ('default' for a single curve), the factor of each layer."""
+    curves = t if isinstance(t, dict) else {"default": t}
+    return {name: layer_factors(curve, num_layers) for name, curve in curves.items()}
+
+
+def method_parameters(cfg: Any) -> dict[str, Any]:
+    """The method-specific part of a merge config (for metrics and the model card)."""
+    common = {"kind", "base", "dtype", "out_shard_params", "sweep"}
+    return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in common}

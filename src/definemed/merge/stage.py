@@ -1,8 +1,10 @@
 """The `merge` stage: merge the CPT checkpoint back into its instruct model with mergekit (SLERP in the paper).
 
-The instruct model is mergekit's base model (t=0) and donates the tokenizer. The output folder holds the merged
-safetensors, the tokenizer, `merge_config.yaml` (the exact mergekit input) and our own `README.md` model card:
-mergekit's card looks paths up on the hub and fails offline.
+`merge.base` (the instruct model) donates the tokenizer, chat template and generation config whatever mergekit's
+own base model is (task arithmetic uses the pre-instruct base there). Every input is checked against it before
+anything is written. The output folder holds the merged safetensors, the tokenizer, `merge_config.yaml` (the
+exact mergekit input) and our own `README.md` model card (card.py). With `merge.sweep` set, sweep.py merges one
+candidate per grid value and keeps the best by the configured objective.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from definemed import registry
-from definemed.artifacts import StageContext, StageResult, write_text
-from definemed.config import DefinemedConfig
+from definemed.artifacts import StageContext, StageResult, read_json, write_json, write_text
+from definemed.config import CPT_MODEL, DareTiesMergeConfig, DefinemedConfig
+from definemed.merge.card import model_card
 from definemed.merge.checks import check_compatible, local_model_dir, read_config
-from definemed.merge.methods import layer_factors
+from definemed.merge.methods import method_parameters
 from definemed.models import resolve
 
 logger = logging.getLogger("definemed")
@@ -29,70 +32,107 @@ CONFIG_FILE = "merge_config.yaml"
 def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     t0 = time.perf_counter()
     merge = cfg.merge
-    spec = cfg.models[merge.base]
-    base = local_model_dir(resolve(spec.id), spec.revision)
-    other = ctx.input_path("cpt", "model").resolve()
-    check_compatible(base, other)
+    paths = input_paths(cfg, ctx)
+    for name, path in paths.items():
+        if name != merge.base:
+            check_compatible(paths[merge.base], path)
 
-    merge_dict = registry.get("merge_method", merge.kind)(merge, base, other)
-    target = ctx.stage_dir / MODEL_DIR
-    run_mergekit(merge_dict, target, card=model_card(merge_dict, spec.id, base, other, merge.t))
+    outputs, metrics = {"model": MODEL_DIR}, {}
+    sweep = getattr(merge, "sweep", None)
+    if sweep is None:
+        merge_model(cfg, merge, paths, ctx.stage_dir / MODEL_DIR)
+        t = merge.t if merge.kind == "slerp" else None
+    else:
+        from definemed.merge.sweep import run_sweep
+
+        metrics["sweep"] = run_sweep(cfg, ctx, paths, ctx.stage_dir / MODEL_DIR)
+        outputs["sweep"] = "sweep.json"
+        t = metrics["sweep"]["chosen"]["t"]
     seconds = round(time.perf_counter() - t0, 2)
-    logger.info("[merge] %s of %s and %s in %.1f s", merge.kind, spec.id, other, seconds)
-    return StageResult(outputs={"model": MODEL_DIR},
-                       metrics={"method": merge.kind, "t": merge.t, "base": spec.id, "seconds": seconds})
+    logger.info("[merge] %s of %s in %.1f s", merge.kind, ", ".join(paths), seconds)
+    params = method_parameters(merge) | ({"t": t} if merge.kind == "slerp" else {})
+    # The report plots `t` as a curve: a per-module mapping reports its default curve there, in full under
+    # `parameters`.
+    plotted = t.get("default") if isinstance(t, dict) else t
+    metrics = {"method": merge.kind, "base": cfg.models[merge.base].id, "t": plotted, "seconds": seconds,
+               "parameters": params, "inputs": {k: str(v) for k, v in paths.items()}, **metrics}
+    return StageResult(outputs=outputs, metrics=metrics)
 
 
-def run_mergekit(merge_dict: dict[str, Any], target: Path, card: str) -> None:
-    """Run mergekit into a temporary sibling folder and rename it into place once complete."""
+def input_paths(cfg: DefinemedConfig, ctx: StageContext) -> dict[str, Path]:
+    """Every model the merge names, as a local folder: `models:` entries resolved, 'cpt' the cpt stage output."""
+    paths: dict[str, Path] = {}
+    for name in cfg.merge.model_names():
+        if name == CPT_MODEL:
+            paths[name] = ctx.input_path("cpt", "model").resolve()
+        else:
+            spec = cfg.models[name]
+            paths[name] = local_model_dir(resolve(spec.id), spec.revision)
+    return paths
+
+
+def merge_model(cfg: DefinemedConfig, merge: Any, paths: dict[str, Path], target: Path, notes: str = "") -> None:
+    """Build the mergekit config for `merge`, run it into `target` and write tokenizer, config and card."""
+    merge_dict = registry.get("merge_method", merge.kind)(merge, paths)
+    donor = paths[merge.base]
+    layers = read_config(donor).get("num_hidden_layers")
+    card = model_card(merge, merge_dict, cfg.models[merge.base].id, paths, layers, notes)
+    seed = (merge.seed if merge.seed is not None else cfg.run.seed) if isinstance(merge, DareTiesMergeConfig) else None
+    run_mergekit(merge_dict, target, card, donor, seed=seed, shard_params=merge.out_shard_params)
+
+
+def mergekit_options(seed: int | None = None, shard_params: int = 200_000_000) -> Any:
+    """Merge options for a memory-bounded merge.
+
+    mergekit reads safetensors lazily, one tensor at a time, and keeps only the output shard being written in
+    memory: `out_shard_size` bounds that buffer. `lazy_unpickle` does the same for pickled `.bin` inputs. Its
+    own model card and tokenizer copy are off: we write both (the card offline, the tokenizer from the donor).
+    """
     import torch
+    from mergekit.merge import MergeOptions
+
+    return MergeOptions(
+        device="cuda" if torch.cuda.is_available() else "cpu", copy_tokenizer=False, write_model_card=False,
+        trust_remote_code=False, safe_serialization=True, quiet=True, lazy_unpickle=True,
+        out_shard_size=shard_params, random_seed=seed)
+
+
+def run_mergekit(merge_dict: dict[str, Any], target: Path, card: str, donor: Path, seed: int | None = None,
+                 shard_params: int = 200_000_000) -> None:
+    """Run mergekit into a temporary sibling folder and rename it into place once complete."""
     import yaml
     from mergekit.config import MergeConfiguration
-    from mergekit.merge import MergeOptions, run_merge
+    from mergekit.io.tasks import LoaderCache
+    from mergekit.merge import run_merge
 
     config_yaml = yaml.safe_dump(merge_dict, sort_keys=False)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    options = MergeOptions(
-        device="cuda" if torch.cuda.is_available() else "cpu", copy_tokenizer=True, write_model_card=False,
-        trust_remote_code=False, safe_serialization=True, quiet=True)
-    run_merge(MergeConfiguration.model_validate(merge_dict), str(tmp), options=options, config_source=config_yaml)
+    try:
+        run_merge(MergeConfiguration.model_validate(merge_dict), str(tmp),
+                  options=mergekit_options(seed, shard_params), config_source=config_yaml)
+    finally:
+        # mergekit keeps every input memory-mapped in a process-wide cache; release the mappings.
+        cache = LoaderCache()
+        cache.flush_all()
+        cache.loaders.clear()
+    copy_tokenizer(donor, tmp)
     write_text(tmp / CONFIG_FILE, config_yaml)
     write_text(tmp / "README.md", card)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
 
 
-def model_card(merge_dict: dict[str, Any], base_id: str, base: Path, other: Path, t: float | list[float]) -> str:
-    """A short model card: what was merged, how, and the factor each layer received."""
-    import yaml
+def copy_tokenizer(donor: Path, target: Path) -> None:
+    """The donor's tokenizer (with chat template) and generation config; its special token ids in config.json,
+    which mergekit copied from its base model (a pre-instruct base ends text with a different token)."""
+    from transformers import AutoTokenizer
 
-    layers = read_config(base).get("num_hidden_layers")
-    factors = ""
-    if isinstance(layers, int) and layers > 0:
-        per_layer = ", ".join(f"{x:.3f}" for x in layer_factors(t, layers))
-        factors = f"\nFactor per layer (0 = instruct, 1 = CPT), first to last: {per_layer}.\n"
-    return f"""---
-library_name: transformers
-tags: [merge, mergekit, slerp, definemed]
-base_model: {base_id}
----
-# DeFineMed merged model
-
-Layer-wise {merge_dict['merge_method'].upper()} of two checkpoints of the same network, made with
-[mergekit](https://github.com/arcee-ai/mergekit) by the DeFineMed `merge` stage:
-
-| role | model |
-|---|---|
-| base (t = 0), tokenizer donor | `{base_id}` (`{base}`) |
-| other (t = 1) | continual pre-training checkpoint `{other}` |
-
-Interpolation factor t: `{t}`. A list is spread evenly over the layers and interpolated in between;
-embeddings, final norm and LM head take the first value.
-{factors}
-## mergekit configuration
-
-```yaml
-{yaml.safe_dump(merge_dict, sort_keys=False).rstrip()}
-```
-"""
+    AutoTokenizer.from_pretrained(donor).save_pretrained(target)
+    if (donor / "generation_config.json").exists():
+        shutil.copy2(donor / "generation_config.json", target / "generation_config.json")
+    donor_cfg, config = read_config(donor), read_json(target / "config.json")
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if key in donor_cfg:
+            config[key] = donor_cfg[key]
+    write_json(target / "config.json", config)

