@@ -90,7 +90,9 @@ def config_slice(cfg: DefinemedConfig, stage: str) -> dict[str, Any]:
                                  "prompts": _file_digest(cfg.evaluate.prompts)}
         return key
     if stage == "cpt":
-        return {"cpt": cfg.section("cpt"), "model": cfg.models[cfg.cpt.model].model_dump(mode="json"), "seed": seed}
+        # mfu and gpu_peak_tflops only feed `definemed plan`'s estimate; changing them must not retrain.
+        cpt = {k: v for k, v in cfg.section("cpt").items() if k not in {"mfu", "gpu_peak_tflops"}}
+        return {"cpt": cpt, "model": cfg.models[cfg.cpt.model].model_dump(mode="json"), "seed": seed}
     if stage == "merge":
         mg = cfg.merge
         used = {m: cfg.models[m].model_dump(mode="json") for m in mg.model_names() if m in cfg.models}

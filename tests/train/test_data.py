@@ -3,31 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
-from definemed.train.data import build_cpt_data, is_heldout, iter_documents, pack_token_lists
-from definemed.train.heldout import _batches
+from definemed.train.data import BlockList, build_heldout, is_heldout, iter_documents, shard_files
 from tests.train.corpus_fixture import write_shards
-
-
-def test_packing_blocks_are_exact_with_eos_between_documents() -> None:
-    docs = [[1, 2, 3], [4, 5], [6, 7, 8, 9]]
-    packed = pack_token_lists(docs, eos_id=0, block_size=4)
-    assert packed.blocks.tolist() == [[1, 2, 3, 0], [4, 5, 0, 6], [7, 8, 9, 0]]
-    assert packed.tokens_total == 12 and packed.tokens_dropped == 0 and packed.docs == 3
-    assert packed.packing_efficiency == 1.0
-
-
-def test_packing_drops_only_the_remainder_for_training_and_keeps_it_for_heldout() -> None:
-    docs = [[1, 2, 3, 4, 5], [6, 7]]  # 5 + 1 + 2 + 1 = 9 tokens
-    train = pack_token_lists(docs, eos_id=0, block_size=4)
-    assert train.blocks.shape == (2, 4) and train.tokens_dropped == 1
-    assert train.blocks.size + train.tokens_dropped == train.tokens_total == 9
-    held = pack_token_lists(docs, eos_id=0, block_size=4, keep_remainder=True)
-    assert held.tail.tolist() == [0] and held.tokens_dropped == 0
-    capped = pack_token_lists(iter(docs), eos_id=0, block_size=4, keep_remainder=True, max_tokens=4)
-    assert capped.blocks.tolist() == [[1, 2, 3, 4]] and capped.tail.size == 0
 
 
 def test_split_by_id_is_deterministic_and_near_the_fraction() -> None:
@@ -38,42 +17,33 @@ def test_split_by_id_is_deterministic_and_near_the_fraction() -> None:
     assert is_heldout({"id": "doc-1", "text": "a"}, 0.1) == is_heldout({"id": "doc-1", "text": "b"}, 0.1)
 
 
-def test_build_cpt_data_counts_every_token(tmp_path: Path, tiny_tokenizer_dir: Path,
-                                           german_texts: dict[str, list[str]]) -> None:
+def test_documents_of_a_folder_or_of_listed_shards(tmp_path: Path) -> None:
+    folder = write_shards(tmp_path / "med", [f"Text {i}" for i in range(7)], "med", shards=3)
+    files = shard_files(folder)
+    assert [f.name for f in files] == ["00000.jsonl.gz", "00001.jsonl.gz", "00002.jsonl.gz"]
+    assert [d["id"] for d in iter_documents(files[::-1])][:2] == ["med-2", "med-5"]
+    assert len(list(iter_documents(folder))) == 7
+    (folder / "00003.jsonl").write_text('{"text": "ok"}\n{broken\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"00003.jsonl:2: malformed JSON"):
+        list(iter_documents(folder))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        shard_files(tmp_path / "missing")
+
+
+def test_heldout_set_packs_only_heldout_docs_into_full_blocks(tmp_path: Path, tiny_tokenizer_dir: Path,
+                                                              german_texts: dict[str, list[str]]) -> None:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
     medical = [f"{a} {b}" for a in german_texts["medical"] for b in german_texts["medical"]]
-    med_dir = write_shards(tmp_path / "med", medical, "med")
-    gen_dir = write_shards(tmp_path / "gen", german_texts["general"], "gen")
-    cpt = SimpleNamespace(block_size=32, heldout_fraction=0.2, max_train_docs=None, eval_max_blocks=100)
-    data = build_cpt_data(cpt, tok, med_dir, gen_dir)
-
-    docs = list(iter_documents(med_dir))
-    train_docs = [d for d in docs if not is_heldout(d, 0.2)]
-    expected = sum(len(tok(d["text"], add_special_tokens=False)["input_ids"]) + 1 for d in train_docs)
-    assert data.train.docs == len(train_docs) and 0 < data.heldout["medical"].docs < len(docs)
-    assert data.train.tokens_total == expected
-    assert data.train.blocks.size + data.train.tokens_dropped == expected
-    assert data.train.tokens_dropped < 32 and data.train.blocks.shape[1] == 32
-    assert int((data.train.blocks == tok.eos_token_id).sum()) in (len(train_docs), len(train_docs) - 1)
-    general = data.heldout["general"]
-    assert general.tokens_in_blocks == general.tokens_total  # held-out keeps its tail
-
-    capped = build_cpt_data(SimpleNamespace(**{**vars(cpt), "max_train_docs": 5}), tok, med_dir, None)
-    assert capped.train.docs == 5 and "general" not in capped.heldout
-
-
-def test_too_little_text_for_one_block_is_a_clear_error(tmp_path: Path, tiny_tokenizer_dir: Path) -> None:
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
-    med_dir = write_shards(tmp_path / "med", ["Kurz."], "med", shards=1)
-    cpt = SimpleNamespace(block_size=512, heldout_fraction=0.01, max_train_docs=None, eval_max_blocks=4)
-    with pytest.raises(ValueError, match="do not fill one block of 512"):
-        build_cpt_data(cpt, tok, med_dir, None)
-
-
-def test_eval_batches_never_mix_lengths() -> None:
-    rows = [np.zeros(4, dtype=np.int64)] * 5 + [np.zeros(2, dtype=np.int64)]
-    assert [len(b) for b in _batches(rows, batch_size=2)] == [2, 2, 1, 1]
+    folder = write_shards(tmp_path / "med", medical, "med")
+    cpt = SimpleNamespace(block_size=32, heldout_fraction=0.2, eval_max_blocks=100)
+    held = build_heldout("medical", folder, cpt, tok, "position_ids")
+    texts = [d["text"] for d in iter_documents(folder) if is_heldout(d, 0.2)]
+    tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts)
+    assert held.docs == len(texts) and len(held.blocks) == tokens // 32
+    assert all(b["input_ids"].shape == (32,) for b in held.blocks)
+    starts = sum(int((b["position_ids"][1:] == 0).sum()) for b in held.blocks)
+    assert held.tokens == len(held.blocks) * 31 - starts
+    capped = build_heldout("medical", folder, SimpleNamespace(**{**vars(cpt), "eval_max_blocks": 2}), tok, "eos")
+    assert len(BlockList(capped.blocks)) == 2 and capped.tokens == 2 * 31

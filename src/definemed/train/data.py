@@ -1,8 +1,9 @@
-"""CPT data: read the corpus stage's datatrove JSONL shards, split by document id, tokenise and pack.
+"""CPT documents: the corpus stage's datatrove JSONL shards, the id-hash train / held-out split, and held-out sets.
 
-Packing concatenates documents with the tokenizer's EOS after each one and cuts the stream into blocks of exactly
-`block_size` tokens, so no slot is padding. Training drops the final partial block (a standard choice: it would
-need padding or a different shape); held-out sets keep it as a shorter last block so no held-out token is lost.
+Every source (medical, general, replay) is split the same way: a document is held out when the hash of its id
+falls below `heldout_fraction`. Held-out documents are only ever evaluated, never trained on, so the general
+held-out set stays disjoint from replay even when replay reads the very same folder ("corpus:general"), and it
+does not change when replay is switched on or off.
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ import numpy as np
 SHARD_PATTERNS = ("*.jsonl.gz", "*.jsonl")
 
 
-def iter_documents(folder: str | Path) -> Iterator[dict[str, Any]]:
-    """Documents of a datatrove JsonlWriter output folder (keys text, id, metadata), in a stable file order."""
+def shard_files(folder: str | Path) -> list[Path]:
+    """The JSONL(.gz) shards under a datatrove JsonlWriter output folder, in a stable order."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"corpus folder {folder} does not exist")
-    files = sorted({p for pattern in SHARD_PATTERNS for p in folder.rglob(pattern)})
+    return sorted({p for pattern in SHARD_PATTERNS for p in folder.rglob(pattern)})
+
+
+def iter_documents(source: str | Path | Iterable[Path]) -> Iterator[dict[str, Any]]:
+    """Documents (keys text, id, metadata) of a shard folder or of a list of shard files, in the given order."""
+    files = shard_files(source) if isinstance(source, str | Path) else list(source)
     for path in files:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rt", encoding="utf-8") as fh:
@@ -50,56 +56,6 @@ def is_heldout(doc: dict[str, Any], fraction: float) -> bool:
     return bucket < fraction
 
 
-@dataclass
-class PackedBlocks:
-    """Token blocks of one split. `blocks` is [n, block_size] int64; `tail` is a shorter final block or empty."""
-
-    blocks: np.ndarray
-    tail: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    docs: int = 0
-    tokens_total: int = 0  # document tokens + EOS separators before cutting
-    tokens_dropped: int = 0  # remainder discarded (training only)
-
-    @property
-    def tokens_in_blocks(self) -> int:
-        return int(self.blocks.size + self.tail.size)
-
-    def all_blocks(self, limit: int | None = None) -> list[np.ndarray]:
-        rows = [row for row in self.blocks] + ([self.tail] if self.tail.size > 1 else [])
-        return rows if limit is None else rows[:limit]
-
-    @property
-    def packing_efficiency(self) -> float:
-        """Share of non-padding tokens in the full blocks: 1.0 by construction, reported to prove it."""
-        return 1.0 if self.blocks.size else 0.0
-
-
-def pack_token_lists(token_lists: Iterable[list[int]], eos_id: int, block_size: int,
-                     keep_remainder: bool = False, max_tokens: int | None = None) -> PackedBlocks:
-    """Concatenate documents, each followed by `eos_id`, and cut into blocks of exactly `block_size`.
-
-    `max_tokens` stops reading once enough tokens for the wanted blocks are in (held-out sets are capped).
-    """
-    stream: list[int] = []
-    docs = 0
-    for ids in token_lists:
-        stream.extend(ids)
-        stream.append(eos_id)
-        docs += 1
-        if max_tokens is not None and len(stream) >= max_tokens:
-            break
-    total = len(stream)
-    if max_tokens is not None:
-        stream = stream[:max_tokens]
-    n_full = len(stream) // block_size
-    arr = np.asarray(stream, dtype=np.int64)
-    blocks = arr[: n_full * block_size].reshape(n_full, block_size)
-    rest = arr[n_full * block_size:]
-    tail = rest if keep_remainder else np.zeros(0, dtype=np.int64)
-    dropped = 0 if keep_remainder else int(rest.size)
-    return PackedBlocks(blocks=blocks, tail=tail, docs=docs, tokens_total=total, tokens_dropped=dropped)
-
-
 def tokenize_texts(tokenizer: Any, texts: Iterable[str], batch: int = 256) -> Iterator[list[int]]:
     """Token ids without special tokens (packing adds EOS itself), batched lazily for the fast tokenizer."""
     chunk: list[str] = []
@@ -113,57 +69,37 @@ def tokenize_texts(tokenizer: Any, texts: Iterable[str], batch: int = 256) -> It
 
 
 @dataclass
-class CptData:
-    train: PackedBlocks
-    heldout: dict[str, PackedBlocks]
+class HeldoutSet:
+    """Full packed blocks of one held-out split (a partial last block is dropped so every batch stacks)."""
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "train_docs": self.train.docs, "train_blocks": int(self.train.blocks.shape[0]),
-            "train_tokens": int(self.train.blocks.size), "train_tokens_dropped": self.train.tokens_dropped,
-            "packing_efficiency": self.train.packing_efficiency,
-            "heldout_docs": {name: b.docs for name, b in self.heldout.items()},
-        }
+    name: str
+    blocks: list[dict[str, np.ndarray]] = field(default_factory=list)
+    docs: int = 0
 
-
-def build_cpt_data(cpt: Any, tokenizer: Any, medical_dir: Path, general_dir: Path | None) -> CptData:
-    """Split medical docs into train / held-out by id hash, cap training docs, tokenise and pack every split."""
-    if tokenizer.eos_token_id is None:
-        raise ValueError("the tokenizer has no EOS token; packing needs one to separate documents")
-    train_texts: list[str] = []
-    heldout_texts: list[str] = []
-    for doc in iter_documents(medical_dir):
-        if is_heldout(doc, cpt.heldout_fraction):
-            heldout_texts.append(doc["text"])
-        elif cpt.max_train_docs is None or len(train_texts) < cpt.max_train_docs:
-            train_texts.append(doc["text"])
-    eos, size = tokenizer.eos_token_id, cpt.block_size
-    eval_cap = cpt.eval_max_blocks * size
-    train = pack_token_lists(tokenize_texts(tokenizer, train_texts), eos, size)
-    if train.blocks.shape[0] == 0:
-        raise ValueError(
-            f"{medical_dir}: {train.tokens_total} training tokens from {len(train_texts)} documents do not fill "
-            f"one block of {size} tokens; lower cpt.block_size or provide more medical documents")
-    heldout = {"medical": pack_token_lists(tokenize_texts(tokenizer, heldout_texts), eos, size,
-                                           keep_remainder=True, max_tokens=eval_cap)}
-    if general_dir is not None:
-        general_texts = (d["text"] for d in iter_documents(general_dir))
-        heldout["general"] = pack_token_lists(tokenize_texts(tokenizer, general_texts), eos, size,
-                                              keep_remainder=True, max_tokens=eval_cap)
-    return CptData(train=train, heldout=heldout)
+    @property
+    def tokens(self) -> int:
+        """Predicted tokens: labels after the model's one-step shift that are not ignored."""
+        return int(sum((b["labels"][1:] != -100).sum() for b in self.blocks))
 
 
-class BlockDataset:
-    """A map-style dataset of packed blocks for the Trainer: labels equal inputs (the model shifts them)."""
+def build_heldout(name: str, folder: Path, cpt: Any, tokenizer: Any, mode: str) -> HeldoutSet:
+    """Pack the held-out documents of `folder` into at most `cpt.eval_max_blocks` blocks."""
+    from definemed.train.packing import pack_documents
 
-    def __init__(self, blocks: np.ndarray) -> None:
+    texts = (d["text"] for d in iter_documents(folder) if is_heldout(d, cpt.heldout_fraction))
+    blocks, packer = pack_documents(tokenize_texts(tokenizer, texts), cpt.block_size, tokenizer.eos_token_id,
+                                    mode, max_blocks=cpt.eval_max_blocks)
+    return HeldoutSet(name=name, blocks=blocks, docs=packer.docs)
+
+
+class BlockList:
+    """A map-style dataset over a list of packed blocks (held-out sets for Trainer evaluation)."""
+
+    def __init__(self, blocks: list[dict[str, np.ndarray]]) -> None:
         self.blocks = blocks
 
     def __len__(self) -> int:
-        return int(self.blocks.shape[0])
+        return len(self.blocks)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        import torch
-
-        ids = torch.from_numpy(self.blocks[i].copy())
-        return {"input_ids": ids, "labels": ids.clone()}
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return self.blocks[i]

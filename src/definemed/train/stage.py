@@ -1,24 +1,28 @@
 """The `cpt` stage: continual pre-training of the instruct model on the medical corpus (causal-LM objective).
 
-Reads the corpus stage's `medical` documents (split by id hash into train / held-out) and `general` documents
-(held-out only, to measure forgetting of general German). Writes `model/` (safetensors + tokenizer) and
-`metrics.jsonl` (the Trainer log history). An interrupted attempt resumes from `checkpoints/`.
+Reads the corpus stage's `medical` documents (split by id hash into train / held-out), its `general` documents
+(held-out split only, to measure forgetting of general German) and optional replay sources. Training data is
+streamed (stream.py) and packed (packing.py). Writes `model/` (safetensors + tokenizer) and `metrics.jsonl` (the
+Trainer log history, kept current during training). An interrupted attempt resumes from `checkpoints/`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from definemed.artifacts import StageContext, StageResult, read_json, write_json, write_jsonl
-from definemed.config import DefinemedConfig, ModelSpec
+from definemed.artifacts import StageContext, StageResult, read_json, write_json
+from definemed.config import CptConfig, DefinemedConfig, ModelSpec
 from definemed.models import resolve
-from definemed.train.data import BlockDataset, CptData, build_cpt_data
-from definemed.train.heldout import compare, heldout_loss
-from definemed.train.trainer import final_train_loss, train
+from definemed.train.data import BlockList, HeldoutSet, build_heldout, is_heldout
+from definemed.train.heldout import as_log_row, compare, evaluate_sets
+from definemed.train.packing import PackedCollator, resolve_attn_implementation, resolve_packing_mode
+from definemed.train.stream import CptStream, TextSource, mixture_choices
+from definemed.train.trainer import TrainPlan, build_trainer, final_train_loss, train
 
 logger = logging.getLogger("definemed")
 
@@ -26,14 +30,16 @@ MODEL_DIR = "model"
 LOG_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 HELDOUT_BEFORE = "heldout_before.json"
+DATA_COUNT = "train_data_count.json"
 # Written after model/ is complete; a crash between it and the manifest then skips retraining on resume.
 RESULT_FILE = "train_result.json"
+REPLAY_GENERAL = "corpus:general"
 
 
 def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     """Evaluate held-out loss, train, evaluate again, save model and log. See the module docstring."""
     t0 = time.perf_counter()
-    stage_dir = ctx.stage_dir
+    stage_dir, cpt = ctx.stage_dir, cfg.cpt
     outputs = {"model": MODEL_DIR, "log": LOG_FILE}
     if (stage_dir / RESULT_FILE).exists() and (stage_dir / MODEL_DIR).is_dir():
         logger.info("[cpt] the interrupted attempt had finished training; reusing its model")
@@ -41,32 +47,35 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
 
     from transformers import AutoTokenizer
 
-    cpt, spec = cfg.cpt, cfg.models[cfg.cpt.model]
+    spec = cfg.models[cpt.model]
     model_path = resolve(spec.id)
     tokenizer = AutoTokenizer.from_pretrained(model_path, revision=spec.revision)
-    data = build_cpt_data(cpt, tokenizer, ctx.input_path("corpus", "medical"), _general_dir(ctx))
-    summary = data.summary()
-    logger.info("[cpt] %d train blocks of %d tokens (%d docs), held-out docs %s", summary["train_blocks"],
-                cpt.block_size, summary["train_docs"], summary["heldout_docs"])
+    model = load_model(_init_weights(cpt, model_path), spec, resolve_attn_implementation(cpt.attn_implementation))
+    mode = resolve_packing_mode(cpt.packing.mode, model)
+    heldout = _heldout_sets(ctx, cpt, tokenizer, mode)
+    stream = _train_stream(cfg, ctx, tokenizer, mode)
+    count = _count_training_data(stream, cpt, stage_dir / DATA_COUNT)
+    max_steps = cpt.max_steps if cpt.max_steps > 0 else _epoch_steps(cpt, count["blocks"])
+    logger.info("[cpt] packing %s, attention %s; %d domain blocks of %d tokens per pass (%d docs); %d steps",
+                mode, model.config._attn_implementation, count["blocks"], cpt.block_size, count["docs"], max_steps)
 
-    model = load_model(model_path, spec)
-    before = _heldout_before(model, data, cfg, stage_dir / HELDOUT_BEFORE)
-    trainer, _ = train(model, cpt, cfg.run.seed, BlockDataset(data.train.blocks), stage_dir / CHECKPOINTS)
-    after = _evaluate_all(trainer.model, data, cfg)
-    _save_model(trainer.model, tokenizer, stage_dir / MODEL_DIR)
-    history = trainer.state.log_history
-    write_jsonl(stage_dir / LOG_FILE, history)
+    before = read_json(stage_dir / HELDOUT_BEFORE) if (stage_dir / HELDOUT_BEFORE).exists() else None
+    plan = TrainPlan(train_dataset=stream, collator=PackedCollator(flatten=_flatten(model, mode)),
+                     eval_datasets={n: BlockList(s.blocks) for n, s in heldout.items() if s.blocks},
+                     max_steps=max_steps, checkpoint_dir=stage_dir / CHECKPOINTS, log_path=stage_dir / LOG_FILE)
+    trainer = build_trainer(model, cpt, cfg.run.seed, plan)
+    if before is None:  # cached so a resumed attempt does not evaluate the trained checkpoint as "before"
+        before = evaluate_sets(trainer, heldout)
+        write_json(stage_dir / HELDOUT_BEFORE, before)
+    plan.log_head.append({**as_log_row(before, 0), "phase": "before"})
+    train(trainer, stage_dir / CHECKPOINTS)
+    after = evaluate_sets(trainer, heldout, reuse_last=True)
+    shutil.rmtree(stage_dir / (MODEL_DIR + ".tmp"), ignore_errors=True)
+    trainer.save_model(str(stage_dir / (MODEL_DIR + ".tmp")))
+    _finish_model(trainer, tokenizer, stage_dir / MODEL_DIR)
 
-    metrics = {
-        "heldout": compare(before, after),
-        "train_tokens": summary["train_tokens"], "train_blocks": summary["train_blocks"],
-        "train_docs": summary["train_docs"], "train_tokens_dropped": summary["train_tokens_dropped"],
-        "packing_efficiency": summary["packing_efficiency"],
-        "steps": int(trainer.state.global_step), "final_train_loss": final_train_loss(history),
-        "tokens_per_step": cpt.block_size * cpt.per_device_batch_size * cpt.gradient_accumulation_steps
-        * trainer.args.world_size,
-        "model_source": model_path, "seconds": round(time.perf_counter() - t0, 2),
-    }
+    metrics = _metrics(cfg, trainer, count, compare(before, after), mode)
+    metrics["seconds"] = round(time.perf_counter() - t0, 2)
     write_json(stage_dir / RESULT_FILE, metrics)
     # Optimizer states dominate disk use (about 12 bytes per parameter); the final model and the result file
     # now make them unnecessary.
@@ -74,17 +83,58 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     return StageResult(outputs=outputs, metrics=metrics)
 
 
-def load_model(model_path: str, spec: ModelSpec) -> Any:
+def _metrics(cfg: DefinemedConfig, trainer: Any, count: dict[str, int], heldout: dict[str, Any],
+             mode: str) -> dict[str, Any]:
+    """The stage's metrics: the report reads heldout, steps, train_tokens, final_train_loss, packing_efficiency."""
+    cpt, history = cfg.cpt, trainer.state.log_history
+    steps = int(trainer.state.global_step)
+    per_step = cpt.block_size * cpt.per_device_batch_size * cpt.gradient_accumulation_steps * trainer.args.world_size
+    blocks = steps * per_step // cpt.block_size
+    replay_blocks = int(mixture_choices(cfg.run.seed, cpt.replay.ratio, blocks).sum())
+    return {
+        "heldout": heldout, "steps": steps, "tokens_per_step": per_step, "train_tokens": steps * per_step,
+        "train_blocks": blocks, "final_train_loss": final_train_loss(history),
+        "domain_blocks_per_pass": count["blocks"], "train_docs": count["docs"],
+        "domain_tokens_per_pass": count["tokens"], "epochs_trained": _epochs(steps, per_step, count, cpt),
+        "replay_ratio": cpt.replay.ratio, "replay_blocks": replay_blocks,
+        "replay_share": round(replay_blocks / max(1, blocks), 4),
+        # Every slot of a packed block holds a document token or EOS separator: no padding by construction.
+        "packing_efficiency": 1.0, "packing_mode": mode,
+        "attn_implementation": trainer.model.config._attn_implementation,
+        "init_from": str(cpt.init_from or ""),
+        "model_source": str(resolve(cfg.models[cpt.model].id)),
+    }
+
+
+def load_model(model_path: str | Path, spec: ModelSpec, attn_implementation: str) -> Any:
     """Load the causal LM. dtype "auto" trains float32 master weights; mixed precision comes from cpt.bf16."""
     import torch
     from transformers import AutoModelForCausalLM
 
     dtype = torch.float32 if spec.dtype == "auto" else getattr(torch, spec.dtype)
-    return AutoModelForCausalLM.from_pretrained(model_path, revision=spec.revision, dtype=dtype)
+    revision = None if Path(str(model_path)).is_dir() else spec.revision
+    return AutoModelForCausalLM.from_pretrained(model_path, revision=revision, dtype=dtype,
+                                                attn_implementation=attn_implementation)
+
+
+def _init_weights(cpt: CptConfig, model_path: str) -> str | Path:
+    """`init_from` (re-warming a trained checkpoint) or the configured model. The tokenizer always comes from
+    the configured model: a CPT checkpoint shares it."""
+    if cpt.init_from is None:
+        return model_path
+    if not (cpt.init_from / "config.json").exists():
+        raise FileNotFoundError(f"cpt.init_from: {cpt.init_from} is not a model folder (no config.json)")
+    logger.info("[cpt] re-warming from %s with a fresh optimizer and warm-up", cpt.init_from)
+    return cpt.init_from
+
+
+def _flatten(model: Any, mode: str) -> bool:
+    """flash-attention finds packed documents only in a flattened batch of one row."""
+    return mode == "position_ids" and model.config._attn_implementation == "flash_attention_2"
 
 
 def _general_dir(ctx: StageContext) -> Path | None:
-    """The general-German held-out folder; a corpus run without one only loses the forgetting measurement."""
+    """The corpus stage's general-German folder; a corpus run without one only loses the forgetting measurement."""
     outputs = ctx.upstream.get("corpus", {}).get("outputs", {})
     if "general" not in outputs:
         logger.warning("[cpt] the corpus stage has no 'general' output: general held-out loss is skipped")
@@ -92,29 +142,73 @@ def _general_dir(ctx: StageContext) -> Path | None:
     return ctx.input_path("corpus", "general")
 
 
-def _evaluate_all(model: Any, data: CptData, cfg: DefinemedConfig) -> dict[str, dict[str, Any]]:
-    return {name: heldout_loss(model, packed, cfg.cpt.eval_max_blocks, cfg.cpt.per_device_batch_size)
-            for name, packed in data.heldout.items()}
+def _heldout_sets(ctx: StageContext, cpt: CptConfig, tokenizer: Any, mode: str) -> dict[str, HeldoutSet]:
+    sets = {"medical": build_heldout("medical", ctx.input_path("corpus", "medical"), cpt, tokenizer, mode)}
+    general = _general_dir(ctx)
+    if general is not None:
+        sets["general"] = build_heldout("general", general, cpt, tokenizer, mode)
+    return sets
 
 
-def _heldout_before(model: Any, data: CptData, cfg: DefinemedConfig, cache: Path) -> dict[str, dict[str, Any]]:
-    """Held-out loss of the untrained model, cached so a resumed attempt (same key) does not recompute it."""
+def _train_stream(cfg: DefinemedConfig, ctx: StageContext, tokenizer: Any, mode: str) -> CptStream:
+    """Domain source (medical, not held out) and the replay source; both exclude their held-out split."""
+    cpt = cfg.cpt
+    frac = cpt.heldout_fraction
+
+    def keep(doc: dict[str, Any]) -> bool:
+        return not is_heldout(doc, frac)
+
+    domain = TextSource("medical", [ctx.input_path("corpus", "medical")], keep, cpt.max_train_docs)
+    replay = None
+    if cpt.replay.ratio > 0:
+        folders = [ctx.input_path("corpus", "general") if s == REPLAY_GENERAL else Path(s)
+                   for s in cpt.replay.sources]
+        replay = TextSource("replay", folders, keep)
+    return CptStream(domain, tokenizer, cpt.block_size, mode, cfg.run.seed, replay=replay,
+                     ratio=cpt.replay.ratio, shuffle_buffer=cpt.shuffle_buffer)
+
+
+def _count_training_data(stream: CptStream, cpt: CptConfig, cache: Path) -> dict[str, int]:
+    """One tokenising pass over the domain source (cached: a resumed attempt skips it)."""
     if cache.exists():
         return read_json(cache)
-    result = _evaluate_all(model, data, cfg)
-    for name, r in result.items():
-        logger.info("[cpt] held-out %s before training: loss %s, ppl %s (%d blocks)", name, r["loss"], r["ppl"],
-                    r["blocks"])
-    write_json(cache, result)
-    return result
+    blocks, tokens, docs = stream.count_domain_blocks()
+    if blocks == 0:
+        raise ValueError(
+            f"{stream.domain.folders[0]}: {tokens} training tokens from {docs} documents do not fill one block "
+            f"of {cpt.block_size} tokens; lower cpt.block_size or provide more medical documents")
+    count = {"blocks": blocks, "tokens": tokens, "docs": docs}
+    write_json(cache, count)
+    return count
 
 
-def _save_model(model: Any, tokenizer: Any, target: Path) -> None:
-    """Save safetensors + tokenizer to a temporary sibling, then rename: model/ exists only when complete."""
+def _epoch_steps(cpt: CptConfig, domain_blocks: int) -> int:
+    """Steps for `epochs` passes over the domain data; replay blocks come on top (they dilute each step)."""
+    per_step = cpt.per_device_batch_size * cpt.gradient_accumulation_steps * _world_size()
+    total_blocks = cpt.epochs * domain_blocks / (1.0 - cpt.replay.ratio)
+    return max(1, math.ceil(total_blocks / per_step))
+
+
+def _epochs(steps: int, per_step: int, count: dict[str, int], cpt: CptConfig) -> float:
+    domain_blocks = steps * per_step / cpt.block_size * (1.0 - cpt.replay.ratio)
+    return round(domain_blocks / max(1, count["blocks"]), 3)
+
+
+def _world_size() -> int:
+    from definemed.train.estimate import world_size
+
+    return world_size()
+
+
+def _finish_model(trainer: Any, tokenizer: Any, target: Path) -> None:
+    """Complete the model saved to `<target>.tmp` (tokenizer, use_cache) and rename it: model/ exists only
+    when complete. trainer.save_model gathers FSDP / ZeRO-3 shards, which model.save_pretrained would not."""
     tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.config.use_cache = True  # switched off for gradient checkpointing; generation wants it back
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    if trainer.args.should_save:
+        tokenizer.save_pretrained(tmp)
+        config_path = tmp / "config.json"
+        config = read_json(config_path)
+        config["use_cache"] = True  # switched off for gradient checkpointing; generation wants it back
+        write_json(config_path, config)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
