@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from definemed.artifacts import read_json, read_jsonl
-from definemed.config import McqConfig, McqTaskConfig
+from definemed.config import LocalMcqTaskConfig, McqConfig
 from definemed.evaluate.mcq import per_subject, task_files, write_task_yamls
 from definemed.evaluate.resolve import ModelRef
 
@@ -28,7 +28,7 @@ def write_questions(folder: Path, n: int = 10) -> Path:
 
 def test_task_yaml_points_at_absolute_local_files(tmp_path: Path) -> None:
     data = write_questions(tmp_path / "data")
-    names = write_task_yamls([McqTaskConfig(name="mini_de", path=data, num_fewshot=2)], tmp_path / "tasks")
+    names = write_task_yamls([LocalMcqTaskConfig(name="mini_de", path=data, num_fewshot=2)], tmp_path / "tasks")
     text = (tmp_path / "tasks" / "mini_de.yaml").read_text()
     assert names == ["mini_de"]
     assert "dataset_path: json" in text and "num_fewshot: 2" in text
@@ -50,7 +50,7 @@ def test_lm_eval_local_task_on_tiny_model(tmp_path: Path, tiny_llama_dir: Path) 
     from definemed.evaluate.mcq import evaluate_mcq
 
     data = write_questions(tmp_path / "data", n=10)
-    cfg = McqConfig(tasks=[McqTaskConfig(name="mini_de", path=data)], batch_size=4)
+    cfg = McqConfig(tasks=[LocalMcqTaskConfig(name="mini_de", path=data)], batch_size=4)
     out = tmp_path / "mcq"
     result = evaluate_mcq(ModelRef("tiny", str(tiny_llama_dir)), cfg, out)
 
