@@ -77,3 +77,35 @@ def test_word_level_mixing_inside_german_lines_only() -> None:
     assert summary["a"]["word_mixing_rate"] == 1.0 and summary["b"]["word_mixing_rate"] == 0.0
     off = analyze_answers(rows, AnalyzeConfig(word_level=False))
     assert "english_spans" not in off[0]
+
+
+def _lcb_line_pass(answer: str, expected: str, threshold: float) -> bool:
+    """The Language Confusion Benchmark's line-level definition, recomputed independently: split on newlines,
+    keep lines of >= 5 whitespace tokens, identify each with fastText lid.176 (top-1), and call the response
+    confused if any kept line's top language differs from the expected one with probability above 0.3."""
+    import fasttext
+
+    from definemed.analyze.langid import bundled_model_path
+
+    model = fasttext.load_model(str(bundled_model_path()))
+    for raw in answer.split("\n"):
+        line = raw.strip()
+        if len(line.split()) < 5:
+            continue
+        labels, probs = model.predict(line, k=1)
+        if labels[0] != f"__label__{expected}" and probs[0] > threshold:
+            return False
+    return True
+
+
+def test_line_level_pass_rate_matches_lcb_definition() -> None:
+    french = "Il est important de consulter un médecin si la fièvre persiste plus de trois jours."
+    answers = [GERMAN, GERMAN + "\n" + ENGLISH, "kurz\n" + GERMAN, french + "\n" + GERMAN, "", "Ja.\nNein, danke.",
+               ENGLISH + "\n" + ENGLISH, GERMAN + "\n\n" + GERMAN + "\nOK thanks"]
+    rows = [{"prompt_id": str(i), "model": "m", "answer": a} for i, a in enumerate(answers)]
+    per = analyze_answers(rows, AnalyzeConfig())
+    expected = [_lcb_line_pass(a, "de", 0.3) for a in answers]
+    assert [r["line_pass"] for r in per] == expected
+    assert expected.count(False) == 3  # the English, French and all-English answers
+    summary = summarize(per, None)
+    assert summary["m"]["line_pass_rate"] == round(sum(expected) / len(expected), 4)

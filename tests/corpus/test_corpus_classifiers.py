@@ -77,3 +77,31 @@ def test_binary_metrics_values() -> None:
     assert (m["precision"], m["recall"], m["f1"], m["accuracy"]) == (0.6667, 0.6667, 0.6667, 0.6)
     assert m["support"] == {"medical": 3, "other": 2}
     assert json.dumps(m)
+
+
+def test_fasttext_nan_divergence_is_retried_at_half_the_learning_rate(monkeypatch) -> None:
+    import fasttext
+
+    from definemed.corpus.classifiers import _train_quantized
+
+    calls: list[float] = []
+
+    class Model:
+        def __init__(self, lr: float) -> None:
+            self.lr = lr
+
+        def quantize(self, **_: object) -> None:
+            if self.lr > 0.3:
+                raise RuntimeError("Encountered NaN.")
+
+    def train(path: str, **params: object) -> Model:
+        calls.append(params["lr"])
+        return Model(params["lr"])
+
+    monkeypatch.setattr(fasttext, "train_supervised", train)
+    model, lr = _train_quantized(fasttext, "unused.txt", {"lr": 1.0}, cutoff=10)
+    assert calls == [1.0, 0.5, 0.25] and lr == 0.25 and model.lr == 0.25
+    calls.clear()
+    with pytest.raises(RuntimeError, match="NaN"):
+        _train_quantized(fasttext, "unused.txt", {"lr": 8.0}, cutoff=10)
+    assert calls == [8.0, 4.0, 2.0]

@@ -139,3 +139,19 @@ def test_missing_benchmark_path_is_an_error(tmp_path: Path, bench: dict) -> None
     bench["mcq"] = tmp_path / "nope"
     with pytest.raises(FileNotFoundError, match="benchmark data not found"):
         benchmark_items(_config(tmp_path, bench))
+
+
+def test_hub_tasks_without_local_files_are_skipped_not_fatal(tmp_path) -> None:
+    from tests.helpers import minimal_config_dict
+
+    from definemed.config import DefinemedConfig
+    from definemed.corpus.decontam import benchmark_items
+
+    data = minimal_config_dict(tmp_path)
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text('{"id": "q1", "question": "Welches Organ produziert Insulin?", "choices": ["Pankreas", "Leber"]}\n')
+    data["evaluate"] = {"models": ["instruct"], "mcq": {"tasks": [
+        {"kind": "lm_eval", "name": "definemed_global_mmlu_de_med"},
+        {"kind": "local", "name": "mine", "path": str(qa)}]}}
+    items = benchmark_items(DefinemedConfig.model_validate(data))
+    assert [i["id"] for i in items] == ["mine/q1"]

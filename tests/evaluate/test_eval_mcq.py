@@ -9,7 +9,8 @@ import pytest
 
 from definemed.artifacts import read_json, read_jsonl
 from definemed.config import LocalMcqTaskConfig, McqConfig
-from definemed.evaluate.mcq import per_subject, task_files, write_task_yamls
+from definemed.evaluate.lm_tasks import asset_dir, local_task_yaml, task_files
+from definemed.evaluate.mcq import per_subject
 from definemed.evaluate.resolve import ModelRef
 
 SUBJECTS = ["anatomy", "virology", "nutrition"]
@@ -28,12 +29,10 @@ def write_questions(folder: Path, n: int = 10) -> Path:
 
 def test_task_yaml_points_at_absolute_local_files(tmp_path: Path) -> None:
     data = write_questions(tmp_path / "data")
-    names = write_task_yamls([LocalMcqTaskConfig(name="mini_de", path=data, num_fewshot=2)], tmp_path / "tasks")
-    text = (tmp_path / "tasks" / "mini_de.yaml").read_text()
-    assert names == ["mini_de"]
-    assert "dataset_path: json" in text and "num_fewshot: 2" in text
+    text = local_task_yaml(LocalMcqTaskConfig(name="mini_de", path=data, num_fewshot=2))
+    assert 'dataset_path: "json"' in text and "num_fewshot: 2" in text and 'task: "mini_de"' in text
     assert str(data / "part0.jsonl") in text and str(data / "part1.jsonl") in text
-    assert "Antwort:" in text
+    assert f'include: "{asset_dir() / "_mcq_de_base.yaml"}"' in text  # the prompt format comes from the base
 
 
 def test_missing_task_data_names_the_path(tmp_path: Path) -> None:
@@ -67,5 +66,8 @@ def test_lm_eval_local_task_on_tiny_model(tmp_path: Path, tiny_llama_dir: Path) 
     assert set(table) == set(SUBJECTS)
     assert sum(v["n"] for v in table.values()) == 10
     assert sum(v["acc"] * v["n"] for v in table.values()) == pytest.approx(task["acc"] * 10)
+    assert all(s["prompt"].startswith("Die folgenden Fragen") and "\nFrage: Welches Organ" in s["prompt"]
+               and s["prompt"].endswith("Antwort:")
+               for s in samples)
     stored = read_json(out / "tiny.json")
     assert stored["tasks"]["mini_de"]["acc"] == task["acc"]

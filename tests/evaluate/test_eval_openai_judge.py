@@ -1,147 +1,118 @@
-"""The OpenAI-compatible judge against a real HTTP server on 127.0.0.1 with scripted replies."""
+"""The async OpenAI-compatible judge against the shared fake server (real HTTP on 127.0.0.1, scripted replies)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-from collections import Counter
+import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from definemed.config import OpenAIJudgeConfig
 from definemed.evaluate.judges import JudgeItem, OpenAIJudge
+from tests.openai_fake import FakeOpenAIServer, ScriptedResponder, fail, ok
 
 SECRET = "sk-test-SECRET-0123456789"
-# marker in answer A -> list of (status, reply text) served on successive requests (the last one repeats)
-SCRIPT: dict[str, list[tuple[int, str]]] = {
-    "valid_a": [(200, "A ist korrekt und sicher.\nUrteil: [[A]]")],
-    "valid_c": [(200, "Beide gleichwertig.\n[[C]]")],
-    "garbage": [(200, "Ich kann das nicht beurteilen.")],
-    "empty": [(200, "")],
-    "bad_letter": [(200, "Urteil: [[D]]")],
-    "flaky500": [(500, "boom"), (200, "Urteil: [[B]]")],
-    "ratelimit": [(429, "slow down"), (200, "Urteil: [[A]]")],
-    "down": [(503, "unavailable")],
-    "auth": [(401, "bad key")],
+SCRIPT = {
+    "<<valid_a>>": [ok("A ist korrekt und sicher.\nUrteil: [[A]]")],
+    "<<valid_c>>": [ok("Beide gleichwertig.\n[[C]]")],
+    "<<garbage>>": [ok("Ich kann das nicht beurteilen.")],
+    "<<empty>>": [ok("")],
+    "<<bad_letter>>": [ok("Urteil: [[D]]")],
+    "<<garbage_then_b>>": [ok("Hmm."), ok("Urteil: [[B]]")],
+    "<<flaky500>>": [fail(500), ok("Urteil: [[B]]")],
+    "<<ratelimit>>": [fail(429, headers={"Retry-After": "0.3"}), ok("Urteil: [[A]]")],
+    "<<down>>": [fail(503)],
+    "<<slow>>": [ok("Urteil: [[A]]", delay_s=3.0)],
+    "<<auth>>": [fail(401, "bad key")],
+    "<<paced>>": [ok("Urteil: [[B]]", delay_s=0.2)],
 }
-
-
-class FakeServer:
-    def __init__(self) -> None:
-        self.hits: Counter[str] = Counter()
-        self.auth_headers: list[str] = []
-        self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:  # keep test output quiet
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server naming
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                content = body["messages"][-1]["content"]
-                marker = next(m for m in SCRIPT if f"<<{m}>>" in content)
-                with server.lock:
-                    server.hits[marker] += 1
-                    server.auth_headers.append(self.headers.get("Authorization", ""))
-                    step = SCRIPT[marker][min(server.hits[marker], len(SCRIPT[marker])) - 1]
-                status, text = step
-                payload = ({"id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
-                            "choices": [{"index": 0, "finish_reason": "stop",
-                                         "message": {"role": "assistant", "content": text}}],
-                            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-                           if status == 200 else {"error": {"message": text, "type": "server_error"}})
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if status == 429:
-                    self.send_header("Retry-After", "0")
-                self.end_headers()
-                self.wfile.write(data)
-
-        return Handler
+MARKERS = ["valid_a", "valid_c", "garbage", "empty", "bad_letter", "garbage_then_b", "flaky500", "ratelimit",
+           "down", "slow"]
 
 
 @pytest.fixture
-def server() -> Iterator[FakeServer]:
-    srv = FakeServer()
-    srv.thread.start()
-    yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(ScriptedResponder(SCRIPT)) as srv:
+        yield srv
 
 
-def item(marker: str) -> JudgeItem:
+def item(marker: str, other: str = "Eine andere Antwort {answer_b}") -> JudgeItem:
     return JudgeItem(prompt="Was hilft bei Fieber?", reference="Ruhe und Flüssigkeit.",
-                     answer_a=f"Antwort <<{marker}>>", answer_b="Eine andere Antwort {answer_b}")
+                     answer_a=f"Antwort <<{marker}>>", answer_b=other)
 
 
-def make_judge(server: FakeServer, workdir: Path, **overrides: object) -> OpenAIJudge:
+def make_judge(server: FakeOpenAIServer, workdir: Path, **overrides: object) -> OpenAIJudge:
     settings: dict[str, object] = {
         "model": "judge-model", "base_url": server.base_url, "api_key_env": "DEFINEMED_TEST_JUDGE_KEY",
-        "concurrency": 4, "max_retries": 2, "backoff_s": 0.01, "timeout_s": 5}
+        "concurrency": 4, "max_retries": 2, "backoff_s": 0.01, "timeout_s": 0.5, "parse_retries": 1}
     cfg = OpenAIJudgeConfig.model_validate({"kind": "openai", **settings, **overrides})
     return OpenAIJudge(cfg, workdir)
 
 
-MARKERS = ["valid_a", "valid_c", "garbage", "empty", "bad_letter", "flaky500", "ratelimit", "down"]
+def hits(server: FakeOpenAIServer) -> dict[str, int]:
+    return {m.strip("<>"): n for m, n in server.responder.hits.items()}  # type: ignore[attr-defined]
 
 
-def test_verdicts_retries_cache_and_secret(server: FakeServer, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch,
-                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_replies_and_failures_are_retried_then_invalid(server: FakeOpenAIServer, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("DEFINEMED_TEST_JUDGE_KEY", SECRET)
     caplog.set_level(logging.DEBUG)
     judge = make_judge(server, tmp_path)
     verdicts = judge.judge_batch([item(m) for m in MARKERS])
 
-    assert [v.winner for v in verdicts] == ["A", "tie", "invalid", "invalid", "invalid", "B", "A", "invalid"]
-    assert verdicts[-1].error and "InternalServerError" in verdicts[-1].error
-    assert all(v.error is None for v in verdicts[:-1])
+    assert [v.winner for v in verdicts] == ["A", "tie", "invalid", "invalid", "invalid", "B", "B", "A",
+                                            "invalid", "invalid"]
+    assert "InternalServerError" in verdicts[8].error and "Timeout" in verdicts[9].error
+    assert all(v.error is None for v in verdicts[:8])
     assert verdicts[2].raw == "Ich kann das nicht beurteilen."  # raw replies are kept
-    # retries: one failure then success; the dead endpoint is tried 1 + max_retries times
-    assert server.hits["flaky500"] == 2 and server.hits["ratelimit"] == 2 and server.hits["down"] == 3
-    assert judge.requests == sum(server.hits.values()) == 12
-    assert set(server.auth_headers) == {f"Bearer {SECRET}"}
+    # unparseable replies are asked once more; transport failures 1 + max_retries times
+    assert hits(server) == {"valid_a": 1, "valid_c": 1, "garbage": 2, "empty": 2, "bad_letter": 2,
+                            "garbage_then_b": 2, "flaky500": 2, "ratelimit": 2, "down": 3, "slow": 3}
+    assert judge.requests == server.hits == 20
+    assert server.authorization_headers() == {f"Bearer {SECRET}"}
+    limited = [r.received_at for r in server.requests if "<<ratelimit>>" in str(r.body)]
+    assert limited[1] - limited[0] >= 0.28  # Retry-After: 0.3 beat the 0.01 s back-off
 
-    # a second run with the same folder asks again only for the request that never got a reply
-    before = Counter(server.hits)
+    # a second run with the same folder asks again only for the requests that never got a reply
+    before = dict(hits(server))
     again = make_judge(server, tmp_path).judge_batch([item(m) for m in MARKERS])
     assert [v.winner for v in again] == [v.winner for v in verdicts]
-    assert [v.cached for v in again] == [True] * 7 + [False]
-    assert server.hits - before == Counter({"down": 3})
+    assert [v.cached for v in again] == [True] * 8 + [False] * 2
+    assert {k: v - before.get(k, 0) for k, v in hits(server).items() if v != before.get(k, 0)} == \
+        {"down": 3, "slow": 3}
 
     stored = "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file())
     assert "Urteil: [[A]]" in stored
     assert SECRET not in stored and SECRET not in caplog.text
 
 
-def test_cache_key_covers_order_template_and_decoding(server: FakeServer, tmp_path: Path) -> None:
+def test_requests_run_concurrently_up_to_the_limit(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    judge = make_judge(server, tmp_path, concurrency=4, timeout_s=5)
+    t0 = time.perf_counter()
+    verdicts = judge.judge_batch([item("paced", other=f"Antwort {i}") for i in range(12)])
+    elapsed = time.perf_counter() - t0
+    assert [v.winner for v in verdicts] == ["B"] * 12
+    assert 1 < server.max_in_flight <= 4
+    assert elapsed < 12 * 0.2 * 0.75  # sequential would take 2.4 s
+
+
+def test_cache_key_covers_order_template_and_decoding(server: FakeOpenAIServer, tmp_path: Path) -> None:
     judge = make_judge(server, tmp_path)
     base = item("valid_a")
     swapped = JudgeItem(base.prompt, base.reference, base.answer_b, base.answer_a)
     assert judge.cache_key(base) != judge.cache_key(swapped)
     assert judge.cache_key(base) != make_judge(server, tmp_path, temperature=0.7).cache_key(base)
+    assert judge.cache_key(base) != make_judge(server, tmp_path, max_tokens=9).cache_key(base)
     assert judge.cache_key(base) != make_judge(server, tmp_path, model="other").cache_key(base)
     template = tmp_path / "t.md"
     template.write_text("{prompt}\n{answer_a}\n{answer_b}\nUrteil?", encoding="utf-8")
     assert judge.cache_key(base) != make_judge(server, tmp_path, template=str(template)).cache_key(base)
 
 
-def test_template_is_filled_without_touching_braces_in_answers(server: FakeServer, tmp_path: Path) -> None:
+def test_template_is_filled_without_touching_braces_in_answers(server: FakeOpenAIServer, tmp_path: Path) -> None:
     from definemed.evaluate.openai_judge import render
 
     judge = make_judge(server, tmp_path)
@@ -151,11 +122,11 @@ def test_template_is_filled_without_touching_braces_in_answers(server: FakeServe
     assert "{" not in text.replace("{answer_b}", "")  # every placeholder of the shipped template is filled
 
 
-def test_local_endpoint_without_key_uses_dummy(server: FakeServer, tmp_path: Path,
+def test_local_endpoint_without_key_uses_dummy(server: FakeOpenAIServer, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DEFINEMED_TEST_JUDGE_KEY", raising=False)
     assert make_judge(server, tmp_path).judge_batch([item("valid_a")])[0].winner == "A"
-    assert server.auth_headers == ["Bearer EMPTY"]
+    assert server.authorization_headers() == {"Bearer EMPTY"}
 
 
 def test_remote_endpoint_without_key_fails_naming_the_variable(tmp_path: Path,
@@ -167,8 +138,8 @@ def test_remote_endpoint_without_key_fails_naming_the_variable(tmp_path: Path,
         OpenAIJudge(cfg, tmp_path).judge_batch([item("valid_a")])
 
 
-def test_refused_key_aborts(server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refused_key_aborts(server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEFINEMED_TEST_JUDGE_KEY", SECRET)
     with pytest.raises(RuntimeError, match="AuthenticationError"):
         make_judge(server, tmp_path).judge_batch([item("auth")])
-    assert server.hits["auth"] == 1
+    assert hits(server) == {"auth": 1}

@@ -72,7 +72,12 @@ def test_stage_with_reference_judge(tmp_path: Path, tiny_llama_dir: Path, tiny_q
     assert len(judgments) == 3 * 3 * 2  # pairs x prompts x orders
     assert "weak proxy" in m["judge"].pop("note")
     assert m["judge"] == {"kind": "reference", "model": "chrF", "n_judgments": 18, "cached": 0, "invalid": 0,
-                          "invalid_verdicts": 0}
+                          "invalid_verdicts": 0, "errors": 0}
+    assert m["resumed"] == {"mcq": [], "generation": []}
+    assert set(m["ratings"]["bradley_terry"]) == {"instruct", "cpt", "merged"}
+    assert m["ratings"]["bradley_terry"]["instruct"]["score"] == pytest.approx(1000)  # anchored at the baseline
+    assert set(m["ratings"]["lc_winrate"]) == {"cpt", "merged"}
+    assert m["judge_audit"]["position_consistency"]["consistency"] == 1.0 and m["judge_audit"]["kappa"] is None
     pairs = m["pairwise"]["pairs"]
     assert len(pairs) == 6 and all(p["wins"] + p["ties"] + p["losses"] + p["invalid"] == 3 for p in pairs)
     assert set(m["pairwise"]["vs_baseline"]) == {"cpt", "merged"}
@@ -89,6 +94,7 @@ def test_stage_with_reference_judge(tmp_path: Path, tiny_llama_dir: Path, tiny_q
     theirs = {(r["model"], r["opponent"]): r["win_rate"] for r in win_table(battles)}
     assert theirs == {(p["model"], p["opponent"]): p["win_rate"] for p in pairs}
     assert set(m["seconds"]) == {"mcq", "generation", "judging"}
+    assert sorted(p.name for p in (out / "mcq").glob("*.json")) == ["cpt.json", "instruct.json", "merged.json"]
 
 
 class SlotAJudge:

@@ -155,16 +155,22 @@ def _fasttext_line(text: str) -> str:
     return _WS.sub(" ", text).strip().lower()
 
 
-def _train_supervised(fasttext: Any, train_file: str, params: dict[str, Any], attempts: int = 3) -> Any:
-    """fasttext.train_supervised, retried on its sporadic "Encountered NaN" (seen on tiny inputs under load;
-    the same call with the same seed then succeeds, so it is not a divergence of the settings)."""
+def _train_quantized(fasttext: Any, train_file: str, params: dict[str, Any], cutoff: int,
+                     attempts: int = 3) -> tuple[Any, float]:
+    """Train and quantise; on fastText's "Encountered NaN" (a divergence it reports in training or, when the
+    weights already hold NaNs, in quantize) retry with half the learning rate. Returns the model and the lr used."""
+    lr = params["lr"]
     for attempt in range(1, attempts + 1):
         try:
-            return fasttext.train_supervised(train_file, thread=1, verbose=0, **params)
+            model = fasttext.train_supervised(train_file, thread=1, verbose=0, **{**params, "lr": lr})
+            model.quantize(input=train_file, cutoff=cutoff, retrain=False, qnorm=True)
+            return model, lr
         except RuntimeError as exc:
             if "NaN" not in str(exc) or attempt == attempts:
                 raise
-            logging.getLogger("definemed").warning("fastText: %s; retrying (%d/%d)", exc, attempt, attempts)
+            logging.getLogger("definemed").warning("fastText: %s at lr %g; retrying with lr %g (%d/%d)",
+                                                   exc, lr, lr / 2, attempt, attempts)
+            lr /= 2
     raise AssertionError("unreachable")
 
 
@@ -201,8 +207,8 @@ class FastTextClassifier:
             train_file = Path(tmp) / "train.txt"
             train_file.write_text("".join(f"{LABEL_MEDICAL if y else LABEL_OTHER} {_fasttext_line(t)}\n"
                                           for t, y in zip(texts, labels, strict=True)), encoding="utf-8")
-            self._model = _train_supervised(fasttext, str(train_file), self.params)
-            self._model.quantize(input=str(train_file), cutoff=self.cutoff, retrain=False, qnorm=True)
+            self._model, lr = _train_quantized(fasttext, str(train_file), self.params, self.cutoff)
+        self.params["lr"] = lr  # saved in the metadata: the rate that actually trained this model
         return self
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:

@@ -74,7 +74,13 @@ def benchmark_items(cfg: DefinemedConfig) -> list[dict[str, Any]]:
     """Every benchmark item of the evaluate config as {id, source, texts}: the texts a document must not contain."""
     items = []
     for task in cfg.evaluate.mcq.tasks:
-        for where, row in _rows(task.path):
+        source = getattr(task, "path", None) or getattr(task, "data_files", None)
+        if source is None:
+            # A hub task without local files: its questions are not readable here, so they cannot be checked.
+            logging.getLogger("definemed").warning(
+                "[corpus] decontamination skips hub task '%s' (no local data_files)", task.name)
+            continue
+        for where, row in _rows(source):
             question = str(row.get("question") or "")
             choices = " ".join(str(c) for c in row.get("choices") or [])
             texts = [t for t in (question, f"{question} {choices}".strip()) if t]

@@ -40,7 +40,7 @@ class HfGenerator:
     """Batched generation with a local or hub transformers checkpoint (never `trust_remote_code`)."""
 
     def __init__(self, model_path: str, cfg: HfGenerationConfig, seed: int = 0, dtype: str = "auto",
-                 revision: str | None = None) -> None:
+                 revision: str | None = None, name: str | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

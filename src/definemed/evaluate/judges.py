@@ -7,7 +7,9 @@ looks it up in the registry by `evaluate.judge.kind`, so tests and plugins can r
   is a weak, deterministic proxy: it rewards wording close to one reference and cannot see correctness,
   safety or fluency. Good for smoke runs and pipeline tests, not for conclusions.
 - `OpenAIJudge`: an LLM behind any OpenAI-compatible endpoint, with the German rubric in
-  `assets/prompts/judge_pairwise_de.md`, a strict verdict parser, retries and a verdict cache.
+  `assets/prompts/judge_pairwise_de.md`, a strict verdict parser, async requests, retries and a verdict cache.
+- `HfJudge` (`hf_judge.py`): a local transformers model with the same rubric, verdict log-probabilities or greedy
+  generation; registered as "hf".
 """
 
 from __future__ import annotations

@@ -1,53 +1,28 @@
-"""Multiple-choice accuracy through lm-evaluation-harness, from local JSONL files.
+"""Multiple-choice accuracy through lm-evaluation-harness: local JSONL tasks, shipped hub tasks, drop-in folders.
 
-Benchmarks are data: each configured task becomes an lm-eval task YAML (filled from
-`assets/lm_eval/mcq_de.yaml.tmpl`) in the stage folder, pointing at absolute local files, so nothing touches
-the hub. lm-eval scores each question by the log-likelihood of the letters " A".." D" after the prompt
-(`acc`) and the same normalised by byte length (`acc_norm`). We keep lm-eval's aggregate, its per-sample
-log, and a per-subject table recomputed from the samples.
+Which tasks exist and how their YAML is built lives in `lm_tasks`. lm-eval scores each question by the
+log-likelihood of the letters " A".." D" after the prompt (`acc`) and the same normalised by byte length
+(`acc_norm`). Per configured task (or group) we keep lm-eval's aggregate, its per-sample log (with the exact
+prompt the model saw, chat template included) and a per-subject table recomputed from the samples.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import time
 from collections import Counter, defaultdict
-from importlib import resources
 from pathlib import Path
-from string import Template
 from typing import Any
 
-from definemed.artifacts import write_json, write_jsonl, write_text
-from definemed.config import McqConfig, McqTaskConfig
+from definemed.artifacts import write_json, write_jsonl
+from definemed.config import McqConfig
+from definemed.evaluate.lm_tasks import build_task_manager, local_task_yaml, task_files
 from definemed.evaluate.resolve import ModelRef
 
 logger = logging.getLogger("definemed")
 
-TEMPLATE = "mcq_de.yaml.tmpl"
-
-
-def task_files(path: Path) -> list[Path]:
-    """The JSONL files of a task: the file itself, or every `*.jsonl` in a folder (sorted, absolute)."""
-    path = Path(path).expanduser().resolve()
-    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
-    if not files or not all(f.is_file() for f in files):
-        raise FileNotFoundError(
-            f"multiple-choice task data not found: {path} (expected a .jsonl file or a folder of them)")
-    return files
-
-
-def write_task_yamls(tasks: list[McqTaskConfig], folder: Path) -> list[str]:
-    """Write one lm-eval task YAML per configured task into `folder`; return the task names."""
-    source = resources.files("definemed").joinpath("assets", "lm_eval", TEMPLATE)
-    template = Template(source.read_text(encoding="utf-8"))
-    for task in tasks:
-        files = [str(f) for f in task_files(task.path)]
-        text = template.substitute(task=task.name, data_files=json.dumps(files, ensure_ascii=False),
-                                   num_fewshot=task.num_fewshot)
-        write_text(folder / f"{task.name}.yaml", text)
-    return [t.name for t in tasks]
+__all__ = ["evaluate_mcq", "local_task_yaml", "per_subject", "summarize", "task_files"]
 
 
 def per_subject(samples: list[dict[str, Any]]) -> dict[str, dict[str, float | int]]:
@@ -58,54 +33,85 @@ def per_subject(samples: list[dict[str, Any]]) -> dict[str, dict[str, float | in
     return {s: {"acc": sum(v) / len(v), "n": len(v)} for s, v in sorted(groups.items())}
 
 
-def _sample_row(task: str, sample: dict[str, Any]) -> dict[str, Any]:
+def _prompt(sample: dict[str, Any]) -> str | None:
+    """The context of the sample's first request: what the model saw before the answer letter."""
+    args = sample.get("arguments")
+    if isinstance(args, dict):  # older lm-eval: {"gen_args_0": {"arg_0": context, "arg_1": continuation}}
+        first = next(iter(args.values()), {})
+        return first.get("arg_0") if isinstance(first, dict) else None
+    if isinstance(args, list) and args and isinstance(args[0], list | tuple):
+        return str(args[0][0])
+    return None
+
+
+def _sample_row(task: str, leaf: str, subject: str | None, sample: dict[str, Any]) -> dict[str, Any]:
     doc = sample.get("doc", {})
     loglik = [float(r[0]) for r in sample.get("filtered_resps", [])]
-    return {"task": task, "doc_id": sample.get("doc_id"), "id": doc.get("id"), "subject": doc.get("subject"),
+    doc_subject = doc.get("subject") if isinstance(doc.get("subject"), str) else None
+    return {"task": task, "subtask": leaf, "doc_id": sample.get("doc_id"),
+            "id": doc.get("id", doc.get("sample_id")), "subject": doc_subject or subject or leaf,
             "target": sample.get("target"),
             "pred": max(range(len(loglik)), key=loglik.__getitem__) if loglik else None,
             "acc": float(sample["acc"]), "acc_norm": float(sample.get("acc_norm", float("nan"))),
-            "loglikelihoods": loglik}
+            "loglikelihoods": loglik, "prompt": _prompt(sample)}
+
+
+def _leaf_tasks(name: str, results: dict[str, Any]) -> list[str]:
+    """Leaf tasks of a configured name: itself, or (for a group, recursively) its members that have samples."""
+    members = results.get("group_subtasks", {}).get(name)
+    if not members:
+        return [name]
+    return [leaf for m in members for leaf in _leaf_tasks(m, results)]
+
+
+def _task_metrics(name: str, results: dict[str, Any], rows: list[dict[str, Any]],
+                  leaves: list[str]) -> dict[str, Any]:
+    agg = results["results"][name]
+    metrics = {
+        "acc": agg["acc,none"], "acc_stderr": agg.get("acc_stderr,none"),
+        "acc_norm": agg.get("acc_norm,none"), "acc_norm_stderr": agg.get("acc_norm_stderr,none"),
+        "n": len(rows), "num_fewshot": results.get("n-shot", {}).get(leaves[0]),
+        "per_subject": per_subject(rows),
+        # Small models often pick one letter whatever the question: accuracy near chance with all "A".
+        "pred_letters": dict(sorted(Counter("ABCD"[r["pred"]] for r in rows
+                                            if r["pred"] is not None and r["pred"] < 4).items())),
+    }
+    if leaves != [name]:
+        metrics["subtasks"] = {leaf: {"acc": results["results"][leaf]["acc,none"],
+                                      "n": sum(r["subtask"] == leaf for r in rows)} for leaf in leaves}
+    return metrics
 
 
 def summarize(results: dict[str, Any], task_names: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Turn lm-eval's output into our per-task metrics and flat per-sample rows."""
+    """Our per-task metrics (a group: lm-eval's size-weighted aggregate plus `subtasks`) and flat sample rows."""
     metrics: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
+    configs = results.get("configs", {})
     for name in task_names:
-        agg = results["results"][name]
-        task_rows = [_sample_row(name, s) for s in results["samples"][name]]
+        leaves = _leaf_tasks(name, results)
+        task_rows = []
+        for leaf in leaves:
+            subject = (configs.get(leaf, {}).get("metadata") or {}).get("subject")
+            task_rows += [_sample_row(name, leaf, subject, s) for s in results["samples"][leaf]]
         rows.extend(task_rows)
-        metrics[name] = {
-            "acc": agg["acc,none"], "acc_stderr": agg.get("acc_stderr,none"),
-            "acc_norm": agg.get("acc_norm,none"), "acc_norm_stderr": agg.get("acc_norm_stderr,none"),
-            "n": len(task_rows), "num_fewshot": results.get("n-shot", {}).get(name),
-            "per_subject": per_subject(task_rows),
-            # Small models often pick one letter whatever the question: accuracy near chance with all "A".
-            "pred_letters": dict(sorted(Counter("ABCD"[r["pred"]] for r in task_rows
-                                                if r["pred"] is not None and r["pred"] < 4).items())),
-        }
+        metrics[name] = _task_metrics(name, results, task_rows, leaves)
     return metrics, rows
 
 
-def evaluate_mcq(model: ModelRef, cfg: McqConfig, out_dir: Path, seed: int = 0) -> dict[str, Any]:
-    """Run every configured task on one model; write `<model>.json` and `<model>_samples.jsonl`."""
+def _run_lm_eval(model: ModelRef, cfg: McqConfig, task_dir: Path, seed: int) -> dict[str, Any]:
     import torch
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
-    task_dir = out_dir / "tasks"
-    names = write_task_yamls(cfg.tasks, task_dir)
-    # include_defaults=False: skip indexing lm-eval's thousands of built-in tasks (and their hub datasets).
-    manager = TaskManager(include_path=str(task_dir), include_defaults=False)
+    manager, names = build_task_manager(cfg, task_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    t0 = time.perf_counter()
     lm = HFLM(pretrained=model.path, revision=model.revision or "main", batch_size=cfg.batch_size,
               device=device, dtype=model.dtype)
     try:
-        results = simple_evaluate(model=lm, tasks=names, task_manager=manager, log_samples=True,
-                                  limit=cfg.limit, random_seed=seed, fewshot_random_seed=seed)
+        results = simple_evaluate(
+            model=lm, tasks=names, task_manager=manager, log_samples=True, limit=cfg.limit,
+            random_seed=seed, fewshot_random_seed=seed, apply_chat_template=cfg.apply_chat_template,
+            fewshot_as_multiturn=cfg.fewshot_as_multiturn, system_instruction=cfg.system_instruction)
     finally:
         del lm  # free weights before the next model is loaded
         gc.collect()
@@ -113,13 +119,22 @@ def evaluate_mcq(model: ModelRef, cfg: McqConfig, out_dir: Path, seed: int = 0) 
             torch.cuda.empty_cache()
     if results is None:
         raise RuntimeError("lm-eval returned no results (is this a non-zero rank of a distributed run?)")
-    metrics, rows = summarize(results, names)
+    return results
+
+
+def evaluate_mcq(model: ModelRef, cfg: McqConfig, out_dir: Path, seed: int = 0) -> dict[str, Any]:
+    """Run every configured task on one model; write `<model>_samples.jsonl`, then `<model>.json` (last, so its
+    presence marks a finished model for a resumed stage)."""
+    task_dir = out_dir / "tasks"
+    t0 = time.perf_counter()
+    results = _run_lm_eval(model, cfg, task_dir, seed)
+    metrics, rows = summarize(results, [t.name for t in cfg.tasks])
     seconds = round(time.perf_counter() - t0, 2)
     write_jsonl(out_dir / f"{model.name}_samples.jsonl", rows)
     write_json(out_dir / f"{model.name}.json", {
         "model": model.name, "path": model.path, "tasks": metrics, "seconds": seconds, "limit": cfg.limit,
-        "lm_eval_version": results.get("lm_eval_version"),
-        "task_dir": str(task_dir),
+        "lm_eval_version": results.get("lm_eval_version"), "task_dir": str(task_dir),
+        "apply_chat_template": cfg.apply_chat_template, "fewshot_as_multiturn": cfg.fewshot_as_multiturn,
     })
     logger.info("[evaluate] mcq %s: %s (%.1f s)", model.name,
                 ", ".join(f"{t}={m['acc']:.3f}" for t, m in metrics.items()), seconds)

@@ -5,8 +5,12 @@ Layout of the stage folder:
   answers/<model>.jsonl                                            one row per prompt
   judgments.jsonl                                                  one row per judge call (both orders)
   pairwise.json                                                    per-pair outcomes and win-rates
-  judge_cache.jsonl                                                LLM judge replies (openai judge only)
+  <run_dir>/.cache/judge/judge_cache.jsonl    judge replies (openai, hf), outside the stage folder: a rerun of
+                                              the stage (which starts from an empty folder) asks nothing twice
 Models are loaded one at a time and released before the next, so peak memory is one model.
+
+Resuming: the runner keeps the folder of an interrupted attempt with the same config key. Per-model outputs are
+written atomically (mcq/<model>.json last), so one that exists is complete and is read instead of recomputed.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from definemed import registry
-from definemed.artifacts import StageContext, StageResult, read_jsonl, write_json, write_jsonl
+from definemed.artifacts import StageContext, StageResult, read_json, read_jsonl, write_json, write_jsonl
 from definemed.config import DefinemedConfig
-from definemed.evaluate import pairwise
+from definemed.evaluate import judge_stats, pairwise
 from definemed.evaluate.mcq import evaluate_mcq
 from definemed.evaluate.resolve import ModelRef, resolve_models
 
@@ -47,7 +51,7 @@ def generate_answers(cfg: DefinemedConfig, model: ModelRef, prompts: list[dict[s
     t0 = time.perf_counter()
     generator_cls = registry.get("generator", gen_cfg.kind)
     generator = generator_cls(model.path, gen_cfg, seed=cfg.run.seed, dtype=model.dtype,
-                              revision=model.revision)
+                              revision=model.revision, name=model.name)
     try:
         outputs = generator.generate([p["prompt"] for p in prompts], desc=f"generate {model.name}")
     finally:
@@ -56,22 +60,44 @@ def generate_answers(cfg: DefinemedConfig, model: ModelRef, prompts: list[dict[s
              "reference": p["reference"], "answer": g.text, "n_tokens": g.n_tokens, "hit_limit": g.hit_limit,
              "seconds": g.seconds} for p, g in zip(prompts, outputs, strict=True)]
     write_jsonl(out_dir / f"{model.name}.jsonl", rows)
+    return generation_metrics(rows) | {"seconds": round(time.perf_counter() - t0, 2)}
+
+
+def generation_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     n, cut = len(rows), sum(r["hit_limit"] for r in rows)
     return {"n": n, "mean_tokens": sum(r["n_tokens"] for r in rows) / n if n else 0.0, "hit_limit": cut,
-            "hit_limit_rate": cut / n if n else 0.0, "seconds": round(time.perf_counter() - t0, 2)}
+            "hit_limit_rate": cut / n if n else 0.0}
+
+
+def finished_answers(path: Path, prompts: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The rows of an answers file left by an interrupted attempt, if it covers exactly these prompts."""
+    if not path.exists():
+        return None
+    rows = read_jsonl(path)
+    return rows if [r["prompt_id"] for r in rows] == [p["id"] for p in prompts] else None
+
+
+def judge_cache_dir(ctx: StageContext) -> Path:
+    """Run-level judge cache: survives the stage folder being wiped on rerun."""
+    return ctx.run_dir / ".cache" / "judge"
 
 
 def judge_pairs(cfg: DefinemedConfig, stage_dir: Path, prompts: list[dict[str, Any]],
-                answers: dict[str, dict[str, str]], lengths: dict[str, dict[str, int]]) -> dict[str, Any]:
+                answers: dict[str, dict[str, str]], lengths: dict[str, dict[str, int]],
+                cache_dir: Path | None = None) -> dict[str, Any]:
     """Judge every pair in both orders; write judgments.jsonl and pairwise.json; return the summary.
 
     judgments.jsonl rows follow `audit.position_consistency`: model_a/model_b name the pair, `order` 'ab'
     shows model_a first, 'ba' model_b; `winner` is the slot ('A' = shown first)."""
     jcfg = cfg.evaluate.judge
-    judge = registry.get("judge", jcfg.kind)(jcfg, stage_dir)
+    judge = registry.get("judge", jcfg.kind)(jcfg, cache_dir)
     comparisons, items = pairwise.build_comparisons(prompts, answers, cfg.evaluate.models)
     t0 = time.perf_counter()
-    verdicts = judge.judge_batch(items)
+    try:
+        verdicts = judge.judge_batch(items)
+    finally:
+        if hasattr(judge, "close"):
+            judge.close()
     if len(verdicts) != len(items):
         raise RuntimeError(f"judge returned {len(verdicts)} verdicts for {len(items)} comparisons")
     seconds = round(time.perf_counter() - t0, 2)
@@ -86,6 +112,8 @@ def judge_pairs(cfg: DefinemedConfig, stage_dir: Path, prompts: list[dict[str, A
     summary["judge"] = {"kind": jcfg.kind, "model": getattr(judge, "model", None),
                         "n_judgments": len(verdicts),
                         "invalid_verdicts": sum(v.winner == "invalid" for v in verdicts),
+                        # invalid because the request failed (time-outs, 5xx after retries), not the reply
+                        "errors": sum(v.error is not None for v in verdicts),
                         "cached": sum(v.cached for v in verdicts), "seconds": seconds,
                         "note": getattr(judge, "note", None)}
     write_json(stage_dir / "pairwise.json", summary)
@@ -95,25 +123,63 @@ def judge_pairs(cfg: DefinemedConfig, stage_dir: Path, prompts: list[dict[str, A
     return summary
 
 
+def run_mcq(cfg: DefinemedConfig, ctx: StageContext, refs: dict[str, ModelRef],
+            metrics: dict[str, Any]) -> None:
+    """Multiple choice for every model; a model whose mcq/<model>.json exists (an interrupted attempt) is read."""
+    out = ctx.stage_dir / "mcq"
+    results = {}
+    for name, ref in refs.items():
+        done = out / f"{name}.json"
+        if done.exists():
+            metrics["resumed"]["mcq"].append(name)
+            results[name] = read_json(done)
+        else:
+            results[name] = evaluate_mcq(ref, cfg.evaluate.mcq, out, seed=cfg.run.seed)
+    keep = ("acc", "acc_stderr", "acc_norm", "n", "per_subject", "pred_letters", "subtasks", "num_fewshot")
+    metrics["mcq"] = {name: {t: {k: m[k] for k in keep if k in m} for t, m in r["tasks"].items()}
+                      for name, r in results.items()}
+    metrics["seconds"]["mcq"] = {name: r["seconds"] for name, r in results.items()}
+
+
+def run_generation(cfg: DefinemedConfig, ctx: StageContext, refs: dict[str, ModelRef],
+                   prompts: list[dict[str, Any]], metrics: dict[str, Any]) -> None:
+    """Answers for every model; a complete answers/<model>.jsonl from an interrupted attempt is kept."""
+    out = ctx.stage_dir / "answers"
+    gen = {}
+    for name, ref in refs.items():
+        rows = finished_answers(out / f"{name}.jsonl", prompts)
+        if rows is not None:
+            metrics["resumed"]["generation"].append(name)
+            gen[name] = generation_metrics(rows) | {"seconds": 0.0}
+        else:
+            gen[name] = generate_answers(cfg, ref, prompts, out)
+    metrics["generation"] = {n: {k: v for k, v in g.items() if k != "seconds"} for n, g in gen.items()}
+    metrics["seconds"]["generation"] = {n: g["seconds"] for n, g in gen.items()}
+
+
+def add_statistics(cfg: DefinemedConfig, stage_dir: Path, summary: dict[str, Any],
+                   metrics: dict[str, Any]) -> None:
+    """metrics["ratings"] and metrics["judge_audit"] from pairwise.json's battles and judgments.jsonl."""
+    ev = cfg.evaluate
+    metrics["ratings"] = judge_stats.rating_metrics(summary["outcomes"], ev.models, ev.baseline, cfg.run.seed,
+                                                    ev.bootstrap_rounds, ev.fold_change)
+    metrics["judge_audit"] = judge_stats.audit_metrics(read_jsonl(stage_dir / "judgments.jsonl"),
+                                                       summary["outcomes"], ev.human_labels)
+
+
 def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     ev = cfg.evaluate
     refs = resolve_models(cfg, ctx)
     outputs: dict[str, str] = {}
-    metrics: dict[str, Any] = {"models": {n: r.path for n, r in refs.items()}, "seconds": {}}
+    metrics: dict[str, Any] = {"models": {n: r.path for n, r in refs.items()}, "seconds": {},
+                               "resumed": {"mcq": [], "generation": []}}
     if ev.mcq.tasks:
-        results = {name: evaluate_mcq(ref, ev.mcq, ctx.stage_dir / "mcq", seed=cfg.run.seed)
-                   for name, ref in refs.items()}
-        keep = ("acc", "acc_stderr", "acc_norm", "n", "per_subject", "pred_letters")
-        metrics["mcq"] = {name: {t: {k: m[k] for k in keep} for t, m in r["tasks"].items()}
-                          for name, r in results.items()}
-        metrics["seconds"]["mcq"] = {name: r["seconds"] for name, r in results.items()}
+        run_mcq(cfg, ctx, refs, metrics)
         outputs["mcq"] = "mcq"
     if ev.prompts is None:
         return StageResult(outputs=outputs, metrics=metrics)
     prompts = load_prompts(ev.prompts, ev.prompt_limit)
-    gen = {name: generate_answers(cfg, ref, prompts, ctx.stage_dir / "answers") for name, ref in refs.items()}
-    metrics["generation"] = {n: {k: v for k, v in g.items() if k != "seconds"} for n, g in gen.items()}
-    metrics["seconds"]["generation"] = {n: g["seconds"] for n, g in gen.items()}
+    run_generation(cfg, ctx, refs, prompts, metrics)
     outputs["answers"] = "answers"
     if len(refs) < 2:
         logger.info("[evaluate] one model only: no pairwise judging")
@@ -121,11 +187,13 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     rows = {name: read_jsonl(ctx.stage_dir / "answers" / f"{name}.jsonl") for name in refs}
     answers = {name: {r["prompt_id"]: r["answer"] for r in rs} for name, rs in rows.items()}
     lengths = {name: {r["prompt_id"]: r["n_tokens"] for r in rs} for name, rs in rows.items()}
-    summary = judge_pairs(cfg, ctx.stage_dir, prompts, answers, lengths)
+    summary = judge_pairs(cfg, ctx.stage_dir, prompts, answers, lengths, judge_cache_dir(ctx))
     judge = summary.pop("judge")
     metrics["pairwise"] = {k: summary[k] for k in ("pairs", "vs_baseline", "baseline", "order_consistency")}
     metrics["judge"] = {k: judge[k] for k in ("kind", "model", "note", "n_judgments", "cached")} | {
-        "invalid": summary["invalid"], "invalid_verdicts": judge["invalid_verdicts"]}
+        "invalid": summary["invalid"], "invalid_verdicts": judge["invalid_verdicts"],
+        "errors": judge["errors"]}
     metrics["seconds"]["judging"] = judge["seconds"]
+    add_statistics(cfg, ctx.stage_dir, summary, metrics)
     outputs |= {"judgments": "judgments.jsonl", "pairwise": "pairwise.json"}
     return StageResult(outputs=outputs, metrics=metrics)

@@ -1,10 +1,14 @@
-"""What every pairwise judge takes and returns, and the strict parser for LLM verdicts."""
+"""What every pairwise judge takes and returns, the judge template, the strict verdict parser, the verdict cache."""
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 Winner = Literal["A", "B", "tie", "invalid"]
 
@@ -47,3 +51,51 @@ def parse_verdict(text: str | None) -> Winner:
         return "invalid"
     match = _VERDICT_LINE.match(lines[-1])
     return _VERDICTS[match.group(1)] if match else "invalid"
+
+
+# -------------------------------------------------------------------------------------- template and cache
+_FIELDS = re.compile(r"\{(prompt|reference|answer_a|answer_b)\}")
+
+
+def load_template(name: str) -> str:
+    """A judge prompt: a file path, or a file name under `definemed/assets/prompts/`."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    return resources.files("definemed").joinpath("assets", "prompts", name).read_text(encoding="utf-8")
+
+
+def render(template: str, item: JudgeItem) -> str:
+    """Fill the four fields in one pass, so braces inside an answer are never substituted."""
+    values = {"prompt": item.prompt, "reference": item.reference or "(keine Referenz)",
+              "answer_a": item.answer_a, "answer_b": item.answer_b}
+    return _FIELDS.sub(lambda m: values[m.group(1)], template)
+
+
+class VerdictCache:
+    """Append-only JSONL of judge replies, keyed by the judge (see `cache_key` of each judge). It lives in
+    `<run_dir>/.cache/judge/`, outside the stage folder, so a rerun of the stage asks nothing twice. A torn last
+    line (crash mid-write) is ignored when reading; appends are whole lines under a lock."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._rows: dict[str, dict[str, Any]] = {}
+        if path is not None and path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                self._rows[row["key"]] = row
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._rows.get(key)
+
+    def put(self, row: dict[str, Any]) -> None:
+        with self._lock:
+            self._rows[row["key"]] = row
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")

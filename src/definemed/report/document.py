@@ -48,10 +48,18 @@ class Example:
 
 
 @dataclass
+class Link:
+    """A link to another artifact of the run (relative to the report folder)."""
+
+    text: str
+    href: str
+
+
+@dataclass
 class Section:
     title: str
     anchor: str
-    blocks: list[str | Table | Figure | Example] = field(default_factory=list)
+    blocks: list[str | Table | Figure | Example | Link] = field(default_factory=list)
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -86,6 +94,8 @@ def render_markdown(title: str, sections: list[Section], figure_dir: Path) -> st
             elif isinstance(b, Figure):
                 (figure_dir / f"{b.name}.png").write_bytes(b.png)
                 out.append(f"![{b.caption}]({figure_dir.name}/{b.name}.png)\n\n*{b.caption}*\n")
+            elif isinstance(b, Link):
+                out.append(f"[{b.text}]({b.href})\n")
             elif isinstance(b, Example):
                 quoted = "\n".join("> " + ln for ln in (b.text or "(empty)").splitlines())
                 marks = f"\n\nflagged: {', '.join(repr(h) for h in b.highlights)}" if b.highlights else ""
@@ -124,6 +134,8 @@ def render_html(title: str, sections: list[Section]) -> str:
                 data = base64.b64encode(b.png).decode()
                 parts.append(f'<figure><img class="plot" alt="{html.escape(b.caption)}" data-name="{b.name}" '
                              f'src="data:image/png;base64,{data}"><figcaption>{html.escape(b.caption)}</figcaption></figure>')
+            elif isinstance(b, Link):
+                parts.append(f'<p><a class="artifact" href="{html.escape(b.href)}">{html.escape(b.text)}</a></p>')
             elif isinstance(b, Example):
                 parts.append(f"<h4>{html.escape(b.title)}</h4><pre>{_highlight(b.text, b.highlights)}</pre>")
             else:

@@ -37,6 +37,18 @@ def bars(labels: list[str], values: list[float], title: str, ylabel: str,
     return _figure(draw)
 
 
+def intervals(labels: list[str], values: list[float], errors: list[list[float]], title: str, ylabel: str) -> bytes:
+    """Points with asymmetric error bars (errors = [below, above])."""
+
+    def draw(ax: Any) -> None:
+        ax.errorbar(labels, values, yerr=errors, fmt="o", capsize=5, color="#2b6cb0")
+        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+
+    return _figure(draw)
+
+
 def grouped_bars(groups: list[str], series: dict[str, list[float]], title: str, ylabel: str) -> bytes:
     def draw(ax: Any) -> None:
         width = 0.8 / max(len(series), 1)

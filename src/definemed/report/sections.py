@@ -10,7 +10,7 @@ import yaml
 from definemed.artifacts import StageContext, read_json, read_jsonl
 from definemed.config import DefinemedConfig
 from definemed.report import plots
-from definemed.report.document import Example, Figure, Section, Table, fmt
+from definemed.report.document import Example, Figure, Link, Section, Table, fmt
 
 
 def _mean_acc(mcq: dict[str, Any]) -> float | None:
@@ -58,9 +58,15 @@ def corpus(cfg: DefinemedConfig, ctx: StageContext) -> Section:
                     caption="medical classifier on held-out labels")
     fig = plots.bars(["read", *dropped, "kept"], [docs_in, *dropped.values(), m.get("docs_kept") or 0],
                      "Corpus filtering", "documents")
-    text = f"Kept {fmt(share)} of the documents read ({fmt(m.get('kept_words'))} words)."
-    return Section("Corpus (FineMed-de)", "corpus", [text, counts, quality,
-                                                     Figure("corpus_flow", fig, "documents read, dropped per reason, kept")])
+    tokenizer = m.get("tokenizer")
+    tokenizer = tokenizer.get("name", tokenizer) if isinstance(tokenizer, dict) else tokenizer
+    text = (f"Kept {fmt(share)} of the documents read ({fmt(m.get('kept_words'))} words; "
+            f"{fmt(m.get('tokens_kept'))} tokens with {tokenizer or 'n/a'}, "
+            f"{fmt(m.get('kept_tokens_share'))} of the input tokens).")
+    blocks: list[Any] = [text, counts, quality, Figure("corpus_flow", fig, "documents read, dropped per reason, kept")]
+    if "card" in ctx.upstream["corpus"].get("outputs", {}):
+        blocks.append(Link("Dataset card of the corpus", f"../corpus/{ctx.upstream['corpus']['outputs']['card']}"))
+    return Section("Corpus (FineMed-de)", "corpus", blocks)
 
 
 def cpt(cfg: DefinemedConfig, ctx: StageContext) -> Section:
@@ -91,7 +97,7 @@ def merge(cfg: DefinemedConfig, ctx: StageContext) -> Section:
     params = m.get("parameters") or {}
     table = Table(["method", "base", "parameters", "seconds"],
                   [[m.get("method"), m.get("base"), json.dumps(params or {"t": m.get("t")}), m.get("seconds")]])
-    blocks: list[Any] = [table]
+    blocks: list[Any] = [table, Link("Model card of the merged model", "../merge/model/README.md")]
     t = m.get("t")
     if isinstance(t, int | float | list):
         anchors = t if isinstance(t, list) else [t, t]
@@ -129,7 +135,56 @@ def evaluate(cfg: DefinemedConfig, ctx: StageContext) -> Section:
                              "accuracy with standard error"))
     blocks.extend(_subject_table(mcq))
     blocks.extend(_pairwise_blocks(cfg, ctx, m))
+    blocks.extend(_rating_blocks(m.get("ratings") or {}))
+    blocks.extend(_audit_blocks(m.get("judge_audit") or {}))
     return Section("Evaluation", "evaluate", blocks)
+
+
+def _rating_blocks(ratings: dict[str, Any]) -> list[Any]:
+    """Bradley-Terry scores with bootstrap intervals, length-controlled win-rates and win-rate fold changes."""
+    blocks: list[Any] = []
+    bt = ratings.get("bradley_terry") or {}
+    if bt:
+        names = list(bt)
+        blocks.append(Table(["model", "Bradley-Terry score", "95% lower", "95% upper"],
+                            [[n, bt[n]["score"], bt[n]["lower"], bt[n]["upper"]] for n in names],
+                            caption=f"Bradley-Terry scores (Elo scale, anchor {ratings.get('anchor')} = 1000), "
+                                    f"{ratings.get('bootstrap_rounds')} bootstrap rounds over "
+                                    f"{ratings.get('n_battles')} battles", css_id="bt-table"))
+        errs = [[bt[n]["score"] - bt[n]["lower"] for n in names], [bt[n]["upper"] - bt[n]["score"] for n in names]]
+        blocks.append(Figure("bradley_terry", plots.intervals(names, [bt[n]["score"] for n in names], errs,
+                                                              "Bradley-Terry scores", "score"),
+                             "Bradley-Terry scores with 95% bootstrap intervals"))
+        if ratings.get("bradley_terry_note"):
+            blocks.append(str(ratings["bradley_terry_note"]))
+    lc = {k: v for k, v in (ratings.get("lc_winrate") or {}).items() if v}
+    if lc:
+        blocks.append(Table(["model", "opponent", "raw win-rate", "length-controlled", "length coefficient", "n"],
+                            [[k, v.get("opponent"), v.get("raw"), v.get("lc"), v.get("length_coef"), v.get("n")]
+                             for k, v in lc.items()], caption="length-controlled win-rate (AlpacaEval-2 style)",
+                            css_id="lc-table"))
+    folds = ratings.get("fold_change") or {}
+    if folds:
+        blocks.append(Table(["comparison", "win-rate fold change"], [[k, v] for k, v in folds.items()],
+                            caption="ratio of win-rates against the same opponent (the paper's 3.5x)"))
+    return blocks
+
+
+def _audit_blocks(audit: dict[str, Any]) -> list[Any]:
+    if not audit:
+        return []
+    pos = audit.get("position_consistency") or {}
+    length = audit.get("length_bias") or {}
+    kappa = audit.get("kappa") or {}
+    rows = [["position consistency (both orders agree)", pos.get("consistency")],
+            ["first-position win share", pos.get("first_position_win_share")],
+            ["invalid verdict share", pos.get("invalid_share")],
+            ["tie share", audit.get("tie_share")],
+            ["longer answer wins (decisive, unequal length)", length.get("longer_wins_share")],
+            ["length coefficient (logistic, per-model strengths controlled)", length.get("length_coef")],
+            ["Cohen's kappa vs human labels", kappa.get("kappa") if kappa else None]]
+    return ["Judge audit: how far the win-rates above can be trusted.",
+            Table(["judge audit", "value"], rows, caption="judge audit", css_id="judge-audit")]
 
 
 def _subject_table(mcq: dict[str, Any]) -> list[Any]:
