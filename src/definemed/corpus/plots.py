@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from definemed.artifacts import atomic_path
 from definemed.corpus.stats import BINS_PER_OCTAVE
+from definemed.plotting import render_png
 
 LENGTHS, SUBDOMAINS = "token_lengths.png", "subdomains.png"
 
 
 def _save(draw: Callable[[Any], None], path: Path, size: tuple[float, float] = (6.4, 3.6)) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)  # no display on cluster nodes; never pick an interactive backend
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=size, dpi=110)
-    try:
-        draw(ax)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
+    png = render_png(draw, size)
     with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
+        tmp.write_bytes(png)
     return path
 
 

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from typing import Any
 
+from definemed.plotting import render_png
+
 
 def _figure(draw: Callable[[Any], None], size: tuple[float, float] = (6.4, 3.6)) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=size, dpi=110)
-    try:
-        draw(ax)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return buf.getvalue()
-    finally:
-        plt.close(fig)
+    return render_png(draw, size)
 
 
 def bars(labels: list[str], values: list[float], title: str, ylabel: str,
