@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from tests.helpers import minimal_config_dict
 
@@ -48,14 +49,19 @@ def _fake_upstream(run_dir: Path) -> dict:
     }
 
 
-def test_report_has_summary_every_plot_and_no_failed_section(tmp_path: Path) -> None:
+def _render_fake_report(tmp_path: Path) -> tuple[Any, StageContext]:
+    """Run the report stage over fake upstream manifests for MODELS with 'instruct' as the baseline."""
     data = minimal_config_dict(tmp_path)
     data["evaluate"] = {"models": MODELS, "baseline": "instruct"}
     cfg = DefinemedConfig.model_validate(data)
     run_dir = tmp_path / "run"
     ctx = StageContext(run_dir=run_dir, stage="report", upstream=_fake_upstream(run_dir))
     ctx.stage_dir.mkdir(parents=True)
-    result = run(cfg, ctx)
+    return run(cfg, ctx), ctx
+
+
+def test_report_has_summary_every_plot_and_no_failed_section(tmp_path: Path) -> None:
+    result, ctx = _render_fake_report(tmp_path)
     assert result.metrics["failed_sections"] == []
     html = (ctx.stage_dir / "report.html").read_text()
     md = (ctx.stage_dir / "report.md").read_text()
@@ -100,13 +106,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     browser = _chromium()
     if browser is None:
         pytest.skip("no Chromium on this machine (.ci/run installs Debian's chromium)")
-    data = minimal_config_dict(tmp_path)
-    data["evaluate"] = {"models": MODELS, "baseline": "instruct"}
-    cfg = DefinemedConfig.model_validate(data)
-    run_dir = tmp_path / "run"
-    ctx = StageContext(run_dir=run_dir, stage="report", upstream=_fake_upstream(run_dir))
-    ctx.stage_dir.mkdir(parents=True)
-    run(cfg, ctx)
+    _, ctx = _render_fake_report(tmp_path)
     # A probe appended to a copy records, inside the browser, whether each image decoded.
     probe = ("<script>window.addEventListener('load',()=>{document.querySelectorAll('img.plot').forEach(i=>"
              "i.setAttribute('data-decoded', i.complete && i.naturalWidth > 0 ? 'yes' : 'no'));"
