@@ -40,6 +40,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="4k documents, small classifier samples")
     parser.add_argument("--docs", type=int, default=None, help="replicated documents (default 20000)")
+    parser.add_argument("--original-docs", type=int, default=None,
+                        help="documents through datatrove's own quality filters (baseline; default docs/5, 0: skip)")
+    parser.add_argument("--pipelines-only", action="store_true", help="(a)/(b) only, with the saved fastText")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench-corpus",
                         help="classifier folders (embedding caches make reruns fast) and pipeline outputs")
     return parser.parse_args()
@@ -97,27 +100,97 @@ def step_seconds(stats: list[dict[str, Any]]) -> dict[str, float]:
     return {block["name"]: round(block.get("time_stats", {}).get("total", 0.0), 2) for block in stats}
 
 
-def bench_pipelines(shard: Path, n: int, cfg: Any, layout_root: Path, fasttext_dir: Path) -> dict[str, Any]:
-    """(a) read -> write and (b) read -> filters -> fastText classifier -> write, on the same shard."""
+def datatrove_quality_filters(cfg: Any, writer_for: Any) -> list[tuple[str, Any]]:
+    """The same quality settings on datatrove's own filters and spaCy tokenizer: the before-optimisation baseline."""
+    from datatrove.pipeline.filters import GopherRepetitionFilter
+    from datatrove.utils.typeshelper import Languages
+
+    from definemed.corpus.quality import build_quality_filters
+
+    steps = build_quality_filters(cfg.corpus.quality, writer_for, tokenizer=Languages.german)
+    return [(name, GopherRepetitionFilter(**{k: getattr(f, k) for k in REPETITION_ARGS}, language=Languages.german,
+                                          exclusion_writer=f.exclusion_writer) if name == "gopher_repetition" else f)
+            for name, f in steps]
+
+
+REPETITION_ARGS = ("dup_line_frac", "dup_para_frac", "dup_line_char_frac", "dup_para_char_frac", "top_n_grams",
+                   "dup_n_grams")
+
+
+def bench_pipelines(shard: Path, n: int, cfg: Any, layout_root: Path, fasttext_dir: Path,
+                    original_docs: int) -> dict[str, Any]:
+    """(a) read -> write; (b) read -> filters -> fastText -> write; (b2) the same on FineWeb2's published labels
+    (FineWeb2 already ran GlotLID and these quality filters); (b0) (b) with datatrove's own quality filters."""
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import JsonlWriter
 
-    from definemed.corpus.filters import MedicalRelevanceFilter
-    from definemed.corpus.pipelines import MEDICAL_STEP, CorpusLayout, filter_steps
-    from definemed.corpus.readers import RobustParquetReader
+    from definemed.corpus.filters import GermanLanguageFilter, MedicalRelevanceFilter
+    from definemed.corpus.pipelines import LANGUAGE_STEP, MEDICAL_STEP, CorpusLayout, filter_steps
 
     def writer(folder: Path) -> JsonlWriter:
         return JsonlWriter(str(folder), output_filename="${rank}.jsonl.gz", compression="gzip")
 
+    def classify(layout: CorpusLayout) -> list[Any]:
+        return [MedicalRelevanceFilter(kind="fasttext", model_dir=str(fasttext_dir), threshold=0.5,
+                                       exclusion_writer=writer(layout.rejected_for(MEDICAL_STEP))),
+                writer(layout.medical)]
+
+    def robust_reader(limit: int = -1) -> Any:
+        from definemed.corpus.readers import RobustParquetReader
+
+        return RobustParquetReader(str(shard), limit=limit)
+
     bare_s, _ = run_local([ParquetReader(str(shard)), writer(layout_root / "a" / "out")], layout_root / "a" / "logs")
+    out = {"bare_docs_per_s": n / bare_s}
     layout = CorpusLayout(layout_root / "b")
-    full = [RobustParquetReader(str(shard)), *(f for _, f in filter_steps(cfg, layout)),
-            MedicalRelevanceFilter(kind="fasttext", model_dir=str(fasttext_dir), threshold=0.5,
-                                   exclusion_writer=writer(layout.rejected_for(MEDICAL_STEP))),
-            writer(layout.medical)]
-    full_s, stats = run_local(full, layout_root / "b" / "logs")
-    return {"bare_docs_per_s": n / bare_s, "filter_docs_per_s": n / full_s, "ratio": bare_s / full_s,
-            "step_seconds": step_seconds(stats)}
+    full_s, stats = run_local([robust_reader(), *(f for _, f in filter_steps(cfg, layout)), *classify(layout)],
+                              layout_root / "b" / "logs")
+    out.update(filter_docs_per_s=n / full_s, ratio=bare_s / full_s, step_ms_per_doc=step_ms(stats, n))
+    layout = CorpusLayout(layout_root / "b2")
+    fineweb = GermanLanguageFilter(languages=cfg.corpus.language.languages, backend="fineweb",
+                                   min_fineweb_language_score=cfg.corpus.language.min_fineweb_language_score,
+                                   exclusion_writer=writer(layout.rejected_for(LANGUAGE_STEP)))
+    fw_s, fw_stats = run_local([robust_reader(), fineweb, *classify(layout)], layout_root / "b2" / "logs")
+    out.update(fineweb_labels_docs_per_s=n / fw_s, fineweb_labels_ratio=bare_s / fw_s,
+               fineweb_labels_step_ms_per_doc=step_ms(fw_stats, n))
+    if original_docs:
+        layout = CorpusLayout(layout_root / "b0")
+        lang, *_ = filter_steps(cfg, layout)
+        quality = datatrove_quality_filters(cfg, lambda name: writer(layout.rejected_for(name)))
+        orig_s, orig_stats = run_local([robust_reader(original_docs), lang[1], *(f for _, f in quality),
+                                        *classify(layout)], layout_root / "b0" / "logs")
+        out.update(datatrove_filters_docs=original_docs, datatrove_filters_docs_per_s=original_docs / orig_s,
+                   speedup_vs_datatrove_filters=(n / full_s) / (original_docs / orig_s),
+                   datatrove_filters_step_ms_per_doc=step_ms(orig_stats, original_docs))
+    return out
+
+
+def tokenizer_costs(texts: list[str]) -> dict[str, float]:
+    """ms per document of word splitting on the unique demo texts: datatrove's spaCy tokenizer, ours on its
+    first pass (cold chunk cache: every new chunk goes through spaCy) and on a second pass (warm). The pipelines
+    above see each text 30+ times, so their quality-filter cost is the warm one; a real corpus sits between."""
+    from datatrove.utils.typeshelper import Languages
+    from datatrove.utils.word_tokenizers import SpaCyTokenizer
+
+    from definemed.corpus.quality import GermanWordTokenizer
+
+    def timed(tok: Any, suffix: str) -> float:
+        t0 = time.perf_counter()
+        for text in texts:
+            tok.word_tokenize(text + suffix)  # a new string object each pass: no last-text reuse
+        return (time.perf_counter() - t0) / len(texts) * 1e3
+
+    theirs, ours = SpaCyTokenizer(Languages.german), GermanWordTokenizer()
+    theirs.word_tokenize("Aufwärmen."), ours.word_tokenize("Aufwärmen.")  # load spaCy outside the timing
+    chunks = sum(len(t.split()) for t in texts)
+    cold = timed(ours, " ")
+    return {"datatrove_spacy_ms": timed(theirs, " "), "ours_cold_ms": cold, "ours_warm_ms": timed(ours, "  "),
+            "cold_chunk_hit_rate": 1 - len(ours._chunks) / chunks}
+
+
+def step_ms(stats: list[dict[str, Any]], n: int) -> dict[str, float]:
+    """Milliseconds per input document spent in each step (datatrove's time stats)."""
+    return {name: round(seconds / n * 1e3, 3) for name, seconds in step_seconds(stats).items()}
 
 
 def docs_per_s(model: Any, texts: list[str]) -> float:
@@ -198,12 +271,27 @@ def projections(rates: dict[str, float], shares: dict[str, float]) -> list[dict[
     return rows
 
 
+def print_pipelines(pipes: dict[str, Any], n: int) -> None:
+    print(f"\n== (a)/(b) datatrove, {n} documents, LocalPipelineExecutor 1 task 1 worker (in-process) ==")
+    print(f"(a)  ParquetReader -> JsonlWriter                          {pipes['bare_docs_per_s']:9.1f} docs/s")
+    print(f"(b)  reader -> lid.176 -> quality -> fastText -> write      {pipes['filter_docs_per_s']:9.1f} docs/s  "
+          f"ratio b/a = {pipes['ratio']:.3f} (target >= 0.5)")
+    print(f"(b2) reader -> FineWeb2 labels -> fastText -> write        {pipes['fineweb_labels_docs_per_s']:9.1f} "
+          f"docs/s  ratio b2/a = {pipes['fineweb_labels_ratio']:.3f}")
+    if "datatrove_filters_docs_per_s" in pipes:
+        print(f"(b0) (b) with datatrove's own quality filters ({pipes['datatrove_filters_docs']} docs) "
+              f"{pipes['datatrove_filters_docs_per_s']:9.1f} docs/s; (b) is "
+              f"{pipes['speedup_vs_datatrove_filters']:.1f}x faster")
+    if "tokenizer" in pipes:
+        print(f"word splitting, ms/doc on unique texts: {pipes['tokenizer']}")
+    for key in ("step_ms_per_doc", "fineweb_labels_step_ms_per_doc", "datatrove_filters_step_ms_per_doc"):
+        if key in pipes:
+            print(f"ms per document, {key.removesuffix('step_ms_per_doc').strip('_') or 'b'}: {pipes[key]}")
+
+
 def print_report(pipes: dict[str, Any], table: str, proj: list[dict[str, Any]], xlmr: dict[str, float],
                  n: int) -> None:
-    print(f"\n== (a)/(b) datatrove, {n} documents, LocalPipelineExecutor 1 task 1 worker (in-process) ==")
-    print(f"(a) ParquetReader -> JsonlWriter          {pipes['bare_docs_per_s']:9.1f} docs/s")
-    print(f"(b) reader -> filters -> fastText -> write {pipes['filter_docs_per_s']:9.1f} docs/s")
-    print(f"ratio b/a = {pipes['ratio']:.3f} (target >= 0.5); seconds per step in (b): {pipes['step_seconds']}")
+    print_pipelines(pipes, n)
     print("\n== held-out comparison on the demo labels (compare_families) ==")
     print(table)
     print(f"\n== (c)/(d) scoring on one core; projection to {CORPUS_DOCS / 1e6:.0f}M documents ==")
@@ -232,6 +320,7 @@ def main() -> None:
     import torch
 
     from definemed.config import load_config
+    from definemed.corpus.classifiers import FastTextClassifier
     from definemed.corpus.pipelines import CorpusLayout
     from definemed.corpus.training import comparison_table
 
@@ -240,12 +329,26 @@ def main() -> None:
     cfg = load_config(ROOT / "configs" / "demo.yaml")
     rows = demo_rows()
     work = args.workdir / ("quick" if args.quick else "full")
+    if args.pipelines_only:
+        if not (work / "classifiers" / "fasttext" / "model.ftz").exists():
+            split = survivors_split(rows, cfg, CorpusLayout(work / "split"))
+            FastTextClassifier.from_config(cfg.corpus.classifier).fit(split.train_x, split.train_y).save(
+                work / "classifiers" / "fasttext")
+        shard = write_replicated(rows, n, work / "shard")
+        pipes = bench_pipelines(shard, n, cfg, work / "pipelines", work / "classifiers" / "fasttext",
+                                original_docs=args.original_docs if args.original_docs is not None else n // 5)
+        pipes["tokenizer"] = tokenizer_costs([r["text"] for r in rows if r["text"]])
+        print_pipelines(pipes, n)
+        (work / "pipelines.json").write_text(json.dumps(pipes, indent=2))
+        return
     split = survivors_split(rows, cfg, CorpusLayout(work / "split"))
     if args.quick:
         split = subsample(split, 120, 60)
     compare_rows, models = train_families(split, work / "classifiers")
     shard = write_replicated(rows, n, work / "shard")
-    pipes = bench_pipelines(shard, n, cfg, work / "pipelines", work / "classifiers" / "fasttext")
+    pipes = bench_pipelines(shard, n, cfg, work / "pipelines", work / "classifiers" / "fasttext",
+                            original_docs=args.original_docs if args.original_docs is not None else n // 5)
+    pipes["tokenizer"] = tokenizer_costs([r["text"] for r in rows if r["text"]])
     xlmr = xlmr_base_cpu(batches=1 if args.quick else 2, batch_size=2 if args.quick else 4)
     texts = [r["text"] for r in rows if r["text"]]
     rates = scoring_rates(models, (texts * (n // len(texts) + 1))[:n], 8 if args.quick else 32, xlmr)

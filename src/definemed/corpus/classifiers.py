@@ -155,7 +155,7 @@ def _fasttext_line(text: str) -> str:
     return _WS.sub(" ", text).strip().lower()
 
 
-def _train_quantized(fasttext: Any, train_file: str, params: dict[str, Any], cutoff: int,
+def _train_quantized(fasttext: Any, train_file: str, params: dict[str, Any], cutoff: int | None,
                      attempts: int = 3) -> tuple[Any, float]:
     """Train and quantise; on fastText's "Encountered NaN" (a divergence it reports in training or, when the
     weights already hold NaNs, in quantize) retry with half the learning rate. Returns the model and the lr used."""
@@ -163,7 +163,10 @@ def _train_quantized(fasttext: Any, train_file: str, params: dict[str, Any], cut
     for attempt in range(1, attempts + 1):
         try:
             model = fasttext.train_supervised(train_file, thread=1, verbose=0, **{**params, "lr": lr})
-            model.quantize(input=train_file, cutoff=cutoff, retrain=False, qnorm=True)
+            if cutoff is not None:
+                model.quantize(input=train_file, cutoff=cutoff, retrain=False, qnorm=True)
+            elif any(np.isnan(model.get_output_matrix()).ravel()):
+                raise RuntimeError("Encountered NaN in the trained weights")
             return model, lr
         except RuntimeError as exc:
             if "NaN" not in str(exc) or attempt == attempts:
@@ -184,20 +187,27 @@ class FastTextClassifier:
 
     kind = "fasttext"
     MODEL = "model.ftz"
+    FLOAT_MODEL = "model.bin"
 
     def __init__(self, dim: int = 50, epoch: int = 50, lr: float = 1.0, word_ngrams: int = 2,
-                 bucket: int = 200_000, cutoff: int = 10_000, seed: int = 0) -> None:
+                 bucket: int = 200_000, cutoff: int = 10_000, seed: int = 0, minn: int = 3, maxn: int = 5,
+                 quantize: bool = True) -> None:
         self.params = {"dim": dim, "epoch": epoch, "lr": lr, "wordNgrams": word_ngrams, "bucket": bucket,
-                       "minCount": 1, "minn": 3, "maxn": 5, "seed": seed}
+                       "minCount": 1, "minn": minn if maxn else 0, "maxn": maxn, "seed": seed}
         # Rows kept by quantisation (the highest-norm words and n-gram buckets): size and quantise time scale with it.
-        self.cutoff = cutoff
+        # None: a float model (.bin), larger but faster to score.
+        self.cutoff = cutoff if quantize else None
         self._model: Any = None
+
+    @property
+    def model_file(self) -> str:
+        return self.MODEL if self.cutoff is not None else self.FLOAT_MODEL
 
     @classmethod
     def from_config(cls, cfg: ClassifierConfig, workdir: Path | None = None, seed: int = 0) -> FastTextClassifier:
         p = cfg.fasttext
         return cls(dim=p.dim, epoch=p.epoch, lr=p.lr, word_ngrams=p.word_ngrams, bucket=p.bucket, cutoff=p.cutoff,
-                   seed=seed)
+                   seed=seed, minn=p.minn, maxn=p.maxn, quantize=p.quantize)
 
     def fit(self, texts: list[str], labels: list[bool]) -> FastTextClassifier:
         import fasttext
@@ -224,7 +234,7 @@ class FastTextClassifier:
     def save(self, model_dir: str | Path) -> Path:
         model_dir = Path(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(model_dir / self.MODEL) as tmp:
+        with atomic_path(model_dir / self.model_file) as tmp:
             self._model.save_model(str(tmp))
         write_json(model_dir / META, {"kind": self.kind, "params": self.params, "cutoff": self.cutoff})
         return model_dir
@@ -235,9 +245,9 @@ class FastTextClassifier:
 
         model_dir = Path(model_dir)
         meta = check_kind(model_dir, cls.kind)
-        self = cls(cutoff=meta["cutoff"])
+        self = cls(cutoff=meta["cutoff"] or 0, quantize=meta["cutoff"] is not None)
         self.params = meta["params"]
-        self._model = fasttext.load_model(str(model_dir / cls.MODEL))
+        self._model = fasttext.load_model(str(model_dir / self.model_file))
         return self
 
 

