@@ -123,10 +123,48 @@ def judge_pairs(cfg: DefinemedConfig, stage_dir: Path, prompts: list[dict[str, A
     return summary
 
 
+def sweep_dev_split(ctx: StageContext) -> tuple[str, set[str]] | None:
+    """(task, question ids) the merge sweep chose its factor on, when the merge stage ran a sweep on an MC task."""
+    if "merge" not in ctx.upstream:
+        return None
+    sweep = ctx.input_metrics("merge").get("sweep") or {}
+    task = (sweep.get("proxy") or {}).get("mcq_task")
+    return (task, set(sweep.get("dev_ids") or [])) if task else None
+
+
+def held_out_mcq(cfg: DefinemedConfig, ctx: StageContext, metrics: dict[str, Any]) -> Any:
+    """evaluate.mcq with the sweep's dev questions removed from their task, for every model alike.
+
+    The merge factor was chosen by accuracy on those questions, so scoring the merged model on them again would
+    flatter it; the remaining questions are written to mcq/test_split/<task>.jsonl and evaluated instead.
+    """
+    mcq = cfg.evaluate.mcq
+    split = sweep_dev_split(ctx)
+    if split is None:
+        return mcq
+    name, dev_ids = split
+    task = next((t for t in mcq.tasks if t.name == name and t.kind == "local"), None)
+    if task is None or not dev_ids:
+        return mcq
+    files = sorted(Path(task.path).glob("*.jsonl")) if Path(task.path).is_dir() else [Path(task.path)]
+    rows = [r for f in files for r in read_jsonl(f)]
+    kept = [r for r in rows if str(r.get("id")) not in dev_ids]
+    if not kept:
+        raise ValueError(f"evaluate.mcq.tasks[{name}]: every question is in the merge sweep's dev split "
+                         f"(merge.sweep.proxy.mcq_limit={len(dev_ids)}); lower the limit or add questions")
+    target = ctx.stage_dir / "mcq" / "test_split" / f"{name}.jsonl"
+    write_jsonl(target, kept)
+    metrics["mcq_split"] = {name: {"questions": len(rows), "excluded_dev": len(rows) - len(kept),
+                                   "evaluated": len(kept), "reason": "merge.sweep.proxy dev split"}}
+    tasks = [t.model_copy(update={"path": target}) if t is task else t for t in mcq.tasks]
+    return mcq.model_copy(update={"tasks": tasks})
+
+
 def run_mcq(cfg: DefinemedConfig, ctx: StageContext, refs: dict[str, ModelRef],
             metrics: dict[str, Any]) -> None:
     """Multiple choice for every model; a model whose mcq/<model>.json exists (an interrupted attempt) is read."""
     out = ctx.stage_dir / "mcq"
+    mcq = held_out_mcq(cfg, ctx, metrics)
     results = {}
     for name, ref in refs.items():
         done = out / f"{name}.json"
@@ -134,7 +172,7 @@ def run_mcq(cfg: DefinemedConfig, ctx: StageContext, refs: dict[str, ModelRef],
             metrics["resumed"]["mcq"].append(name)
             results[name] = read_json(done)
         else:
-            results[name] = evaluate_mcq(ref, cfg.evaluate.mcq, out, seed=cfg.run.seed)
+            results[name] = evaluate_mcq(ref, mcq, out, seed=cfg.run.seed)
     keep = ("acc", "acc_stderr", "acc_norm", "n", "per_subject", "pred_letters", "subtasks", "num_fewshot")
     metrics["mcq"] = {name: {t: {k: m[k] for k in keep if k in m} for t, m in r["tasks"].items()}
                       for name, r in results.items()}

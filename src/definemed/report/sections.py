@@ -129,7 +129,11 @@ def evaluate(cfg: DefinemedConfig, ctx: StageContext) -> Section:
         names.append(model)
         accs.append(_mean_acc(tasks) or 0)
         errs.append(max((r.get("acc_stderr") or 0) for r in tasks.values()) if tasks else 0)
-    blocks: list[Any] = [Table(["model", "task", "accuracy", "stderr", "questions"], rows, caption="multiple choice")]
+    split = m.get("mcq_split") or {}
+    caption = "multiple choice" + "".join(
+        f"; {task}: {v['excluded_dev']} of {v['questions']} questions excluded (the merge sweep chose its factor "
+        f"on them)" for task, v in split.items())
+    blocks: list[Any] = [Table(["model", "task", "accuracy", "stderr", "questions"], rows, caption=caption)]
     if names:
         blocks.append(Figure("mcq_accuracy", plots.bars(names, accs, "Multiple-choice accuracy", "accuracy", errs),
                              "accuracy with standard error"))
