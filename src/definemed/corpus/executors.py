@@ -69,7 +69,14 @@ def run_to_completion(executor_cfg: Any, pipeline: list[Any], logging_dir: Path,
     """
     build = registry.get("executor", executor_cfg.kind)
     executor = build(executor_cfg, pipeline, str(logging_dir), job_name)
-    executor.run()
+    try:
+        executor.run()
+    except FileNotFoundError as exc:
+        if executor_cfg.kind == "slurm" and exc.filename == "sbatch":
+            raise RuntimeError(f"corpus.executor.kind=slurm needs Slurm's `sbatch` on PATH: run the stage on a "
+                               f"login node of the cluster. The job script it would have submitted is "
+                               f"{logging_dir / 'launch_script.slurm'}") from None
+        raise
     if executor_cfg.kind == "slurm":
         while incomplete := executor.get_incomplete_ranks():
             logger.info("[corpus] %s: %d/%d Slurm tasks still running", job_name, len(incomplete), executor.world_size)

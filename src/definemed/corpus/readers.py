@@ -1,9 +1,21 @@
-"""datatrove readers that survive bad input: a corrupt shard or a record without text is counted, not fatal.
+"""datatrove readers that survive bad input: every problem is counted, none is fatal, none is silent.
 
 At FineWeb2 scale (thousands of parquet shards fetched over the network) one truncated file must not kill a task
-that has processed millions of documents. Both readers extend datatrove's at its documented extension points
-(`read_file`, `get_document_from_dict`) and add two stats to the reader's block in the executor's stats files:
-`corrupt_files` and `missing_text`.
+that has processed millions of documents, and a user's own shards may hold bytes that are not UTF-8, blank
+records or a multi-megabyte page. Both readers extend datatrove's at its extension points (`read_file`,
+`get_document_from_dict`) and add these stats to the reader's block in the executor's stats files:
+
+- `corrupt_files`: a file that cannot be read or is cut short; the documents read before the damage are kept.
+- `missing_text`: a record without usable text: no text field, null, not a string, blank (also counted as
+  `empty_text`), or a JSONL line that is not a JSON object (also counted as `malformed_lines`).
+- `invalid_utf8`: a document whose text is not valid UTF-8 (a binary parquet column, a JSONL line with stray
+  bytes). Dropped rather than decoded with replacement characters: such text is most often in another encoding
+  (cp1252 German turns every umlaut into U+FFFD) and would otherwise pass language ID as mangled German.
+- `too_long`: a document longer than `max_doc_chars` characters, dropped before the tokenizers see it. The
+  spaCy-based Gopher filters cost about 3 s and 130 MB per MB of text, so one 100 MB record could take minutes and
+  exhaust a worker's memory on every retry; FineWeb2's pages are a few kB.
+
+`stats.collect` reports the last two as the `input` step's drops, so documents in = kept + dropped still holds.
 """
 
 from __future__ import annotations
@@ -21,8 +33,16 @@ if TYPE_CHECKING:
 
 CORRUPT_FILES = "corrupt_files"
 MISSING_TEXT = "missing_text"
-# How many ids of records without text to name in the log per task; the count is always exact.
-_MISSING_TEXT_LOG_LIMIT = 5
+EMPTY_TEXT = "empty_text"
+MALFORMED_LINES = "malformed_lines"
+INVALID_UTF8 = "invalid_utf8"
+TOO_LONG = "too_long"
+# Documents with text that the readers drop before the filters, in the order they are checked.
+INPUT_DROP_REASONS = (INVALID_UTF8, TOO_LONG)
+# Used when `corpus.input` carries no `max_doc_chars`: about 150k German words, beyond Gopher's max_doc_words.
+DEFAULT_MAX_DOC_CHARS = 1_000_000
+# How many records to name in the log per task and problem; the counts are always exact.
+_LOG_LIMIT = 5
 
 
 class _RobustReadingMixin:
@@ -30,44 +50,143 @@ class _RobustReadingMixin:
 
     text_key: str
     id_key: str
-    _missing_logged: int = 0
+
+    def __init__(self, *args: Any, max_doc_chars: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_doc_chars = max_doc_chars
+        self._logged: dict[str, int] = {}
+
+    def _read_records(self, filepath: str) -> DocumentsPipeline:
+        raise NotImplementedError
 
     def read_file(self, filepath: str) -> DocumentsPipeline:
-        """datatrove's read_file, but an unreadable or truncated file is logged, counted and skipped.
+        """Read one file; an unreadable or truncated file is logged, counted and skipped.
 
         Documents yielded before the damage is reached stay in the output: they were read intact.
         """
         try:
-            yield from super().read_file(filepath)  # type: ignore[misc]
+            yield from self._read_records(filepath)
         except Exception as exc:  # noqa: BLE001 - any decoder error means "this file is damaged"
             # Only reading raises here: exceptions of later pipeline steps are not thrown into this generator.
             self.stat_update(CORRUPT_FILES)  # type: ignore[attr-defined]
             logger.warning(f"Skipping corrupt input file {filepath}: {type(exc).__name__}: {exc}")
 
+    def _skip(self, problem: str, data: dict[str, Any], source_file: str, id_in_file: int | str, why: str) -> None:
+        """Count a record that becomes no document; name the first few of each problem in the log."""
+        self.stat_update(problem)  # type: ignore[attr-defined]
+        if self._logged.get(problem, 0) < _LOG_LIMIT:
+            self._logged[problem] = self._logged.get(problem, 0) + 1
+            doc_id = data.get(self.id_key, f"{source_file}/{id_in_file}")
+            logger.warning(f"Skipping record {doc_id!r} in {source_file} ({problem}): {why}")
+
     def get_document_from_dict(self, data: dict[str, Any], source_file: str, id_in_file: int | str) -> Document | None:
-        """Reject records whose text is missing, null, empty or not a string before datatrove sees them."""
+        """Decode binary text; skip records without usable text, not UTF-8 or too long; then datatrove's."""
         text = data.get(self.text_key)
+        if isinstance(text, bytes | bytearray | memoryview):  # a binary column: a user's parquet, not FineWeb2
+            try:
+                text = bytes(text).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self._skip(INVALID_UTF8, data, source_file, id_in_file,
+                           f"text is not UTF-8 ({exc.reason} at byte {exc.start})")
+                return None
+            data = {**data, self.text_key: text}
         if not isinstance(text, str) or not text.strip():
-            self.stat_update(MISSING_TEXT)  # type: ignore[attr-defined]
-            if self._missing_logged < _MISSING_TEXT_LOG_LIMIT:
-                self._missing_logged += 1
-                doc_id = data.get(self.id_key, f"{source_file}/{id_in_file}")
-                logger.warning(f"Skipping record {doc_id} in {source_file}: no usable '{self.text_key}' "
-                               f"(got {type(text).__name__})")
+            blank = isinstance(text, str)
+            self._skip(MISSING_TEXT, data, source_file, id_in_file,
+                       f"no usable '{self.text_key}' (got {'blank text' if blank else type(text).__name__})")
+            if blank:
+                self.stat_update(EMPTY_TEXT)  # type: ignore[attr-defined]
+            return None
+        if self.max_doc_chars is not None and len(text) > self.max_doc_chars:
+            self._skip(TOO_LONG, data, source_file, id_in_file,
+                       f"{len(text):,} characters > max_doc_chars {self.max_doc_chars:,}")
             return None
         return super().get_document_from_dict(data, source_file, id_in_file)  # type: ignore[misc]
 
 
 class RobustParquetReader(_RobustReadingMixin, ParquetReader):
-    """ParquetReader (e.g. FineWeb2 shards on disk, hf:// or s3://) that skips corrupt files and empty records."""
+    """ParquetReader (e.g. FineWeb2 shards on disk, hf:// or s3://) that skips corrupt files and bad records.
+
+    A string column holding bytes that are not UTF-8 makes pyarrow fail the whole batch; such a batch is read
+    again with its string columns as bytes, so only the records with bad text are lost (as `invalid_utf8`).
+    """
 
     name = "📒 Parquet (robust)"
 
+    def _read_records(self, filepath: str) -> DocumentsPipeline:
+        import pyarrow.parquet as pq
+
+        with self.data_folder.open(filepath, "rb") as f, pq.ParquetFile(f) as pqf:
+            li = 0
+            columns = [self.text_key, self.id_key] if not self.read_metadata else None
+            for batch in pqf.iter_batches(batch_size=self.batch_size, columns=columns):
+                documents = []
+                with self.track_time("batch"):
+                    for row in _rows(batch, self.text_key):
+                        if document := self.get_document_from_dict(row, filepath, li):
+                            documents.append(document)
+                        li += 1
+                yield from documents
+
+
+def _rows(batch: Any, text_key: str) -> list[dict[str, Any]]:
+    """The batch as dicts; if a string column is not valid UTF-8, its values as bytes (text) or replaced (others)."""
+    try:
+        return batch.to_pylist()
+    except UnicodeDecodeError:
+        import pyarrow as pa
+
+        binary = [col.view(pa.binary()) if pa.types.is_string(col.type) else
+                  col.view(pa.large_binary()) if pa.types.is_large_string(col.type) else col for col in batch.columns]
+        rows = pa.RecordBatch.from_arrays(binary, names=batch.schema.names).to_pylist()
+        for row in rows:  # metadata must stay JSON-writable; the text column is judged by get_document_from_dict
+            for key, value in row.items():
+                if key != text_key and isinstance(value, bytes):
+                    row[key] = value.decode("utf-8", errors="replace")
+        return rows
+
 
 class RobustJsonlReader(_RobustReadingMixin, JsonlReader):
-    """JsonlReader that also survives a truncated compressed file (datatrove already skips malformed lines)."""
+    """JsonlReader that survives a truncated compressed file, bytes that are not UTF-8 and lines that are not JSON.
+
+    datatrove's JsonlReader stops reading a file at the first invalid UTF-8 byte and skips malformed lines with
+    a log message only; here the file is read as bytes, each line judged on its own, and every skip counted.
+    """
 
     name = "🐿 Jsonl (robust)"
+
+    def _read_records(self, filepath: str) -> DocumentsPipeline:
+        with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
+            for li, raw in enumerate(f):
+                if not raw.strip():
+                    continue  # a blank line (e.g. the file's last newline) is no record
+                with self.track_time():
+                    document = self._parse_line(raw, filepath, li)
+                if document is not None:
+                    yield document
+
+    def _parse_line(self, raw: bytes, filepath: str, li: int) -> Document | None:
+        import orjson
+
+        try:
+            line, bad_bytes = raw.decode("utf-8"), None
+        except UnicodeDecodeError as exc:
+            line, bad_bytes = raw.decode("utf-8", errors="replace"), exc
+        try:
+            data = orjson.loads(line)
+            why = f"a JSON {type(data).__name__}, not an object"
+        except orjson.JSONDecodeError as exc:
+            data, why = None, f"not JSON ({exc})"
+        if not isinstance(data, dict):
+            self._skip(MISSING_TEXT, {}, filepath, li, why)
+            self.stat_update(MALFORMED_LINES)
+            return None
+        text = data.get(self.text_key)
+        if bad_bytes is not None and isinstance(text, str) and text.strip():
+            self._skip(INVALID_UTF8, data, filepath, li,
+                       f"line is not UTF-8 ({bad_bytes.reason} at byte {bad_bytes.start})")
+            return None
+        return self.get_document_from_dict(data, filepath, li)
 
 
 def build_readers(source: ParquetInput | JsonlInput, doc_progress: bool = True) -> list[BaseDiskReader]:
@@ -77,5 +196,7 @@ def build_readers(source: ParquetInput | JsonlInput, doc_progress: bool = True) 
     are sharded across the tasks on their own.
     """
     cls = RobustParquetReader if source.kind == "parquet" else RobustJsonlReader
+    # Read defensively: a config object from before `max_doc_chars` existed gets the default cap.
+    max_chars = getattr(source, "max_doc_chars", DEFAULT_MAX_DOC_CHARS)
     return [cls(path, glob_pattern=source.glob, limit=source.limit, text_key=source.text_key,
-                id_key=source.id_key, doc_progress=doc_progress) for path in source.paths]
+                id_key=source.id_key, doc_progress=doc_progress, max_doc_chars=max_chars) for path in source.paths]

@@ -22,6 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from datatrove.pipeline.base import PipelineStep
 
+from definemed.corpus.readers import (
+    EMPTY_TEXT,
+    INPUT_DROP_REASONS,
+    INVALID_UTF8,
+    MALFORMED_LINES,
+    MISSING_TEXT,
+    TOO_LONG,
+)
+
 if TYPE_CHECKING:
     from datatrove.data import DocumentsPipeline
 
@@ -32,6 +41,10 @@ logger = logging.getLogger("definemed")
 # Length histogram bins per doubling of the token count: bin k holds documents of 2^(k/4) to 2^((k+1)/4) tokens.
 BINS_PER_OCTAVE = 4
 LENGTH_BIN, SUBDOMAIN = "length_bin_", "subdomain_"
+# The readers' documents dropped before the filters appear as this step (see readers.py).
+INPUT_STEP = "input"
+# The readers' counters reported as `input_problems`.
+INPUT_PROBLEMS = (MISSING_TEXT, EMPTY_TEXT, MALFORMED_LINES, INVALID_UTF8, TOO_LONG)
 
 
 @dataclass(frozen=True)
@@ -196,11 +209,23 @@ def _profile(counter: Counter) -> dict[str, Any]:
             "length_hist": picked(LENGTH_BIN), "subdomains": picked(SUBDOMAIN)}
 
 
+def _input_row(readers: Counter) -> dict[str, Any] | None:
+    """The readers' document drops as a step row (None when there were none): it comes before the filters."""
+    reasons = {reason: int(readers[reason]) for reason in INPUT_DROP_REASONS if readers[reason]}
+    if not reasons:
+        return None
+    dropped = sum(reasons.values())
+    return {"step": INPUT_STEP, "in": int(readers["documents"]) + dropped, "kept": int(readers["documents"]),
+            "dropped": dropped, "reasons": reasons}
+
+
 def collect(pipelines: list[Pipeline], logs_root: Path) -> dict[str, Any]:
     """Counts of every pipeline: documents in, kept, dropped per step and reason, reader problems, tokens, profiles.
 
-    `docs_in` counts documents with text handed to the filters; records without text are `missing_text` and
-    unreadable files `corrupt_files`. Every document in is either kept or dropped by exactly one step.
+    `docs_in` counts the documents with text the readers found; records without text are `missing_text` and
+    unreadable files `corrupt_files`. Every document in is either kept or dropped by exactly one step: documents
+    the readers drop before the filters (text not UTF-8, longer than `max_doc_chars`) form the `input` step, which
+    is listed only when it dropped something. `input_problems` breaks the readers' counts down.
     """
     readers, tokens, dedup = Counter(), Counter(), Counter()
     rows, profiles = [], {}
@@ -221,15 +246,18 @@ def collect(pipelines: list[Pipeline], logs_root: Path) -> dict[str, Any]:
                 profiles[name] = _profile(counter)
             elif kind == "dedup":
                 dedup += counter
+    if input_row := _input_row(readers):
+        rows.insert(0, input_row)
     dropped = {row["step"]: row["dropped"] for row in rows}
     by_reason: Counter = Counter()
     for row in rows:
         by_reason.update(row["reasons"])
-    docs_in, kept = int(readers["documents"]), profiles["kept"]
+    docs_in, kept = int(readers["documents"]) + (input_row["dropped"] if input_row else 0), profiles["kept"]
     return {
         "docs_in": docs_in, "docs_kept": kept["docs"], "dropped": dropped,
         "dropped_by_reason": dict(sorted(by_reason.items())),
         "corrupt_files": int(readers["corrupt_files"]), "missing_text": int(readers["missing_text"]),
+        "input_problems": {key: int(readers[key]) for key in INPUT_PROBLEMS},
         "input_files": int(readers["input_files"]), "filter_survivors": profiles["survivors"]["docs"],
         "kept_words": kept["words"], "tokens_in": int(tokens["tokens"]), "steps": rows, "profiles": profiles,
         # union-find nodes in clusters minus those removed = one kept document per cluster
