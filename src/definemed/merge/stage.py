@@ -81,12 +81,16 @@ def merge_model(cfg: DefinemedConfig, merge: Any, paths: dict[str, Path], target
     run_mergekit(merge_dict, target, card, donor, seed=seed, shard_params=merge.out_shard_params)
 
 
-def mergekit_options(seed: int | None = None, shard_params: int = 200_000_000) -> Any:
+BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def mergekit_options(seed: int | None = None, shard_bytes: int = 200_000_000) -> Any:
     """Merge options for a memory-bounded merge.
 
-    mergekit reads safetensors lazily, one tensor at a time, and keeps only the output shard being written in
-    memory: `out_shard_size` bounds that buffer. `lazy_unpickle` does the same for pickled `.bin` inputs. Its
-    own model card and tokenizer copy are off: we write both (the card offline, the tokenizer from the donor).
+    mergekit keeps only the output shard being written in memory; `out_shard_size` bounds that buffer. Despite its
+    help text ("number of parameters") mergekit compares it with tensor bytes, so it is given in bytes here.
+    `lazy_unpickle` reads pickled `.bin` inputs tensor by tensor. Its own model card and tokenizer copy are off:
+    we write both (the card offline, the tokenizer from the donor).
     """
     import torch
     from mergekit.merge import MergeOptions
@@ -94,28 +98,35 @@ def mergekit_options(seed: int | None = None, shard_params: int = 200_000_000) -
     return MergeOptions(
         device="cuda" if torch.cuda.is_available() else "cpu", copy_tokenizer=False, write_model_card=False,
         trust_remote_code=False, safe_serialization=True, quiet=True, lazy_unpickle=True,
-        out_shard_size=shard_params, random_seed=seed)
+        out_shard_size=shard_bytes, random_seed=seed)
 
 
 def run_mergekit(merge_dict: dict[str, Any], target: Path, card: str, donor: Path, seed: int | None = None,
-                 shard_params: int = 200_000_000) -> None:
-    """Run mergekit into a temporary sibling folder and rename it into place once complete."""
+                 shard_params: int = 50_000_000) -> None:
+    """Run mergekit into a temporary sibling folder and rename it into place once complete.
+
+    Inputs are read through `memory.ReleasingTensorLoader`: an input tensor's file pages leave the process with
+    the tensor instead of staying mapped until the merge ends, and the temporaries of the largest tensors are
+    given back as soon as they are freed (docs/merging.md, Memory).
+    """
     import yaml
     from mergekit.config import MergeConfiguration
-    from mergekit.io.tasks import LoaderCache
     from mergekit.merge import run_merge
 
+    from definemed.merge.memory import release_loaders, use_releasing_loaders
+
     config_yaml = yaml.safe_dump(merge_dict, sort_keys=False)
+    dtype = merge_dict.get("out_dtype") or merge_dict.get("dtype") or "float32"
+    options = mergekit_options(seed, shard_params * BYTES_PER_PARAM.get(dtype, 4))
+    config = MergeConfiguration.model_validate(merge_dict)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        run_merge(MergeConfiguration.model_validate(merge_dict), str(tmp),
-                  options=mergekit_options(seed, shard_params), config_source=config_yaml)
+        use_releasing_loaders(config, options)
+        run_merge(config, str(tmp), options=options, config_source=config_yaml)
     finally:
-        # mergekit keeps every input memory-mapped in a process-wide cache; release the mappings.
-        cache = LoaderCache()
-        cache.flush_all()
-        cache.loaders.clear()
+        # mergekit's loader cache is process-wide: a sweep's next merge must not find these loaders.
+        release_loaders()
     copy_tokenizer(donor, tmp)
     write_text(tmp / CONFIG_FILE, config_yaml)
     write_text(tmp / "README.md", card)
