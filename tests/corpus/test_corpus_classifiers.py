@@ -109,3 +109,19 @@ def test_fasttext_nan_divergence_is_retried_at_half_the_learning_rate(monkeypatc
     with pytest.raises(RuntimeError, match="NaN"):
         _train_quantized(fasttext, "unused.txt", {"lr": 8.0}, cutoff=10)
     assert calls == [8.0, 4.0, 2.0]
+
+
+def test_fasttext_training_is_reproducible_whatever_the_process_did_before(german_texts) -> None:
+    texts, labels = _data(german_texts)
+    first = FastTextClassifier(bucket=20_000, cutoff=2_000).fit(texts, labels).predict_proba(texts)
+    junk = [bytearray(1 << 20) for _ in range(64)]  # allocate and free: the wheel used to see such state
+    del junk
+    second = FastTextClassifier(bucket=20_000, cutoff=2_000).fit(texts, labels).predict_proba(texts)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_fasttext_training_failure_names_the_cause(german_texts) -> None:
+    model = FastTextClassifier(bucket=20_000)
+    model.params["no_such_option"] = 1
+    with pytest.raises(RuntimeError, match=r"(?s)fastText training failed \(exit 1\).*no_such_option"):
+        model.fit(*_data(german_texts))

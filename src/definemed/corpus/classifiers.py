@@ -177,6 +177,25 @@ def _train_quantized(fasttext: Any, train_file: str, params: dict[str, Any], cut
     raise AssertionError("unreachable")
 
 
+def _train_in_subprocess(train_file: Path, params: dict[str, Any], cutoff: int | None, model_file: Path) -> float:
+    """Train (and quantise) in a fresh Python process; returns the learning rate that trained the saved model.
+
+    The fastText wheel's training reads memory it did not initialise: in a process that had allocated and freed
+    other things (a labelling model, earlier tests) the same data and seed gave different weights, sometimes NaN
+    losses. A fresh process starts from the same state every time, so a run is reproducible; it costs ~0.3 s.
+    """
+    import subprocess
+    import sys
+
+    job = {"train_file": str(train_file), "params": params, "cutoff": cutoff, "model_file": str(model_file)}
+    proc = subprocess.run([sys.executable, "-m", "definemed.corpus.fasttext_train", json.dumps(job)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not model_file.exists():
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        raise RuntimeError(f"fastText training failed (exit {proc.returncode}): {tail}")
+    return float(json.loads(proc.stdout.strip().splitlines()[-1])["lr"])
+
+
 class FastTextClassifier:
     """fastText supervised classifier (word bigrams), product-quantised before saving (.ftz, a few MB).
 
@@ -217,7 +236,9 @@ class FastTextClassifier:
             train_file = Path(tmp) / "train.txt"
             train_file.write_text("".join(f"{LABEL_MEDICAL if y else LABEL_OTHER} {_fasttext_line(t)}\n"
                                           for t, y in zip(texts, labels, strict=True)), encoding="utf-8")
-            self._model, lr = _train_quantized(fasttext, str(train_file), self.params, self.cutoff)
+            model_file = Path(tmp) / self.model_file
+            lr = _train_in_subprocess(train_file, self.params, self.cutoff, model_file)
+            self._model = fasttext.load_model(str(model_file))
         self.params["lr"] = lr  # saved in the metadata: the rate that actually trained this model
         return self
 
