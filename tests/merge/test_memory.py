@@ -108,42 +108,41 @@ def test_file_pages_leave_the_process_with_the_tensor(tmp_path: Path) -> None:
     assert kept["ReleasingTensorLoader"] < 8 * MIB
 
 
-def _freed_by_dropping_large_blocks(blocks: int = 32) -> int:
-    """Allocate 2 MiB blocks, each followed by a smaller one that stays alive (SLERP's chunk temporaries and the
-    per-chunk results it keeps), drop the large ones and return how much anonymous memory left the process."""
-    import torch
-
-    large, small = [], []
-    for _ in range(blocks):
-        large.append(torch.ones(MIB // 2))
-        small.append(torch.ones(64 * 1024))  # 256 KiB: from the heap, above the large block
-    before = _rss("RssAnon")
-    large.clear()
-    return before - _rss("RssAnon")
-
-
-@linux_only
-def test_reading_a_large_tensor_makes_freed_blocks_leave_the_process(tiny_llama_dir: Path) -> None:
-    """The loader switches glibc's mmap threshold low for the largest tensors and back for the others; the
-    merge's end restores the default."""
+def test_reading_a_large_tensor_switches_the_mmap_threshold_low(tiny_llama_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader sets glibc's mmap threshold low for the largest tensors and back for the others; the merge's
+    end restores the default and trims the heap. (What glibc then does with RSS depends on the process's heap
+    history, so the effect itself is measured by benchmarks/merge_memory.py, not asserted here.)"""
     from mergekit.io.lazy_tensor_loader import ShardedTensorIndex
 
-    from definemed.merge.memory import ReleasingTensorLoader, _glibc, largest_numel, release_loaders
+    from definemed.merge import memory
 
-    if _glibc() is None:
-        pytest.skip("needs glibc")
+    calls: list[tuple[str, int]] = []
+
+    class FakeGlibc:
+        def mallopt(self, param: int, value: int) -> int:
+            calls.append(("mallopt", param, value))
+            return 1
+
+        def malloc_trim(self, pad: int) -> int:
+            calls.append(("malloc_trim", pad))
+            return 1
+
+    monkeypatch.setattr(memory, "_glibc", FakeGlibc)
     index = ShardedTensorIndex.from_disk(str(tiny_llama_dir))
-    largest = largest_numel(index)
+    largest = memory.largest_numel(index)
     assert largest == 600 * 32  # the embedding (and the untied LM head)
-    loader = ReleasingTensorLoader(index, large_numel=largest // 4)
+    loader = memory.ReleasingTensorLoader(index, large_numel=largest // 4)
     try:
         loader.get_tensor("model.layers.0.mlp.up_proj.weight")  # 64 x 32: small
-        assert _freed_by_dropping_large_blocks() < 16 * MIB  # the heap keeps the holes between live blocks
         loader.get_tensor("model.embed_tokens.weight")
-        assert _freed_by_dropping_large_blocks() > 56 * MIB
+        loader.get_tensor("model.norm.weight")
     finally:
-        release_loaders()
-    assert _freed_by_dropping_large_blocks() < 16 * MIB
+        memory.release_loaders()
+    low, default = memory.LARGE_TENSOR_MMAP_THRESHOLD, memory.DEFAULT_MMAP_THRESHOLD
+    threshold = memory.M_MMAP_THRESHOLD
+    assert calls == [("mallopt", threshold, default), ("mallopt", threshold, low), ("mallopt", threshold, default),
+                     ("mallopt", threshold, default), ("malloc_trim", 0)]
 
 
 def _shard_bytes(folder: Path) -> list[tuple[int, int]]:
