@@ -69,10 +69,12 @@ def survivors_split(rows: list[dict[str, Any]], cfg: Any, layout: Any) -> Any:
     """The demo's classifier split: labelled rows that pass the language and quality filters, held out by id."""
     from datatrove.data import Document
 
+    from definemed.config import FileLabels
     from definemed.corpus.pipelines import filter_steps
     from definemed.corpus.training import Split, is_heldout, load_labels
 
-    labels = load_labels(cfg.corpus.labels).by_id
+    # the labels the demo's classifier trains on (its labelling step picks these precomputed LLM-style labels)
+    labels = load_labels(cfg.corpus.labels or FileLabels(path=ROOT / "demo" / "precomputed_labels.jsonl")).by_id
     steps = [f for _, f in filter_steps(cfg, layout)]
     split = Split()
     for row in rows:

@@ -139,6 +139,154 @@ class FileLabels(Strict):
 LabelsConfig = kind_union(FileLabels, default="file")
 
 
+# LLM labelling (corpus step 2 of the paper: label a sample medical / non-medical). The sections live here rather
+# than in corpus/labelling/ so that CorpusConfig can hold them; `definemed.corpus.labelling.settings` re-exports them.
+# The API key is never part of a config: only the name of the environment variable that holds it.
+AuditMetric = Literal["precision", "recall", "f1", "accuracy"]
+
+
+class _NamedLabeller(Strict):
+    name: str | None = Field(None, min_length=1, description="how audits and metrics call this labeller; "
+                             "required when `labellers` lists several")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.default_name()
+
+    def default_name(self) -> str:
+        return self.kind  # type: ignore[attr-defined]
+
+
+class OpenAILabellerSettings(_NamedLabeller):
+    """Any OpenAI-compatible chat endpoint: vLLM, llama.cpp server, Ollama, hosted APIs."""
+
+    kind: Literal["openai"] = "openai"
+    model: str
+    base_url: str | None = Field(None, description="None: api.openai.com; local servers need no key")
+    api_key_env: str = "OPENAI_API_KEY"
+    template: str = Field("label_medical_de.md", description="file under assets/prompts/ or a path")
+    json_schema: bool = Field(False, description="send response_format=json_schema (vLLM, OpenAI support it)")
+    temperature: float = Field(0.0, ge=0)
+    max_tokens: int = Field(96, ge=1)
+    seed: int | None = None
+    max_doc_chars: int = Field(6000, ge=100, description="documents are cut to this many characters")
+    concurrency: int = Field(8, ge=1, description="requests in flight at once")
+    max_retries: int = Field(4, ge=0, description="retries after timeouts, 429 and 5xx (not other 4xx)")
+    backoff_s: float = Field(1.0, ge=0, description="first retry waits this long, then doubles")
+    max_backoff_s: float = Field(60.0, ge=0, description="upper bound of one wait, Retry-After included")
+    jitter: float = Field(0.25, ge=0, le=1, description="each wait is stretched by up to this fraction")
+    timeout_s: float = Field(60.0, gt=0)
+
+    def default_name(self) -> str:
+        return f"openai:{self.model}"
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> OpenAILabellerSettings:
+        if self.max_backoff_s < self.backoff_s:
+            raise ValueError("max_backoff_s must be at least backoff_s")
+        return self
+
+
+class HfLabellerSettings(_NamedLabeller):
+    """A local transformers causal LM scored on two answer words: medical probability only."""
+
+    kind: Literal["hf"] = "hf"
+    model: str = Field(description="hub id, local folder or bundled id (definemed.models.resolve)")
+    template: str = "label_medical_de.md"
+    positive: str = Field("ja", description="answer word meaning 'medical' (English template: yes)")
+    negative: str = Field("nein", description="answer word meaning 'not medical' (English template: no)")
+    threshold: float = Field(0.5, gt=0, lt=1, description="medical when P(positive) >= threshold")
+    batch_size: int = Field(4, ge=1, description="documents per forward pass (two sequences each)")
+    max_doc_chars: int = Field(2000, ge=100)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    device: str = "cpu"
+
+    def default_name(self) -> str:
+        return f"hf:{self.model}"
+
+    @model_validator(mode="after")
+    def _distinct_words(self) -> HfLabellerSettings:
+        if self.positive.strip() == self.negative.strip():
+            raise ValueError("positive and negative answer words must differ")
+        return self
+
+
+class FileLabellerSettings(_NamedLabeller):
+    """Labels computed elsewhere: JSONL with an id and at least a boolean `medical` field."""
+
+    kind: Literal["file"] = "file"
+    path: Path
+    id_key: str = "id"
+    label_key: str = "medical"
+
+    def default_name(self) -> str:
+        return f"file:{self.path.name}"
+
+
+LabellerSettings = kind_union(OpenAILabellerSettings, HfLabellerSettings, FileLabellerSettings, default="openai")
+
+
+class SampleSettings(Strict):
+    """A reproducible random subset of the input documents (reservoir sampling). In the corpus stage the sample
+    is drawn from the filter survivors, whose records always carry `id` and `text`."""
+
+    n: int = Field(ge=1)
+    seed: int = 0
+    id_key: str = "id"
+    text_key: str = "text"
+
+
+class AuditSettings(Strict):
+    """Compare labels with a human-checked gold file (JSONL: id, medical, optional subdomain).
+
+    In the corpus stage the audit labels gold documents that survived the filters and are not in the classifier's
+    held-out split (so the held-out documents stay untouched by labeller selection), at most `max_docs` of them.
+    """
+
+    gold: Path
+    max_docs: int | None = Field(None, ge=1, description="audit this many gold documents (drawn with `seed`); "
+                                 "None: all that qualify")
+    resamples: int = Field(1000, ge=10, description="bootstrap resamples for the 95 % intervals")
+    seed: int = 0
+    snippet_chars: int = Field(200, ge=0)
+
+
+class LabellingSettings(Strict):
+    """One labelling run: which documents, which labeller(s), how many failures are tolerated, optional audit.
+
+    `labeller`: one labeller. `labellers`: several named candidates; each is audited on the gold documents and
+    only the best by `select_by` labels the sample (needs `audit`).
+    """
+
+    sample: SampleSettings | None = None
+    labeller: LabellerSettings | None = None
+    labellers: list[LabellerSettings] = []
+    select_by: AuditMetric = Field("f1", description="audit metric that chooses among `labellers`")
+    max_failure_share: float = Field(0.05, ge=0, le=1, description="invalid + failed share that aborts the run")
+    audit: AuditSettings | None = None
+
+    @model_validator(mode="after")
+    def _one_or_several_labellers(self) -> LabellingSettings:
+        if (self.labeller is None) == (not self.labellers):
+            raise ValueError("set either `labeller` (one) or `labellers` (several candidates), not "
+                             + ("both" if self.labeller is not None else "neither"))
+        if len(self.labellers) > 1:
+            if self.audit is None:
+                raise ValueError("labellers: choosing among several labellers needs `audit` (a gold file)")
+            unnamed = [i for i, lab in enumerate(self.labellers) if lab.name is None]
+            if unnamed:
+                raise ValueError(f"labellers: every candidate needs a `name` (missing at {unnamed})")
+            names = [lab.label for lab in self.labellers]
+            if len(set(names)) < len(names):
+                raise ValueError(f"labellers: names must be unique, got {names}")
+        return self
+
+    @property
+    def candidates(self) -> list[Any]:
+        """The labeller settings, one or several, in config order."""
+        return [self.labeller] if self.labeller is not None else list(self.labellers)
+
+
 class ThresholdConfig(Strict):
     """How the kept/rejected cut is chosen on the held-out split (a bare number in YAML means `by: score`).
 
@@ -219,10 +367,17 @@ CLASSIFIER_SECTIONS = {"tfidf_logreg": "tfidf", "fasttext": "fasttext", "embeddi
                        "finetune": "finetune", "cascade": "cascade"}
 
 
+ClassifierKind = Literal["tfidf_logreg", "fasttext", "embedding", "finetune", "cascade"]
+
+
 class ClassifierConfig(Strict):
-    kind: Literal["tfidf_logreg", "fasttext", "embedding", "finetune", "cascade"] = "tfidf_logreg"
+    kind: ClassifierKind = "tfidf_logreg"
     threshold: float | ThresholdConfig = Field(0.5, description="a number: fixed score; or {by, value}")
     holdout_fraction: float = Field(0.25, gt=0, lt=1)
+    compare: list[ClassifierKind] = Field([], description="families also trained and scored on the same split "
+                                          "after the main classifier (the main kind reuses its own report)")
+    not_compared: dict[ClassifierKind, str] = Field({}, description="families listed in the comparison as not "
+                                                    "run, with the reason")
     tfidf: TfidfParams = TfidfParams()
     fasttext: FastTextParams = FastTextParams()
     embedding: EmbeddingParams = EmbeddingParams()
@@ -237,13 +392,23 @@ class ClassifierConfig(Strict):
         return v
 
     @model_validator(mode="after")
+    def _comparison_lists(self) -> ClassifierConfig:
+        if len(set(self.compare)) < len(self.compare):
+            raise ValueError(f"compare: each family at most once, got {self.compare}")
+        if clash := sorted(set(self.not_compared) & ({self.kind} | set(self.compare))):
+            raise ValueError(f"not_compared: {clash} also run (kind or compare)")
+        return self
+
+    @model_validator(mode="after")
     def _only_sections_of_the_used_kinds(self) -> ClassifierConfig:
-        used = {self.kind} | ({self.cascade.stage1, self.cascade.stage2} if self.kind == "cascade" else set())
+        used = {self.kind, *self.compare}
+        used |= {self.cascade.stage1, self.cascade.stage2} if "cascade" in used else set()
         for kind, section in CLASSIFIER_SECTIONS.items():
             # Compared with the default, not with model_fields_set: a dump-and-revalidate round trip sets all.
             if kind not in used and getattr(self, section) != type(self).model_fields[section].default:
                 raise ValueError(f"{section}: settings for kind '{kind}', but the classifier is '{self.kind}'"
-                                 + (f" with stages {sorted(used - {'cascade'})}" if self.kind == "cascade" else ""))
+                                 + (f" with stages {sorted(used - {'cascade'})}" if self.kind == "cascade" else "")
+                                 + (f" and compare lists {self.compare}" if self.compare else ""))
         return self
 
     @property
@@ -315,16 +480,34 @@ class CorpusCardConfig(Strict):
 
 
 class CorpusConfig(Strict):
+    """Exactly one label source: `labels` (a precomputed file) or `labelling` (the stage labels a sample of the
+    filter survivors with an LLM labeller, or chooses among several by their audit on a gold file)."""
+
     input: kind_union(ParquetInput, JsonlInput, default="parquet")
     language: LanguageConfig = LanguageConfig()
     quality: QualityConfig = QualityConfig()
-    labels: LabelsConfig
+    labels: LabelsConfig | None = None
+    labelling: LabellingSettings | None = None
     classifier: ClassifierConfig = ClassifierConfig()
     # Both default off, so a config written before they existed builds the same corpus; shipped configs enable them.
     decontamination: DecontaminationConfig | None = None
     dedup: DedupConfig | None = None
     card: CorpusCardConfig = CorpusCardConfig()
     executor: ExecutorConfig = LocalExecutorConfig()
+
+    @model_validator(mode="after")
+    def _one_label_source(self) -> CorpusConfig:
+        if self.labels is not None and self.labelling is not None:
+            raise ValueError("corpus.labelling: set either corpus.labels (a precomputed labels file) or "
+                             "corpus.labelling (label a sample in the stage), not both")
+        if self.labels is None and self.labelling is None:
+            raise ValueError("corpus.labels: the classifier needs labels; set corpus.labels (a precomputed labels "
+                             "file) or corpus.labelling (label a sample in the stage)")
+        sample = self.labelling.sample if self.labelling is not None else None
+        if sample is not None and (sample.id_key, sample.text_key) != ("id", "text"):
+            raise ValueError("corpus.labelling.sample: id_key/text_key do not apply in the corpus stage (the sample "
+                             "is drawn from the filter survivors, which always carry `id` and `text`)")
+        return self
 
 
 # ---------------------------------------------------------------------------------------------------- cpt
@@ -467,7 +650,7 @@ class _MergeCommon(Strict):
     base: str = "instruct"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     out_shard_params: int = Field(
-        200_000_000, ge=1_000_000, description="parameters per output shard; mergekit holds one shard in memory")
+        50_000_000, ge=1_000_000, description="parameters per output shard; mergekit holds one shard in memory")
 
     def model_names(self) -> list[str]:
         """Every name this merge reads (under `models:` or 'cpt')."""

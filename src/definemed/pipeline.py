@@ -31,7 +31,7 @@ from definemed.artifacts import (
     tree_fingerprint,
     write_json,
 )
-from definemed.config import STAGE_MODELS, DefinemedConfig, stable_hash
+from definemed.config import STAGE_MODELS, CorpusConfig, DefinemedConfig, stable_hash
 
 logger = logging.getLogger("definemed")
 
@@ -76,13 +76,23 @@ def _file_digest(path: Path | None) -> str | dict[str, str] | None:
     return stable_hash(tree_fingerprint([path]))
 
 
+def _label_inputs(corpus: CorpusConfig) -> Any:
+    """Digests of the label files the corpus stage reads: `labels`, or the labellers' files (labels of a file
+    labeller, prompt templates given as paths) and the audit's gold file."""
+    if corpus.labelling is None:
+        return _file_digest(corpus.labels.path if corpus.labels is not None else None)
+    lab = corpus.labelling
+    files = {c.label: _file_digest(c.path if c.kind == "file" else Path(c.template)) for c in lab.candidates}
+    return {"labellers": files, "gold": _file_digest(lab.audit.gold) if lab.audit is not None else None}
+
+
 def config_slice(cfg: DefinemedConfig, stage: str) -> dict[str, Any]:
     """The part of the config (and of the input data) that a stage's output depends on."""
     seed = cfg.run.seed
     if stage == "corpus":
         key = {"corpus": cfg.section("corpus"), "seed": seed,
                "input_files": _local_listing(cfg.corpus.input.paths, cfg.corpus.input.glob),
-               "labels": _file_digest(cfg.corpus.labels.path)}
+               "labels": _label_inputs(cfg.corpus)}
         decontam = cfg.corpus.decontamination
         if decontam is not None and decontam.enabled:
             # The corpus is decontaminated against the evaluation benchmarks: changed benchmark files change it.

@@ -1,8 +1,9 @@
 """The dataset card (`README.md` in the corpus stage folder, next to `medical/`), in the Hugging Face format.
 
 A YAML header the hub reads (licence, language, size category, data files), then provenance, the pipeline with
-the counts of every step, the classifier and its held-out metrics, decontamination and deduplication results,
-distributions, limitations and how to rebuild. Everything comes from the stage's metrics and config: the card is
+the counts of every step, where the labels come from (with the labeller audit), the classifier with its held-out
+metrics and the family comparison, decontamination and deduplication results, distributions, limitations and how
+to rebuild. Everything comes from the stage's metrics and config: the card is
 rewritten on every build, never edited by hand.
 """
 
@@ -90,9 +91,66 @@ def _pipeline(m: dict[str, Any], steps: list[dict[str, Any]]) -> str:
             "are under `rejected/<step>/` with `metadata.filter_reason`.\n\n" + "\n".join(rows) + "\n")
 
 
-def _classifier(m: dict[str, Any]) -> str:
+def _ci(metric: dict[str, float]) -> str:
+    return f"{metric['value']:.3f} [{metric['ci_low']:.3f}, {metric['ci_high']:.3f}]"
+
+
+def _labels(cfg: DefinemedConfig, m: dict[str, Any]) -> str:
+    lab = m.get("labelling")
+    if lab is None:
+        path = cfg.corpus.labels.path if cfg.corpus.labels is not None else "?"
+        return f"## Labels\n\nThe classifier learned the precomputed labels in `{path}` (`corpus.labels`).\n"
+    c, s = lab["counts"], lab["sample"]
+    drawn = "" if s["requested"] is None else f" (a random sample, seed {s['seed']})"
+    parts = ["## Labels\n", f"`{lab['chosen']}` labelled {_n(s['docs'])} of the {_n(s['survivors'])} filter "
+             f"survivors{drawn}: "
+             f"{_n(lab['labels']['docs'])} got valid labels, {_n(lab['labels']['medical'])} of them medical "
+             f"({_pct(lab['labels']['medical_share'])}); {c['failed']} failed, {c['cached']} came from the cache. "
+             f"Files: `labelling/`.\n"]
+    if (a := lab["audit"]) is not None:
+        parts.append(f"Every candidate labelled the same {a['docs']} gold documents ({a['medical']} medical) of "
+                     f"`{a['gold']}` that survived the filters outside the classifier's held-out split "
+                     f"({a['heldout_excluded']} held-out gold documents left out). Precision, recall and F1 of "
+                     "the medical class with percentile-bootstrap 95 % intervals:\n")
+        parts += ["| labeller | kind | precision | recall | F1 | accuracy | failed | docs/s |",
+                  "|---|---|---|---|---|---|---:|---:|"]
+        for name, x in lab["audits"].items():
+            mark = " (chosen)" if name == lab["chosen"] else ""
+            parts.append(f"| {name}{mark} | {x['kind']} | {_ci(x['metrics']['precision'])} | "
+                         f"{_ci(x['metrics']['recall'])} | {_ci(x['metrics']['f1'])} | "
+                         f"{x['metrics']['accuracy']['value']:.3f} | {x['failed']} | {x['docs_per_s'] or '-'} |")
+        parts += [f"| {name} | disqualified | {why[:120]} | | | | | |" for name, why in lab["disqualified"].items()]
+        if lab["selection"] is not None:
+            parts.append(f"\nChoice: {lab['selection']['reason']}.")
+    return "\n".join(parts) + "\n"
+
+
+def _comparison(m: dict[str, Any], plots: dict[str, str]) -> str:
+    rows = m.get("classifier_comparison")
+    if not rows:
+        return ""
+    fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["\nFamilies trained and scored on the same split (`classifier/compare/`); cascade: stage-2 share, cost "
+             "saved against stage 2 alone and the F1 it gives up:\n",
+             "| family | status | precision | recall | F1 | AP | threshold | docs/s | cascade pass share | cost saved "
+             "| F1 lost | note |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['kind']} | {r['status']} | " + " | ".join(fmt(r.get(k)) for k in (
+        "precision", "recall", "f1", "ap", "threshold", "docs_per_s", "pass_share", "cost_saved", "f1_lost"))
+        + f" | {r.get('note') or ''} |" for r in rows]
+    if "pr_curves" in plots:
+        lines.append(f"\n![precision-recall curves]({plots['pr_curves']})")
+    return "\n".join(lines) + "\n"
+
+
+def _classifier(m: dict[str, Any], plots: dict[str, str]) -> str:
     c, r = m["classifier"], m["token_retention"]
     conf = c.get("confusion", {})
+    gold = c.get("vs_gold")
+    gold_text = "" if gold is None else (
+        f"Against gold (`{gold['gold']}`) on the {gold['n']} held-out documents that have a gold label: classifier "
+        f"F1 {gold['classifier']['f1']:.3f} (P {gold['classifier']['precision']:.3f}, R "
+        f"{gold['classifier']['recall']:.3f}); the labels it learned score F1 {gold['training_labels']['f1']:.3f} "
+        "there. The audit did not use these documents.\n\n")
     return ("## Medical classifier\n\n"
             f"`{c['kind']}` trained on {_n(c['n_train'])} labelled documents and scored on {_n(c['n_heldout'])} "
             f"held-out ones (split by a hash of the id): precision {c['precision']:.3f}, recall "
@@ -102,7 +160,7 @@ def _classifier(m: dict[str, Any]) -> str:
             f"Threshold {c['threshold']}: it kept {_n(m['classifier_kept'])} of {_n(m['filter_survivors'])} "
             f"filtered documents and {_n(r['classifier_kept_tokens'])} of {_n(r['filter_survivors_tokens'])} "
             f"tokens ({_pct(r['classifier_token_share'])} of the tokens that passed the filters; the paper kept "
-            "about 1.7 % of the German documents).\n")
+            "about 1.7 % of the German documents).\n\n" + gold_text + _comparison(m, plots))
 
 
 def _decontam_dedup(m: dict[str, Any]) -> str:
@@ -177,6 +235,7 @@ def write_card(cfg: DefinemedConfig, layout: CorpusLayout, metrics: dict[str, An
                plots: dict[str, str]) -> Path:
     """Write `README.md` (atomically) into the stage folder and return its path."""
     body = "\n".join([_header(cfg, metrics, layout), _intro(cfg, metrics), _provenance(cfg),
-                      _pipeline(metrics, steps), _classifier(metrics), _decontam_dedup(metrics),
+                      _pipeline(metrics, steps), _labels(cfg, metrics), _classifier(metrics, plots),
+                      _decontam_dedup(metrics),
                       _distributions(metrics, plots), LIMITATIONS, _rebuild(cfg)])
     return write_text(layout.card, body)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from definemed.config import DefinemedConfig
+from definemed.config import DefinemedConfig, FileLabels
 
 if TYPE_CHECKING:
     from definemed.corpus.stats import TokenizerChoice
@@ -61,6 +61,11 @@ class CorpusLayout:
     @property
     def classifier(self) -> Path:
         return self.root / "classifier"
+
+    @property
+    def labelling(self) -> Path:
+        """The labelling step's folder (`corpus.labelling`): cache, audits, the labels the classifier learns."""
+        return self.root / "labelling"
 
     @property
     def minhash(self) -> Path:
@@ -148,10 +153,20 @@ def dedup_enabled(cfg: DefinemedConfig) -> bool:
     return cfg.corpus.dedup is not None and cfg.corpus.dedup.enabled
 
 
-def _kept_profile(cfg: DefinemedConfig) -> tuple[str, Any]:
+def training_labels(cfg: DefinemedConfig, layout: CorpusLayout) -> FileLabels:
+    """The labels the classifier learns: `corpus.labels`, or the file the stage's labelling step writes."""
+    if cfg.corpus.labelling is not None:
+        from definemed.corpus.labelling.runner import LABELS_FILE
+
+        return FileLabels(path=layout.labelling / LABELS_FILE)
+    assert cfg.corpus.labels is not None  # CorpusConfig requires one of the two
+    return cfg.corpus.labels
+
+
+def _kept_profile(cfg: DefinemedConfig, layout: CorpusLayout) -> tuple[str, Any]:
     from definemed.corpus.stats import CorpusProfile
 
-    labels = cfg.corpus.labels
+    labels = training_labels(cfg, layout)
     return ("profile:kept", CorpusProfile(histogram=True, labels_path=str(labels.path), id_key=labels.id_key,
                                           subdomain_key=cfg.corpus.card.subdomain_key))
 
@@ -181,7 +196,7 @@ def build_classify_pipeline(cfg: DefinemedConfig, layout: CorpusLayout) -> Pipel
     if dedup_enabled(cfg):
         steps.append(("write", _writer(layout.classified)))
     else:
-        steps += [_kept_profile(cfg), ("write", _writer(layout.medical))]
+        steps += [_kept_profile(cfg, layout), ("write", _writer(layout.medical))]
     return Pipeline("classify", steps)
 
 
@@ -204,5 +219,5 @@ def build_dedup_pipelines(cfg: DefinemedConfig, layout: CorpusLayout) -> list[Pi
         Pipeline(dedup.CLUSTER, [("dedup:cluster", dedup.cluster_step(mh, work))], tasks=1),
         Pipeline(dedup.FILTER, [("read", _reader(layout.classified)),
                                 (f"filter:{DEDUP_STEP}", dedup.filter_step(work, layout.rejected_for(DEDUP_STEP))),
-                                _kept_profile(cfg), ("write", _writer(layout.medical))]),
+                                _kept_profile(cfg, layout), ("write", _writer(layout.medical))]),
     ]

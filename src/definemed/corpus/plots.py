@@ -1,4 +1,5 @@
-"""PNG plots of the kept corpus for the dataset card: tokens per document and subdomains (matplotlib, Agg)."""
+"""PNG plots for the dataset card: tokens per document and subdomains of the kept corpus, and the held-out PR
+curves of the compared classifier families (matplotlib, Agg)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from definemed.artifacts import atomic_path
 from definemed.corpus.stats import BINS_PER_OCTAVE
 from definemed.plotting import render_png
 
-LENGTHS, SUBDOMAINS = "token_lengths.png", "subdomains.png"
+LENGTHS, SUBDOMAINS, PR_CURVES = "token_lengths.png", "subdomains.png", "pr_curves.png"
 
 
 def _save(draw: Callable[[Any], None], path: Path, size: tuple[float, float] = (6.4, 3.6)) -> Path:
@@ -49,11 +50,31 @@ def subdomain_bars(subdomains: dict[str, int], path: Path) -> Path:
     return _save(draw, path, size=(6.4, 0.8 + 0.3 * max(len(ordered), 3)))
 
 
-def write_plots(kept_profile: dict[str, Any], tokenizer: str, folder: Path) -> dict[str, str]:
+def pr_curves(curves: dict[str, dict[str, Any]], path: Path) -> Path:
+    """Precision against recall on the held-out split, one line per classifier family (AP in the legend)."""
+
+    def draw(ax: Any) -> None:
+        for kind, curve in curves.items():
+            ap = curve.get("average_precision")
+            ax.plot(curve["recall"], curve["precision"], label=kind if ap is None else f"{kind} (AP {ap:.3f})")
+        ax.set_xlabel("recall (medical)")
+        ax.set_ylabel("precision (medical)")
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_title("Classifier families on the held-out labels")
+        ax.legend(fontsize=8, loc="lower left")
+
+    return _save(draw, path, size=(6.4, 4.4))
+
+
+def write_plots(kept_profile: dict[str, Any], tokenizer: str, folder: Path,
+                curves: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
     """The plots there is data for, as {name: path relative to the stage folder}."""
     plots = {}
     if kept_profile["length_hist"]:
         plots["token_lengths"] = length_histogram(kept_profile["length_hist"], tokenizer, folder / LENGTHS)
     if kept_profile["subdomains"]:
         plots["subdomains"] = subdomain_bars(kept_profile["subdomains"], folder / SUBDOMAINS)
+    if curves:
+        plots["pr_curves"] = pr_curves(curves, folder / PR_CURVES)
     return {name: f"{folder.name}/{path.name}" for name, path in plots.items()}

@@ -2,25 +2,30 @@
 
 1. Pipeline A counts tokens (the CPT model's tokenizer) and filters the input (language, German quality
    heuristics) into `filtered/`.
-2. The medical classifier is trained on the labelled survivors and scored on held-out ids (`classifier/`).
-3. Pipeline B keeps documents the classifier scores as medical, then drops those sharing n-grams with the
+2. Labels: `corpus.labels` (a precomputed file), or `corpus.labelling`: a sample of the survivors labelled by an
+   LLM labeller, chosen among candidates by their audit on gold documents (`labelling/`, see
+   `corpus/labelling/corpus_step.py`).
+3. The medical classifier is trained on the labelled survivors and scored on held-out ids (`classifier/`); the
+   families in `corpus.classifier.compare` are trained on the same split (`classifier/compare/`).
+4. Pipeline B keeps documents the classifier scores as medical, then drops those sharing n-grams with the
    evaluation benchmarks (`corpus.decontamination`); the rest, German but not medical, stays in
    `rejected/not_medical/`, which the CPT stage uses to measure general-German loss.
-4. Optional MinHash near-deduplication (`corpus.dedup`) of what B kept. `medical/` is always the final set.
-5. Per-step counts from datatrove's stats, the classifier report, plots and a dataset card (`README.md`).
+5. Optional MinHash near-deduplication (`corpus.dedup`) of what B kept. `medical/` is always the final set.
+6. Per-step counts from datatrove's stats, the classifier report, plots and a dataset card (`README.md`).
 
 Rerunning an interrupted attempt resumes: finished ranks of every pipeline are skipped via datatrove's completion
-markers and a trained classifier with its report is reused.
+markers, cached labeller replies are not asked again, and trained classifiers with their reports are reused.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from typing import Any
 
 from definemed.artifacts import StageContext, StageResult, write_json
-from definemed.config import DefinemedConfig
+from definemed.config import DefinemedConfig, FileLabels
 from definemed.corpus import stats as corpus_stats
 from definemed.corpus.executors import run_to_completion
 from definemed.corpus.pipelines import (
@@ -32,8 +37,9 @@ from definemed.corpus.pipelines import (
     build_classify_pipeline,
     build_dedup_pipelines,
     build_filter_pipeline,
+    training_labels,
 )
-from definemed.corpus.training import train_classifier
+from definemed.corpus.training import HELDOUT_SCORES, REPORT, is_heldout, train_classifier
 
 logger = logging.getLogger("definemed")
 CLASSIFIER_KEYS = ("kind", "threshold", "precision", "recall", "f1", "accuracy", "support", "confusion",
@@ -65,7 +71,7 @@ def _prepare_decontamination(cfg: DefinemedConfig, layout: CorpusLayout) -> dict
 def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     """Filter, train the classifier, classify, decontaminate, deduplicate; return outputs and every step's counts."""
     layout = CorpusLayout(ctx.stage_dir)
-    corpus, timings = cfg.corpus, {}
+    timings: dict[str, float] = {}
     tokenizer = corpus_stats.choose_tokenizer(cfg, layout.tokenizer)
     decontam = _prepare_decontamination(cfg, layout)
     filter_pipeline = build_filter_pipeline(cfg, layout, tokenizer)
@@ -73,9 +79,11 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     _run_pipeline(cfg, layout, filter_pipeline)
     timings["filter_s"] = time.perf_counter() - t0
 
+    labels, labelling = _labels(cfg, layout, timings)
     t0 = time.perf_counter()
-    report = train_classifier(layout.filtered, corpus.labels, corpus.classifier, cfg.run.seed, layout.classifier)
+    report = _train(cfg, layout, labels, filter_pipeline.name)
     timings["classifier_s"] = time.perf_counter() - t0
+    comparison = _compare(cfg, layout, labels, report, timings)
 
     t0 = time.perf_counter()
     classify_pipeline = build_classify_pipeline(cfg, layout)
@@ -98,28 +106,85 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
         logger.warning("[corpus] docs in (%d) != kept + dropped (%d): a step lost documents; see stats.json",
                        counts["docs_in"], counts["docs_kept"] + sum(counts["dropped"].values()))
     metrics = _metrics(cfg, counts, report, tokenizer, decontam, timings)
-    return _finish(cfg, layout, counts, report, metrics)
+    metrics["classifier"]["vs_gold"] = _versus_gold(cfg, layout, report)
+    metrics["labelling"] = labelling
+    metrics["classifier_comparison"] = None if comparison is None else comparison["rows"]
+    return _finish(cfg, layout, counts, report, metrics, comparison)
+
+
+def _labels(cfg: DefinemedConfig, layout: CorpusLayout, timings: dict[str, float]) -> tuple[FileLabels,
+                                                                                            dict[str, Any] | None]:
+    """The labels the classifier learns, and the labelling step's metrics when the stage labels them itself."""
+    settings = cfg.corpus.labelling
+    if settings is None:
+        return training_labels(cfg, layout), None
+    from definemed.corpus.labelling.corpus_step import label_survivors
+
+    t0 = time.perf_counter()
+    clf, seed = cfg.corpus.classifier, cfg.run.seed
+    outcome = label_survivors(settings, layout.filtered, layout.labelling,
+                              heldout=lambda doc_id: is_heldout(doc_id, clf.holdout_fraction, seed))
+    timings["labelling_s"] = time.perf_counter() - t0
+    return outcome.labels, outcome.metrics
+
+
+def _train(cfg: DefinemedConfig, layout: CorpusLayout, labels: FileLabels, keep: str) -> dict[str, Any]:
+    """Train (or reuse) the classifier. A newly trained one invalidates what an interrupted attempt classified with
+    an older one (its labels can differ: failed labelling requests are retried), so the completion markers of the
+    pipelines after the filter pipeline (`keep`) go."""
+    report_file = layout.classifier / REPORT
+    before = report_file.stat().st_mtime_ns if report_file.exists() else None
+    report = train_classifier(layout.filtered, labels, cfg.corpus.classifier, cfg.run.seed, layout.classifier)
+    if before is not None and report_file.stat().st_mtime_ns != before:
+        for logs in (layout.root / "logs").glob("*/completions"):
+            if logs.parent.name != keep:
+                shutil.rmtree(logs)
+    return report
+
+
+def _compare(cfg: DefinemedConfig, layout: CorpusLayout, labels: FileLabels, report: dict[str, Any],
+             timings: dict[str, float]) -> dict[str, Any] | None:
+    from definemed.corpus.comparison import compare_in_stage
+
+    t0 = time.perf_counter()
+    comparison = compare_in_stage(cfg.corpus.classifier, layout.filtered, labels, cfg.run.seed, report,
+                                  layout.classifier)
+    if comparison is not None:
+        timings["compare_s"] = time.perf_counter() - t0
+    return comparison
+
+
+def _versus_gold(cfg: DefinemedConfig, layout: CorpusLayout, report: dict[str, Any]) -> dict[str, Any] | None:
+    """The classifier against the audit's gold file on its held-out documents (untouched by the audit)."""
+    labelling = cfg.corpus.labelling
+    if labelling is None or labelling.audit is None:
+        return None
+    from definemed.corpus.labelling.corpus_step import heldout_vs_gold
+
+    return heldout_vs_gold(layout.classifier / HELDOUT_SCORES, labelling.audit.gold, report["threshold"])
 
 
 def _finish(cfg: DefinemedConfig, layout: CorpusLayout, counts: dict[str, Any], report: dict[str, Any],
-            metrics: dict[str, Any]) -> StageResult:
+            metrics: dict[str, Any], comparison: dict[str, Any] | None) -> StageResult:
     """stats.json, plots and the dataset card; the outputs the later stages read."""
     from definemed.corpus.card import write_card
     from definemed.corpus.plots import write_plots
 
     t0 = time.perf_counter()
-    plots = write_plots(counts["profiles"]["kept"], metrics["tokenizer"]["name"], layout.plots)
+    plots = write_plots(counts["profiles"]["kept"], metrics["tokenizer"]["name"], layout.plots,
+                        comparison["curves"] if comparison else None)
     write_json(layout.root / "stats.json", {**metrics, "steps": counts["steps"], "profiles": counts["profiles"],
-                                            "classifier_report": report})
+                                            "classifier_report": report, "comparison_curves":
+                                            comparison["curves"] if comparison else None})
     write_card(cfg, layout, metrics, counts["steps"], plots)
     metrics["timings_s"]["card_s"] = round(time.perf_counter() - t0, 2)
     logger.info(_summary(metrics))
-    return StageResult(
-        outputs={"medical": "medical", "general": f"rejected/{MEDICAL_STEP}", "rejected": "rejected",
-                 "classifier": "classifier", "stats": "stats.json", "card": layout.card.name,
-                 "plots": layout.plots.name},
-        metrics=metrics,
-    )
+    outputs = {"medical": "medical", "general": f"rejected/{MEDICAL_STEP}", "rejected": "rejected",
+               "classifier": "classifier", "stats": "stats.json", "card": layout.card.name,
+               "plots": layout.plots.name}
+    if cfg.corpus.labelling is not None:
+        outputs["labelling"] = layout.labelling.name
+    return StageResult(outputs=outputs, metrics=metrics)
 
 
 def _share(part: int, whole: int) -> float:
@@ -138,6 +203,7 @@ def _metrics(cfg: DefinemedConfig, counts: dict[str, Any], report: dict[str, Any
         "filter_survivors": counts["filter_survivors"], "general_docs": dropped.get(MEDICAL_STEP, 0),
         "classifier_kept": classified["docs"], "dropped": dropped, "dropped_by_reason": counts["dropped_by_reason"],
         "corrupt_files": counts["corrupt_files"], "missing_text": counts["missing_text"],
+        "input_problems": counts["input_problems"],
         "input_files": counts["input_files"], "kept_words": counts["kept_words"],
         "classifier": {k: report[k] for k in CLASSIFIER_KEYS if k in report},
         "tokenizer": corpus_stats.tokenizer_info(tokenizer),

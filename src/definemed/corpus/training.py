@@ -5,8 +5,11 @@ id, so it does not depend on file order, task count or which other documents sur
 
 Every family gets the same report (`report.json` in its folder): the threshold and how it was chosen, precision,
 recall, F1, accuracy, confusion, the PR curve and average precision, implied retention of documents and words,
-split sizes, training seconds and scoring docs/s; a cascade adds its gate statistics under `cascade`.
+split sizes, training seconds and scoring docs/s; a cascade adds its gate statistics under `cascade`. Beside it,
+`heldout_scores.jsonl` keeps each held-out document's id, label and score (for checks against other labels).
 `compare_families` trains several families on one split and tabulates them.
+
+A folder holding the report of the same classifier config, seed and labels file is reused instead of retrained.
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from definemed.artifacts import read_json, write_json
+from definemed.artifacts import file_sha256, read_json, write_json, write_jsonl
 from definemed.config import ClassifierConfig, FileLabels, stable_hash
 
 logger = logging.getLogger("definemed")
 REPORT = "report.json"
+HELDOUT_SCORES = "heldout_scores.jsonl"
+# Settings of the comparison, not of the classifier: changing them must not retrain the main model.
+COMPARISON_KEYS = {"compare", "not_compared"}
 # Documents timed, caches off, for the docs/s figures: enough to average, cheap for slow encoders.
 PROBE_DOCS = 32
 
@@ -101,6 +107,7 @@ class Split:
     train_y: list[bool] = field(default_factory=list)
     test_x: list[str] = field(default_factory=list)
     test_y: list[bool] = field(default_factory=list)
+    test_ids: list[str] = field(default_factory=list)  # may stay empty (a split built in memory)
     unlabelled: int = 0
     malformed: int = 0
     duplicates: int = 0
@@ -117,6 +124,7 @@ def load_split(survivors: Path, spec: FileLabels, holdout_fraction: float, seed:
         elif is_heldout(doc["id"], holdout_fraction, seed):
             split.test_x.append(doc["text"])
             split.test_y.append(label)
+            split.test_ids.append(doc["id"])
         else:
             split.train_x.append(doc["text"])
             split.train_y.append(label)
@@ -141,8 +149,9 @@ def seconds_per_doc(model: Any, texts: list[str], max_docs: int = PROBE_DOCS) ->
             model.use_cache = cached
 
 
-def evaluate(model: Any, cfg: ClassifierConfig, split: Split) -> dict[str, Any]:
-    """The family-independent part of the report: threshold, metrics, PR curve, retention, scoring speed."""
+def evaluate(model: Any, cfg: ClassifierConfig, split: Split) -> tuple[dict[str, Any], np.ndarray]:
+    """The family-independent part of the report (threshold, metrics, PR curve, retention, scoring speed) and the
+    held-out scores."""
     from definemed.corpus.thresholds import pr_curve, retention, select_threshold
 
     t0 = time.perf_counter()
@@ -159,10 +168,11 @@ def evaluate(model: Any, cfg: ClassifierConfig, split: Split) -> dict[str, Any]:
     heldout_report = getattr(model, "heldout_report", None)
     report["cascade"] = (heldout_report(split.test_x, split.test_y, scores, threshold, cfg.threshold_spec)
                          if heldout_report else None)
-    return report
+    return report, scores
 
 
-def fit_and_evaluate(cfg: ClassifierConfig, split: Split, out_dir: Path, seed: int) -> dict[str, Any]:
+def fit_and_evaluate(cfg: ClassifierConfig, split: Split, out_dir: Path, seed: int,
+                     labels_sha256: str | None = None) -> dict[str, Any]:
     """Build, fit, save and evaluate one family; writes `report.json` last, returns the report."""
     from definemed.corpus.classifiers import build_classifier, describe
 
@@ -171,34 +181,47 @@ def fit_and_evaluate(cfg: ClassifierConfig, split: Split, out_dir: Path, seed: i
     model.fit(split.train_x, split.train_y)
     train_s = time.perf_counter() - t0
     model.save(out_dir)
-    report = evaluate(model, cfg, split)
+    report, scores = evaluate(model, cfg, split)
     if hasattr(model, "save_cache"):
         model.save_cache()
+    if len(split.test_ids) == len(split.test_y):
+        write_jsonl(out_dir / HELDOUT_SCORES, ({"id": i, "label": y, "score": round(float(s), 6)}
+                                               for i, y, s in zip(split.test_ids, split.test_y, scores, strict=True)))
     report |= {"n_train": len(split.train_x), "n_heldout": len(split.test_x), "n_unlabelled": split.unlabelled,
                "label_lines_malformed": split.malformed, "label_duplicates": split.duplicates,
-               "train_seconds": round(train_s, 2), "config_hash": _config_hash(cfg, seed),
+               "train_seconds": round(train_s, 2), "config_hash": config_hash(cfg, seed, labels_sha256),
                "model": describe(out_dir)}
     write_json(out_dir / REPORT, report)
     return report
 
 
-def _config_hash(cfg: ClassifierConfig, seed: int) -> str:
-    return stable_hash({"classifier": cfg.model_dump(mode="json"), "seed": seed})
+def config_hash(cfg: ClassifierConfig, seed: int, labels_sha256: str | None = None) -> str:
+    """What a saved report must match to be reused: classifier settings, seed and the labels it learned."""
+    settings = cfg.model_dump(mode="json", exclude=COMPARISON_KEYS)
+    return stable_hash({"classifier": settings, "seed": seed, "labels": labels_sha256})
+
+
+def reusable_report(out_dir: Path, expected_hash: str) -> dict[str, Any] | None:
+    """The report in `out_dir` when it was written (last, after the model) for `expected_hash`."""
+    if (out_dir / REPORT).exists() and (out_dir / "meta.json").exists():
+        report = read_json(out_dir / REPORT)
+        if report.get("config_hash") == expected_hash:
+            return report
+    return None
 
 
 def train_classifier(survivors: Path, spec: FileLabels, clf_cfg: ClassifierConfig, seed: int,
                      out_dir: Path) -> dict[str, Any]:
     """Fit the configured classifier on labelled survivors, evaluate on held-out ids, save model and report.
 
-    Skipped when `out_dir` already holds a model and the report of the same classifier config (written last).
+    Skipped when `out_dir` already holds a model and the report of the same classifier config, seed and labels.
     """
-    if (out_dir / REPORT).exists() and (out_dir / "meta.json").exists():
-        report = read_json(out_dir / REPORT)
-        if report.get("config_hash") == _config_hash(clf_cfg, seed):
-            logger.info("[corpus] classifier already trained in %s; reusing it", out_dir)
-            return report
+    labels_sha256 = file_sha256(spec.path) if Path(spec.path).is_file() else None
+    if (report := reusable_report(out_dir, config_hash(clf_cfg, seed, labels_sha256))) is not None:
+        logger.info("[corpus] classifier already trained in %s; reusing it", out_dir)
+        return report
     split = load_split(survivors, spec, clf_cfg.holdout_fraction, seed)
-    return fit_and_evaluate(clf_cfg, split, out_dir, seed)
+    return fit_and_evaluate(clf_cfg, split, out_dir, seed, labels_sha256)
 
 
 def chosen_threshold(model_dir: Path) -> float:
@@ -207,16 +230,20 @@ def chosen_threshold(model_dir: Path) -> float:
 
 
 def compare_families(split: Split, base: ClassifierConfig, kinds: list[str], out_root: Path,
-                     seed: int = 0) -> list[dict[str, Any]]:
+                     seed: int = 0, labels_sha256: str | None = None) -> list[dict[str, Any]]:
     """Train and evaluate each kind on the same split (folders `out_root/<kind>`); one summary row per kind.
 
     An embedding cache written by an earlier kind is copied into later folders (a cascade's `stage2/` too), so
     each document is embedded once per comparison; the cache's encoder tag keeps mismatched settings apart.
+    A folder whose report matches the kind's config, seed and `labels_sha256` is reused (an interrupted stage).
     """
     rows = []
     for kind in kinds:
-        _share_embedding_cache(out_root, out_root / kind / ("stage2" if kind == "cascade" else ""))
-        report = fit_and_evaluate(base.model_copy(update={"kind": kind}), split, out_root / kind, seed)
+        cfg = base.model_copy(update={"kind": kind})
+        report = reusable_report(out_root / kind, config_hash(cfg, seed, labels_sha256))
+        if report is None:
+            _share_embedding_cache(out_root, out_root / kind / ("stage2" if kind == "cascade" else ""))
+            report = fit_and_evaluate(cfg, split, out_root / kind, seed, labels_sha256)
         rows.append(summary_row(report))
     return rows
 
@@ -234,19 +261,22 @@ def _share_embedding_cache(out_root: Path, target: Path) -> None:
 
 
 def summary_row(report: dict[str, Any]) -> dict[str, Any]:
-    """The comparison-table row of one report."""
+    """The comparison-table row of one report; a cascade adds its gate share, cost saved and the F1 it loses
+    against its stage 2 alone (each with its own threshold by the same rule)."""
     gate = report.get("cascade") or {}
+    alone, cascade = gate.get("stage2_alone") or {}, gate.get("cascade") or {}
+    f1_lost = round(alone["f1"] - cascade["f1"], 4) if "f1" in alone and "f1" in cascade else None
     return {"kind": report["kind"], "threshold": report["threshold"], "precision": report["precision"],
             "recall": report["recall"], "f1": report["f1"], "ap": report["average_precision"],
             "kept_words": report["retention"]["words"], "train_s": report["train_seconds"],
-            "docs_per_s": report["docs_per_s"], "pass_share": gate.get("pass_share"),
-            "cost_saved": gate.get("cost_saved")}
+            "docs_per_s": report["docs_per_s"], "heldout_docs": report.get("n_heldout"),
+            "pass_share": gate.get("pass_share"), "cost_saved": gate.get("cost_saved"), "f1_lost": f1_lost}
 
 
 def comparison_table(rows: list[dict[str, Any]]) -> str:
     """A fixed-width text table of `compare_families` rows (the report renders its own markdown)."""
     cols = list(rows[0]) if rows else []
-    cells = [[("-" if r[c] is None else f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])) for c in cols]
+    cells = [[("-" if r.get(c) is None else f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])) for c in cols]
              for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]

@@ -64,9 +64,72 @@ def corpus(cfg: DefinemedConfig, ctx: StageContext) -> Section:
             f"{fmt(m.get('tokens_kept'))} tokens with {tokenizer or 'n/a'}, "
             f"{fmt(m.get('kept_tokens_share'))} of the input tokens).")
     blocks: list[Any] = [text, counts, quality, Figure("corpus_flow", fig, "documents read, dropped per reason, kept")]
+    blocks += _labelling_blocks(m.get("labelling"), clf.get("vs_gold"))
+    blocks += _comparison_blocks(ctx, m.get("classifier_comparison"))
     if "card" in ctx.upstream["corpus"].get("outputs", {}):
         blocks.append(Link("Dataset card of the corpus", f"../corpus/{ctx.upstream['corpus']['outputs']['card']}"))
     return Section("Corpus (FineMed-de)", "corpus", blocks)
+
+
+def _ci(metric: dict[str, float] | None) -> str:
+    if not metric:
+        return "n/a"
+    return f"{fmt(metric.get('value'))} [{fmt(metric.get('ci_low'))}, {fmt(metric.get('ci_high'))}]"
+
+
+def _labelling_blocks(lab: dict[str, Any] | None, vs_gold: dict[str, Any] | None) -> list[Any]:
+    """Where the labels came from: the audit of each candidate labeller (95 % bootstrap intervals), the choice."""
+    if not lab:
+        return []
+    counts, labels = lab.get("counts", {}), lab.get("labels", {})
+    blocks: list[Any] = [
+        f"Labels: '{lab.get('chosen')}' labelled {fmt(lab.get('sample', {}).get('docs'))} filter survivors "
+        f"({fmt(labels.get('docs'))} valid, {fmt(labels.get('medical_share'))} medical; {fmt(counts.get('failed'))} "
+        f"failed, {fmt(counts.get('cached'))} from the cache) in {fmt(lab.get('seconds'), 1)} s."]
+    audit = lab.get("audit")
+    if audit:
+        rows = [[name + (" (chosen)" if name == lab.get("chosen") else ""), a.get("kind"), a.get("n"),
+                 _ci(a["metrics"].get("precision")), _ci(a["metrics"].get("recall")), _ci(a["metrics"].get("f1")),
+                 a["metrics"].get("accuracy", {}).get("value"), a.get("failed"), a.get("docs_per_s")]
+                for name, a in lab.get("audits", {}).items()]
+        rows += [[name, "disqualified", None, why[:80], None, None, None, None, None]
+                 for name, why in lab.get("disqualified", {}).items()]
+        blocks.append(Table(["labeller", "kind", "gold docs", "precision [95% CI]", "recall [95% CI]",
+                             "F1 [95% CI]", "accuracy", "failed", "docs/s"], rows,
+                            caption=f"labeller audit on {audit.get('docs')} gold documents outside the classifier's "
+                                    f"held-out split ({audit.get('gold')})", css_id="labeller-audit"))
+        if lab.get("selection"):
+            blocks.append(f"Chosen by {lab.get('select_by')}: {lab['selection'].get('reason')}.")
+    if vs_gold:
+        c, t = vs_gold.get("classifier", {}), vs_gold.get("training_labels", {})
+        blocks.append(f"Against gold on the {vs_gold.get('n')} held-out documents with a gold label (unused by the "
+                      f"audit): classifier F1 {fmt(c.get('f1'))} (P {fmt(c.get('precision'))}, R "
+                      f"{fmt(c.get('recall'))}); the labels it learned: F1 {fmt(t.get('f1'))}.")
+    return blocks
+
+
+COMPARISON_COLUMNS = [("family", "kind"), ("status", "status"), ("precision", "precision"), ("recall", "recall"),
+                      ("F1", "f1"), ("AP", "ap"), ("threshold", "threshold"), ("docs/s", "docs_per_s"),
+                      ("held-out docs", "heldout_docs"), ("cascade pass share", "pass_share"),
+                      ("cost saved vs stage 2", "cost_saved"), ("F1 lost vs stage 2", "f1_lost"), ("note", "note")]
+
+
+def _comparison_blocks(ctx: StageContext, rows: list[dict[str, Any]] | None) -> list[Any]:
+    """The classifier families on one split, and their PR curves (from the corpus stats.json)."""
+    if not rows:
+        return []
+    blocks: list[Any] = [Table([h for h, _ in COMPARISON_COLUMNS], [[r.get(k) for _, k in COMPARISON_COLUMNS]
+                                                                    for r in rows],
+                               caption="classifier families on the same held-out labels", css_id="family-comparison")]
+    if "stats" in ctx.upstream["corpus"].get("outputs", {}):
+        curves = read_json(ctx.input_path("corpus", "stats")).get("comparison_curves") or {}
+        if curves:
+            series = {f"{k} (AP {fmt(c.get('average_precision'))})": (c["recall"], c["precision"])
+                      for k, c in curves.items()}
+            blocks.append(Figure("classifier_pr", plots.lines(series, "Classifier families: precision vs recall",
+                                                              "recall (medical)", "precision (medical)"),
+                                 "held-out precision-recall curve of each family"))
+    return blocks
 
 
 def cpt(cfg: DefinemedConfig, ctx: StageContext) -> Section:

@@ -5,7 +5,9 @@ recall, F1 and accuracy with percentile-bootstrap 95 % intervals (documents resa
 confusion matrix, every disagreement with a text snippet, and subdomain accuracy where both sides have one.
 Gold subdomains outside the label schema (`general`, `fitness`, `pharma_business`, ... in the demo) count as
 `none` for non-medical gold documents and are skipped for medical ones (e.g. `non_german`). Gold documents
-without a prediction are left out of the metrics and counted under `coverage`. The report is plain JSON.
+without a prediction are left out of the metrics and counted under `coverage`. A labeller without a single
+disagreement gets a `note`: its bootstrap interval is a point, and the rule of three bounds what it may miss.
+The report is plain JSON.
 """
 
 from __future__ import annotations
@@ -115,7 +117,14 @@ def audit_labels(predictions: str | Path | Mapping[str, Any], gold_path: str | P
         "bootstrap": {"resamples": resamples, "seed": seed, "level": 0.95},
         "subdomain": subdomain_accuracy(gold, preds),
         "disagreements": disagreements,
+        "note": _no_error_note(len(ids)) if not disagreements else None,
     }
+
+
+def _no_error_note(n: int) -> str:
+    """Without a single disagreement every bootstrap resample scores 1, so the interval says nothing."""
+    return (f"no disagreement on {n} documents: the bootstrap interval collapses to a point; by the rule of three "
+            f"the disagreement rate may still be up to {min(3 / n, 1):.0%} (95 %)")
 
 
 def select_labeller(audits: Mapping[str, dict[str, Any]], metric: str = "f1") -> dict[str, Any]:
@@ -145,5 +154,7 @@ def select_labeller(audits: Mapping[str, dict[str, Any]], metric: str = "f1") ->
                     "the 95 % intervals overlap, so the lead may be noise"))
     if best["coverage"] < 1:
         reason += f"; note: {1 - best['coverage']:.0%} of the gold documents have no label from it"
+    if note := audits[best["labeller"]].get("note"):
+        reason += f"; {note}"
     return {"best": best["labeller"], "metric": metric, "clearly_better": clearly_better, "reason": reason,
             "ranking": ranking}

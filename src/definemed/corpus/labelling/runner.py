@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -130,12 +131,17 @@ def _label_through_cache(docs: Sequence[Document], labeller: Labeller, cache: La
 
 
 def label_documents(docs: Sequence[Document], labeller: Labeller, out_dir: str | Path,
-                    max_failure_share: float = 0.05) -> LabellingRun:
-    """Label `docs` (cached where possible), write labels and report to `out_dir`, enforce the budget."""
+                    max_failure_share: float = 0.05, cache_path: str | Path | None = None) -> LabellingRun:
+    """Label `docs` (cached where possible), write labels and report to `out_dir`, enforce the budget.
+
+    `cache_path` (default `out_dir/label_cache.jsonl`) may be shared by several runs and labellers: keys hold
+    the labeller identity, so one file serves an audit and the later run on the sample without asking twice.
+    """
     out_dir = Path(out_dir)
+    cache_path = Path(cache_path) if cache_path is not None else out_dir / CACHE_FILE
     _unique_ids(docs)
     if getattr(labeller, "cacheable", True):
-        with LabelCache(out_dir / CACHE_FILE) as cache:
+        with LabelCache(cache_path) as cache:
             results = _label_through_cache(docs, labeller, cache)
     else:
         results = labeller.label_many(list(docs))
@@ -145,11 +151,12 @@ def label_documents(docs: Sequence[Document], labeller: Labeller, out_dir: str |
               "counts": counts, "errors": _error_examples(results)}
     write_json(out_dir / REPORT_FILE, report)
     logger.info("labelling outcome: %s", {k: v for k, v in counts.items() if v})
-    check_budget(counts, max_failure_share, where=f" in {out_dir / CACHE_FILE}")
+    check_budget(counts, max_failure_share, where=f" in {cache_path}")
     write_jsonl(out_dir / LABELS_FILE, ({"id": r.doc_id, **r.labels.model_dump()} for r in results
                                         if r.status == "ok" and r.labels is not None))
     return LabellingRun(results=results, counts=counts,
-                        outputs={"labels": LABELS_FILE, "report": REPORT_FILE, "cache": CACHE_FILE})
+                        outputs={"labels": LABELS_FILE, "report": REPORT_FILE, "cache": os.path.relpath(cache_path,
+                                                                                                         out_dir)})
 
 
 def _error_examples(results: Sequence[LabelResult], per_status: int = 5) -> dict[str, list[dict[str, str]]]:

@@ -73,18 +73,27 @@ def iter_documents(paths: Iterable[str | Path], id_key: str = "id", text_key: st
             logger.warning("%s: %d record(s) without usable '%s' skipped", path, skipped, text_key)
 
 
-def sample_documents(paths: Iterable[str | Path], n: int, seed: int = 0, id_key: str = "id",
-                     text_key: str = "text") -> list[Document]:
-    """`n` documents drawn uniformly without replacement (all of them if fewer), in stream order."""
+def reservoir_sample(docs: Iterable[Document], n: int, seed: int = 0) -> tuple[list[Document], int]:
+    """`n` of `docs` drawn uniformly without replacement (all of them if fewer), in stream order; and how many
+    documents the stream held."""
     if n < 1:
         raise ValueError(f"sample size must be positive, got {n}")
     rng = random.Random(seed)
     reservoir: list[tuple[int, Document]] = []
     seen = 0
-    for seen, doc in enumerate(iter_documents(paths, id_key, text_key), 1):
+    for seen, doc in enumerate(docs, 1):
         if len(reservoir) < n:
             reservoir.append((seen, doc))
         elif (slot := rng.randrange(seen)) < n:
             reservoir[slot] = (seen, doc)
-    logger.info("sampled %d of %d documents (seed %d)", len(reservoir), seen, seed)
-    return [doc for _, doc in sorted(reservoir, key=lambda pair: pair[0])]
+    return [doc for _, doc in sorted(reservoir, key=lambda pair: pair[0])], seen
+
+
+def sample_documents(paths: Iterable[str | Path], n: int, seed: int = 0, id_key: str = "id",
+                     text_key: str = "text") -> list[Document]:
+    """`n` documents drawn uniformly without replacement (all of them if fewer), in stream order."""
+    if n < 1:
+        raise ValueError(f"sample size must be positive, got {n}")
+    sample, seen = reservoir_sample(iter_documents(paths, id_key, text_key), n, seed)
+    logger.info("sampled %d of %d documents (seed %d)", len(sample), seen, seed)
+    return sample
