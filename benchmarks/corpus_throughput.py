@@ -120,7 +120,7 @@ REPETITION_ARGS = ("dup_line_frac", "dup_para_frac", "dup_line_char_frac", "dup_
 
 
 def bench_pipelines(shard: Path, n: int, cfg: Any, layout_root: Path, fasttext_dir: Path,
-                    original_docs: int) -> dict[str, Any]:
+                    original_docs: int, fast_fasttext_dir: Path | None = None) -> dict[str, Any]:
     """(a) read -> write; (b) read -> filters -> fastText -> write; (b2) the same on FineWeb2's published labels
     (FineWeb2 already ran GlotLID and these quality filters); (b0) (b) with datatrove's own quality filters."""
     from datatrove.pipeline.readers import ParquetReader
@@ -132,8 +132,8 @@ def bench_pipelines(shard: Path, n: int, cfg: Any, layout_root: Path, fasttext_d
     def writer(folder: Path) -> JsonlWriter:
         return JsonlWriter(str(folder), output_filename="${rank}.jsonl.gz", compression="gzip")
 
-    def classify(layout: CorpusLayout) -> list[Any]:
-        return [MedicalRelevanceFilter(kind="fasttext", model_dir=str(fasttext_dir), threshold=0.5,
+    def classify(layout: CorpusLayout, model_dir: Path = fasttext_dir) -> list[Any]:
+        return [MedicalRelevanceFilter(kind="fasttext", model_dir=str(model_dir), threshold=0.5,
                                        exclusion_writer=writer(layout.rejected_for(MEDICAL_STEP))),
                 writer(layout.medical)]
 
@@ -155,6 +155,13 @@ def bench_pipelines(shard: Path, n: int, cfg: Any, layout_root: Path, fasttext_d
     fw_s, fw_stats = run_local([robust_reader(), fineweb, *classify(layout)], layout_root / "b2" / "logs")
     out.update(fineweb_labels_docs_per_s=n / fw_s, fineweb_labels_ratio=bare_s / fw_s,
                fineweb_labels_step_ms_per_doc=step_ms(fw_stats, n))
+    if fast_fasttext_dir is not None:
+        layout = CorpusLayout(layout_root / "b3")
+        fineweb.exclusion_writer = writer(layout.rejected_for(LANGUAGE_STEP))
+        fast_s, fast_stats = run_local([robust_reader(), fineweb, *classify(layout, fast_fasttext_dir)],
+                                       layout_root / "b3" / "logs")
+        out.update(word_fasttext_docs_per_s=n / fast_s, word_fasttext_ratio=bare_s / fast_s,
+                   word_fasttext_step_ms_per_doc=step_ms(fast_stats, n))
     if original_docs:
         layout = CorpusLayout(layout_root / "b0")
         lang, *_ = filter_steps(cfg, layout)
@@ -280,6 +287,10 @@ def print_pipelines(pipes: dict[str, Any], n: int) -> None:
           f"ratio b/a = {pipes['ratio']:.3f} (target >= 0.5)")
     print(f"(b2) reader -> FineWeb2 labels -> fastText -> write        {pipes['fineweb_labels_docs_per_s']:9.1f} "
           f"docs/s  ratio b2/a = {pipes['fineweb_labels_ratio']:.3f}")
+    if "word_fasttext_docs_per_s" in pipes:
+        print(f"(b3) (b2) with a word-n-gram float fastText (maxn 0, not quantised; held-out F1 "
+              f"{pipes['word_fasttext_f1']:.3f} vs {pipes['fasttext_f1']:.3f}) {pipes['word_fasttext_docs_per_s']:9.1f} "
+              f"docs/s  ratio b3/a = {pipes['word_fasttext_ratio']:.3f}")
     if "datatrove_filters_docs_per_s" in pipes:
         print(f"(b0) (b) with datatrove's own quality filters ({pipes['datatrove_filters_docs']} docs) "
               f"{pipes['datatrove_filters_docs_per_s']:9.1f} docs/s; (b) is "
@@ -308,6 +319,27 @@ def print_report(pipes: dict[str, Any], table: str, proj: list[dict[str, Any]], 
         print(f"{r['family']:50s} {r['docs_per_s_core']:11.2f} {r['cpu_hours']:11.0f} {gpu} {saved}")
 
 
+def train_fasttexts(cfg: Any, split: Any, root: Path) -> dict[str, float]:
+    """The demo's fastText (`fasttext/`, unless compare_families already trained it) and a word-n-gram float
+    variant (`fasttext-words/`: maxn 0, not quantised); their held-out F1 on the same split."""
+    from sklearn.metrics import f1_score
+
+    from definemed.corpus.classifiers import FastTextClassifier
+
+    f1 = {}
+    variants = {"fasttext": {}, "fasttext-words": {"maxn": 0, "quantize": False}}
+    for name, update in variants.items():
+        params = cfg.corpus.classifier.fasttext.model_copy(update=update)
+        model_cfg = cfg.corpus.classifier.model_copy(update={"kind": "fasttext", "fasttext": params})
+        folder = root / name
+        model = (FastTextClassifier.load(folder) if (folder / "meta.json").exists() and name == "fasttext"
+                 else FastTextClassifier.from_config(model_cfg).fit(split.train_x, split.train_y))
+        model.save(folder)
+        f1[name.replace("-words", "_word").replace("-", "_") + "_f1"] = float(
+            f1_score(split.test_y, model.predict_proba(split.test_x) >= 0.5))
+    return {"fasttext_f1": f1["fasttext_f1"], "word_fasttext_f1": f1["fasttext_word_f1"]}
+
+
 def subsample(split: Any, train: int, test: int) -> Any:
     from definemed.corpus.training import Split
 
@@ -322,7 +354,6 @@ def main() -> None:
     import torch
 
     from definemed.config import load_config
-    from definemed.corpus.classifiers import FastTextClassifier
     from definemed.corpus.pipelines import CorpusLayout
     from definemed.corpus.training import comparison_table
 
@@ -331,25 +362,27 @@ def main() -> None:
     cfg = load_config(ROOT / "configs" / "demo.yaml")
     rows = demo_rows()
     work = args.workdir / ("quick" if args.quick else "full")
+    split = survivors_split(rows, cfg, CorpusLayout(work / "split"))
     if args.pipelines_only:
-        if not (work / "classifiers" / "fasttext" / "model.ftz").exists():
-            split = survivors_split(rows, cfg, CorpusLayout(work / "split"))
-            FastTextClassifier.from_config(cfg.corpus.classifier).fit(split.train_x, split.train_y).save(
-                work / "classifiers" / "fasttext")
         shard = write_replicated(rows, n, work / "shard")
+        fasttexts = train_fasttexts(cfg, split, work / "classifiers")
         pipes = bench_pipelines(shard, n, cfg, work / "pipelines", work / "classifiers" / "fasttext",
-                                original_docs=args.original_docs if args.original_docs is not None else n // 5)
+                                original_docs=args.original_docs if args.original_docs is not None else n // 5,
+                                fast_fasttext_dir=work / "classifiers" / "fasttext-words")
+        pipes.update(fasttexts)
         pipes["tokenizer"] = tokenizer_costs([r["text"] for r in rows if r["text"]])
         print_pipelines(pipes, n)
         (work / "pipelines.json").write_text(json.dumps(pipes, indent=2))
         return
-    split = survivors_split(rows, cfg, CorpusLayout(work / "split"))
     if args.quick:
         split = subsample(split, 120, 60)
     compare_rows, models = train_families(split, work / "classifiers")
     shard = write_replicated(rows, n, work / "shard")
+    fasttexts = train_fasttexts(cfg, split, work / "classifiers")
     pipes = bench_pipelines(shard, n, cfg, work / "pipelines", work / "classifiers" / "fasttext",
-                            original_docs=args.original_docs if args.original_docs is not None else n // 5)
+                            original_docs=args.original_docs if args.original_docs is not None else n // 5,
+                            fast_fasttext_dir=work / "classifiers" / "fasttext-words")
+    pipes.update(fasttexts)
     pipes["tokenizer"] = tokenizer_costs([r["text"] for r in rows if r["text"]])
     xlmr = xlmr_base_cpu(batches=1 if args.quick else 2, batch_size=2 if args.quick else 4)
     texts = [r["text"] for r in rows if r["text"]]
