@@ -120,7 +120,7 @@ REPETITION_ARGS = ("dup_line_frac", "dup_para_frac", "dup_line_char_frac", "dup_
 
 
 def bench_pipelines(shard: Path, n: int, cfg: Any, layout_root: Path, fasttext_dir: Path,
-                    original_docs: int, fast_fasttext_dir: Path | None = None) -> dict[str, Any]:
+                    original_docs: int, variant_dirs: dict[str, Path] | None = None) -> dict[str, Any]:
     """(a) read -> write; (b) read -> filters -> fastText -> write; (b2) the same on FineWeb2's published labels
     (FineWeb2 already ran GlotLID and these quality filters); (b0) (b) with datatrove's own quality filters."""
     from datatrove.pipeline.readers import ParquetReader
@@ -155,13 +155,14 @@ def bench_pipelines(shard: Path, n: int, cfg: Any, layout_root: Path, fasttext_d
     fw_s, fw_stats = run_local([robust_reader(), fineweb, *classify(layout)], layout_root / "b2" / "logs")
     out.update(fineweb_labels_docs_per_s=n / fw_s, fineweb_labels_ratio=bare_s / fw_s,
                fineweb_labels_step_ms_per_doc=step_ms(fw_stats, n))
-    if fast_fasttext_dir is not None:
-        layout = CorpusLayout(layout_root / "b3")
+    out["variants"] = {}
+    for name, model_dir in (variant_dirs or {}).items():  # (b3): (b2) with other fastText settings
+        layout = CorpusLayout(layout_root / f"b3-{name}")
         fineweb.exclusion_writer = writer(layout.rejected_for(LANGUAGE_STEP))
-        fast_s, fast_stats = run_local([robust_reader(), fineweb, *classify(layout, fast_fasttext_dir)],
-                                       layout_root / "b3" / "logs")
-        out.update(word_fasttext_docs_per_s=n / fast_s, word_fasttext_ratio=bare_s / fast_s,
-                   word_fasttext_step_ms_per_doc=step_ms(fast_stats, n))
+        var_s, var_stats = run_local([robust_reader(), fineweb, *classify(layout, model_dir)],
+                                     layout_root / f"b3-{name}" / "logs")
+        out["variants"][name] = {"docs_per_s": n / var_s, "ratio": bare_s / var_s,
+                                 "step_ms_per_doc": step_ms(var_stats, n)}
     if original_docs:
         layout = CorpusLayout(layout_root / "b0")
         lang, *_ = filter_steps(cfg, layout)
@@ -287,10 +288,9 @@ def print_pipelines(pipes: dict[str, Any], n: int) -> None:
           f"ratio b/a = {pipes['ratio']:.3f} (target >= 0.5)")
     print(f"(b2) reader -> FineWeb2 labels -> fastText -> write        {pipes['fineweb_labels_docs_per_s']:9.1f} "
           f"docs/s  ratio b2/a = {pipes['fineweb_labels_ratio']:.3f}")
-    if "word_fasttext_docs_per_s" in pipes:
-        print(f"(b3) (b2) with a word-n-gram float fastText (maxn 0, not quantised; held-out F1 "
-              f"{pipes['word_fasttext_f1']:.3f} vs {pipes['fasttext_f1']:.3f}) {pipes['word_fasttext_docs_per_s']:9.1f} "
-              f"docs/s  ratio b3/a = {pipes['word_fasttext_ratio']:.3f}")
+    for name, v in pipes.get("variants", {}).items():
+        print(f"(b3) (b2) with fastText {name:34s} held-out F1 {pipes['f1'][name]:.3f} (default "
+              f"{pipes['f1']['default']:.3f}) {v['docs_per_s']:9.1f} docs/s  ratio = {v['ratio']:.3f}")
     if "datatrove_filters_docs_per_s" in pipes:
         print(f"(b0) (b) with datatrove's own quality filters ({pipes['datatrove_filters_docs']} docs) "
               f"{pipes['datatrove_filters_docs_per_s']:9.1f} docs/s; (b) is "
@@ -319,25 +319,33 @@ def print_report(pipes: dict[str, Any], table: str, proj: list[dict[str, Any]], 
         print(f"{r['family']:50s} {r['docs_per_s_core']:11.2f} {r['cpu_hours']:11.0f} {gpu} {saved}")
 
 
+FASTTEXT_VARIANTS = {  # (b3): name -> corpus.classifier.fasttext overrides
+    "char 4-grams, float (minn 4 maxn 4)": {"minn": 4, "maxn": 4, "quantize": False},
+    "words only, float (maxn 0)": {"maxn": 0, "quantize": False},
+}
+
+
+def variant_folder(root: Path, name: str) -> Path:
+    return root / ("fasttext-" + "".join(c if c.isalnum() else "-" for c in name.split(",")[0]))
+
+
 def train_fasttexts(cfg: Any, split: Any, root: Path) -> dict[str, float]:
-    """The demo's fastText (`fasttext/`, unless compare_families already trained it) and a word-n-gram float
-    variant (`fasttext-words/`: maxn 0, not quantised); their held-out F1 on the same split."""
+    """The demo's fastText (`fasttext/`, unless compare_families already trained it) and each FASTTEXT_VARIANTS
+    entry; their held-out F1 on the same split ("default" for the demo's)."""
     from sklearn.metrics import f1_score
 
     from definemed.corpus.classifiers import FastTextClassifier
 
     f1 = {}
-    variants = {"fasttext": {}, "fasttext-words": {"maxn": 0, "quantize": False}}
-    for name, update in variants.items():
+    for name, update in {"default": {}, **FASTTEXT_VARIANTS}.items():
         params = cfg.corpus.classifier.fasttext.model_copy(update=update)
         model_cfg = cfg.corpus.classifier.model_copy(update={"kind": "fasttext", "fasttext": params})
-        folder = root / name
-        model = (FastTextClassifier.load(folder) if (folder / "meta.json").exists() and name == "fasttext"
+        folder = root / "fasttext" if name == "default" else variant_folder(root, name)
+        model = (FastTextClassifier.load(folder) if (folder / "meta.json").exists() and name == "default"
                  else FastTextClassifier.from_config(model_cfg).fit(split.train_x, split.train_y))
         model.save(folder)
-        f1[name.replace("-words", "_word").replace("-", "_") + "_f1"] = float(
-            f1_score(split.test_y, model.predict_proba(split.test_x) >= 0.5))
-    return {"fasttext_f1": f1["fasttext_f1"], "word_fasttext_f1": f1["fasttext_word_f1"]}
+        f1[name] = float(f1_score(split.test_y, model.predict_proba(split.test_x) >= 0.5))
+    return f1
 
 
 def subsample(split: Any, train: int, test: int) -> Any:
@@ -368,8 +376,8 @@ def main() -> None:
         fasttexts = train_fasttexts(cfg, split, work / "classifiers")
         pipes = bench_pipelines(shard, n, cfg, work / "pipelines", work / "classifiers" / "fasttext",
                                 original_docs=args.original_docs if args.original_docs is not None else n // 5,
-                                fast_fasttext_dir=work / "classifiers" / "fasttext-words")
-        pipes.update(fasttexts)
+                                variant_dirs={k: variant_folder(work / "classifiers", k) for k in FASTTEXT_VARIANTS})
+        pipes["f1"] = fasttexts
         pipes["tokenizer"] = tokenizer_costs([r["text"] for r in rows if r["text"]])
         print_pipelines(pipes, n)
         (work / "pipelines.json").write_text(json.dumps(pipes, indent=2))
@@ -381,8 +389,8 @@ def main() -> None:
     fasttexts = train_fasttexts(cfg, split, work / "classifiers")
     pipes = bench_pipelines(shard, n, cfg, work / "pipelines", work / "classifiers" / "fasttext",
                             original_docs=args.original_docs if args.original_docs is not None else n // 5,
-                            fast_fasttext_dir=work / "classifiers" / "fasttext-words")
-    pipes.update(fasttexts)
+                            variant_dirs={k: variant_folder(work / "classifiers", k) for k in FASTTEXT_VARIANTS})
+    pipes["f1"] = fasttexts
     pipes["tokenizer"] = tokenizer_costs([r["text"] for r in rows if r["text"]])
     xlmr = xlmr_base_cpu(batches=1 if args.quick else 2, batch_size=2 if args.quick else 4)
     texts = [r["text"] for r in rows if r["text"]]
