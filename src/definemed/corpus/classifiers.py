@@ -165,7 +165,7 @@ def _train_quantized(fasttext: Any, train_file: str, params: dict[str, Any], cut
             model = fasttext.train_supervised(train_file, thread=1, verbose=0, **{**params, "lr": lr})
             if cutoff is not None:
                 model.quantize(input=train_file, cutoff=cutoff, retrain=False, qnorm=True)
-            elif any(np.isnan(model.get_output_matrix()).ravel()):
+            elif np.isnan(model.get_output_matrix()).any():
                 raise RuntimeError("Encountered NaN in the trained weights")
             return model, lr
         except RuntimeError as exc:

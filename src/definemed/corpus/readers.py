@@ -39,8 +39,6 @@ INVALID_UTF8 = "invalid_utf8"
 TOO_LONG = "too_long"
 # Documents with text that the readers drop before the filters, in the order they are checked.
 INPUT_DROP_REASONS = (INVALID_UTF8, TOO_LONG)
-# Used when `corpus.input` carries no `max_doc_chars`: about 150k German words, beyond Gopher's max_doc_words.
-DEFAULT_MAX_DOC_CHARS = 1_000_000
 # How many records to name in the log per task and problem; the counts are always exact.
 _LOG_LIMIT = 5
 
@@ -196,7 +194,6 @@ def build_readers(source: ParquetInput | JsonlInput, doc_progress: bool = True) 
     are sharded across the tasks on their own.
     """
     cls = RobustParquetReader if source.kind == "parquet" else RobustJsonlReader
-    # Read defensively: a config object from before `max_doc_chars` existed gets the default cap.
-    max_chars = getattr(source, "max_doc_chars", DEFAULT_MAX_DOC_CHARS)
     return [cls(path, glob_pattern=source.glob, limit=source.limit, text_key=source.text_key,
-                id_key=source.id_key, doc_progress=doc_progress, max_doc_chars=max_chars) for path in source.paths]
+                id_key=source.id_key, doc_progress=doc_progress, max_doc_chars=source.max_doc_chars)
+            for path in source.paths]

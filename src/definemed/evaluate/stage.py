@@ -24,6 +24,7 @@ from definemed import registry
 from definemed.artifacts import StageContext, StageResult, read_json, read_jsonl, write_json, write_jsonl
 from definemed.config import DefinemedConfig
 from definemed.evaluate import judge_stats, pairwise
+from definemed.evaluate.lm_tasks import task_files
 from definemed.evaluate.mcq import evaluate_mcq
 from definemed.evaluate.resolve import ModelRef, resolve_models
 
@@ -146,8 +147,7 @@ def held_out_mcq(cfg: DefinemedConfig, ctx: StageContext, metrics: dict[str, Any
     task = next((t for t in mcq.tasks if t.name == name and t.kind == "local"), None)
     if task is None or not dev_ids:
         return mcq
-    files = sorted(Path(task.path).glob("*.jsonl")) if Path(task.path).is_dir() else [Path(task.path)]
-    rows = [r for f in files for r in read_jsonl(f)]
+    rows = [r for f in task_files(task.path) for r in read_jsonl(f)]
     kept = [r for r in rows if str(r.get("id")) not in dev_ids]
     if not kept:
         raise ValueError(f"evaluate.mcq.tasks[{name}]: every question is in the merge sweep's dev split "

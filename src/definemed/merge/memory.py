@@ -24,6 +24,7 @@ Imports mergekit: import this module inside the function that merges.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import math
 import os
@@ -102,6 +103,7 @@ def release_loaders() -> None:
         libc.malloc_trim(0)
 
 
+@functools.cache
 def _glibc() -> Any | None:
     if not sys.platform.startswith("linux"):
         return None
