@@ -315,8 +315,8 @@ class FastTextParams(Strict):
     dim: int = Field(50, ge=2)
     bucket: int = Field(200_000, ge=1000)
     cutoff: int = Field(10_000, ge=100, description="rows kept by quantisation")
-    # Character n-grams (fastText's minn/maxn) help German compounds: demo held-out F1 0.973 with 3-5, 0.90
-    # without; scoring is about 4x faster without. maxn 0 turns them off.
+    # Character n-grams (fastText's minn/maxn) help German compounds: held-out F1 on the demo labels 0.936 with
+    # 3-5, 0.897 without, while scoring is about 4x faster without (benchmarks/corpus_throughput.py). maxn 0: off.
     minn: int = Field(3, ge=0)
     maxn: int = Field(5, ge=0)
     quantize: bool = Field(True, description="product-quantised .ftz (a few MB); False: float model, ~1.5x faster")

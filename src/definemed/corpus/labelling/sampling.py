@@ -92,8 +92,6 @@ def reservoir_sample(docs: Iterable[Document], n: int, seed: int = 0) -> tuple[l
 def sample_documents(paths: Iterable[str | Path], n: int, seed: int = 0, id_key: str = "id",
                      text_key: str = "text") -> list[Document]:
     """`n` documents drawn uniformly without replacement (all of them if fewer), in stream order."""
-    if n < 1:
-        raise ValueError(f"sample size must be positive, got {n}")
     sample, seen = reservoir_sample(iter_documents(paths, id_key, text_key), n, seed)
     logger.info("sampled %d of %d documents (seed %d)", len(sample), seen, seed)
     return sample
