@@ -51,10 +51,14 @@ def _configs(tiny_bert_dir: Path) -> dict[str, dict[str, Any]]:
     }
 
 
+FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")  # fastText's own binary format (model.bin), not a pickle
+
+
 def assert_no_pickle(folder: Path) -> None:
     for path in folder.rglob("*"):
         if path.is_file():
-            assert path.suffix not in PICKLE_SUFFIXES, path
+            is_fasttext = path.name == "model.bin" and path.read_bytes()[:4] == FASTTEXT_MAGIC
+            assert path.suffix not in PICKLE_SUFFIXES or is_fasttext, path
             head = path.read_bytes()[:2]
             assert not (head[:1] == b"\x80" and head[1:2] in {b"\x02", b"\x03", b"\x04", b"\x05"}), path
 
@@ -119,8 +123,11 @@ def test_fasttext_hyperparameters_come_from_the_config() -> None:
     params = build_classifier(cfg, seed=5).params
     assert (params["epoch"], params["lr"], params["wordNgrams"], params["dim"], params["seed"]) == (7, 0.3, 3, 20, 5)
     default = build_classifier(ClassifierConfig(kind="fasttext")).params
-    assert (default["epoch"], default["lr"], default["wordNgrams"], default["dim"]) == (50, 1.0, 2, 50)
-    assert (default["minn"], default["maxn"]) == (3, 5)
+    assert (default["epoch"], default["lr"], default["wordNgrams"], default["dim"]) == (50, 1.0, 2, 16)
+    assert (default["minn"], default["maxn"]) == (4, 4)
+    assert build_classifier(ClassifierConfig(kind="fasttext")).cutoff is None  # float model by default
+    quantised = build_classifier(ClassifierConfig(kind="fasttext", fasttext={"quantize": True, "cutoff": 500}))
+    assert (quantised.cutoff, quantised.model_file) == (500, "model.ftz")
     words_only = build_classifier(ClassifierConfig(kind="fasttext", fasttext={"maxn": 0, "quantize": False}))
     assert (words_only.params["minn"], words_only.params["maxn"], words_only.cutoff) == (0, 0, None)
     with pytest.raises(ValueError, match="minn must not exceed maxn"):

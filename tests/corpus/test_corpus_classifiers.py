@@ -19,9 +19,11 @@ def _data(german_texts: dict[str, list[str]]) -> tuple[list[str], list[bool]]:
     return texts, [True] * len(german_texts["medical"]) + [False] * len(german_texts["general"])
 
 
-@pytest.mark.parametrize("cls", [TfidfLogRegClassifier, lambda: FastTextClassifier(bucket=20_000, cutoff=2_000),
+@pytest.mark.parametrize("cls", [TfidfLogRegClassifier,
+                                 lambda: FastTextClassifier(bucket=20_000, cutoff=2_000, quantize=True),
+                                 lambda: FastTextClassifier(bucket=20_000),
                                  lambda: FastTextClassifier(bucket=20_000, quantize=False, maxn=0)],
-                         ids=["tfidf", "fasttext-quantised", "fasttext-float-words-only"])
+                         ids=["tfidf", "fasttext-quantised", "fasttext-float-default", "fasttext-float-words-only"])
 def test_save_load_round_trip_gives_identical_probabilities(cls, tmp_path: Path, german_texts) -> None:
     texts, labels = _data(german_texts)
     model = cls().fit(texts, labels)
@@ -35,6 +37,22 @@ def test_save_load_round_trip_gives_identical_probabilities(cls, tmp_path: Path,
         assert {p.name for p in (tmp_path / "m").iterdir()} == {"meta.json", model.model_file}
     # it learned something: training medical sentences score above training general ones on average
     assert before[:10].mean() > before[10:20].mean()
+
+
+def test_fasttext_scores_a_batch_as_it_scores_each_text_and_reads_every_line(german_texts) -> None:
+    from definemed.corpus.classifiers import _fasttext_line
+
+    texts, labels = _data(german_texts)
+    model = FastTextClassifier(bucket=20_000).fit(texts, labels)
+    # one batch call == one call per text; an empty text scores, it does not shift the others
+    probe = [texts[0], "", texts[12], "Blutdruck\nsenken"]
+    batch = model.predict_proba(probe)
+    np.testing.assert_array_equal(batch, np.concatenate([model.predict_proba([t]) for t in probe]))
+    # fastText stops an example at "\n": the medical first line must not hide the rest of a page, and no-break or
+    # thin spaces separate words as Python's split() does
+    assert _fasttext_line("Fieber\nund\u00a0Husten\u2009heute\r") == "fieber und husten heute\r"
+    medical_page = "Die Bundesliga spielt heute.\n" + texts[0]
+    assert model.predict_proba([medical_page])[0] != model.predict_proba(["Die Bundesliga spielt heute."])[0]
 
 
 def test_tfidf_saves_only_json_and_npz(tmp_path: Path, german_texts) -> None:
