@@ -155,3 +155,32 @@ def test_hub_tasks_without_local_files_are_skipped_not_fatal(tmp_path) -> None:
         {"kind": "local", "name": "mine", "path": str(qa)}]}}
     items = benchmark_items(DefinemedConfig.model_validate(data))
     assert [i["id"] for i in items] == ["mine/q1"]
+
+
+def _brute_force_matches(index: NgramIndex, text: str) -> dict[int, int]:
+    """Every window of every indexed length looked up: the definition `matches` must agree with."""
+    words, found = normalize_words(text), {}
+    for length, table in index.by_length.items():
+        for i in range(len(words) - length + 1):
+            for text_id in table.get(" ".join(words[i:i + length]), ()):
+                found.setdefault(text_id, set()).add(" ".join(words[i:i + length]))
+    return {t: len(keys) for t, keys in found.items()}
+
+
+@pytest.mark.parametrize("min_item_words", [1, 3, 8])
+def test_indexed_lookup_finds_exactly_what_every_window_finds(min_item_words: int) -> None:
+    import random
+
+    rng = random.Random(min_item_words)
+    vocab = ["der", "die", "das", "Fieber", "Husten", "Patient", "Arzt", "Blut", "Herz", "und", "oder", "mit", "ohne", "heute", "Niere", "Leber"]
+    items = [{"id": f"i{k}", "source": "s", "texts": [" ".join(rng.choices(vocab, k=rng.randint(1, 20)))
+                                                       for _ in range(2)]} for k in range(40)]
+    index = NgramIndex.build(items, ngram=5, min_item_words=min_item_words)
+    assert index.size > 0
+    hits = 0
+    for _ in range(200):
+        text = " ".join(rng.choices(vocab, k=rng.randint(0, 60)))
+        expected = _brute_force_matches(index, text)
+        assert dict(index.matches(text)) == expected, text
+        hits += bool(expected)
+    assert hits >= 3  # the random pages do overlap the random items: the comparison is not vacuous
