@@ -159,7 +159,8 @@ def _classifier(m: dict[str, Any], plots: dict[str, str]) -> str:
             f"recall 0.80 for its XLM-RoBERTa classifier.\n\n"
             f"Threshold {c['threshold']}: it kept {_n(m['classifier_kept'])} of {_n(m['filter_survivors'])} "
             f"filtered documents and {_n(r['classifier_kept_tokens'])} of {_n(r['filter_survivors_tokens'])} "
-            f"tokens ({_pct(r['classifier_token_share'])} of the tokens that passed the filters; the paper kept "
+            f"{r.get('unit', 'tokens')} ({_pct(r['classifier_token_share'])} of the {r.get('unit', 'tokens')} that "
+            "passed the filters; the paper kept "
             "about 1.7 % of the German documents).\n\n" + gold_text + _comparison(m, plots))
 
 
@@ -187,13 +188,21 @@ def _decontam_dedup(m: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _estimated(m: dict[str, Any]) -> str:
+    if not m.get("tokens_in_estimated"):
+        return ""
+    sp = m["single_pass"]
+    return (f" (estimated: single pass, input tokens counted on the {_n(sp['sample_docs_in'])} documents of the "
+            f"sampled {_pct(sp['sample_files_share'])} of input files and scaled to all {_n(m['docs_in'])})")
+
+
 def _distributions(m: dict[str, Any], plots: dict[str, str]) -> str:
     tok = m["tokenizer"]
     note = f" {tok['note']}." if tok["note"] else ""
     parts = ["## Size and distributions\n",
              f"{_n(m['tokens_kept'])} tokens ({tok['kind']} counts: {tok['name']}), {m['tokens_per_doc_mean']} "
-             f"per document on average, {_pct(m['kept_tokens_share'])} of the {_n(m['tokens_in'])} input tokens;"
-             f" {_n(m['kept_words'])} whitespace words.{note}\n"]
+             f"per document on average, {_pct(m['kept_tokens_share'])} of the {_n(m['tokens_in'])} input tokens"
+             f"{_estimated(m)}; {_n(m['kept_words'])} whitespace words.{note}\n"]
     if "token_lengths" in plots:
         parts.append(f"![tokens per document]({plots['token_lengths']})\n")
     if subs := m["subdomains"]:

@@ -114,8 +114,8 @@ class MedicalRelevanceFilter(BaseFilter):
     """Keep documents the trained medical classifier scores at or above `threshold`.
 
     The classifier is loaded from `model_dir` once per worker, on first use, so only its kind and path are
-    shipped to workers. Scores are computed in batches and stored as `medical_score` in the metadata; kept
-    documents also add their whitespace word count to the `kept_words` stat.
+    shipped to workers. Scores are computed in batches and stored as `medical_score` in the metadata (the
+    `profile:classified` step after this one counts what it kept).
     """
 
     name = "🩺 Medical relevance"
@@ -144,7 +144,6 @@ class MedicalRelevanceFilter(BaseFilter):
         for doc, score in zip(batch, scores, strict=True):
             doc.metadata["medical_score"] = round(float(score), 6)
             if score >= self.threshold:
-                self.stat_update("kept_words", value=len(doc.text.split()))
                 results.append(True)
             else:
                 results.append((False, "not_medical"))

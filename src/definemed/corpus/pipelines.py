@@ -6,6 +6,11 @@ B (classify): read `filtered/` -> medical relevance classifier -> benchmark deco
               -> `medical/`, or `classified/` when deduplication follows
 C (dedup, optional): MinHash signature -> buckets -> cluster -> filter `classified/` -> `medical/`
 
+With `corpus.single_pass` (FineWeb2 scale), A becomes `sample`: the same steps over a seeded share of the input
+files and without reject writers, only to give the labelling and the classifier their sample. B then reads the
+input itself and runs the filters (with their reject writers), the classifier and decontamination in one pass;
+tokens are counted on the kept documents only, just before the kept profile.
+
 Decontamination runs before deduplication: MinHash keeps one document per cluster, and if that one were
 contaminated and dropped afterwards the whole cluster would be lost; the other way round the clean copies stay.
 It sits inside B, after the classifier, so only the kept medical documents (about 2 % of FineWeb2) pay for the
@@ -29,6 +34,7 @@ from definemed.config import DefinemedConfig, FileLabels
 if TYPE_CHECKING:
     from definemed.corpus.stats import TokenizerChoice
 
+SAMPLE_PIPELINE = "sample"
 LANGUAGE_STEP = "language"
 MEDICAL_STEP = "not_medical"
 DECONTAM_STEP = "decontamination"
@@ -57,6 +63,11 @@ class CorpusLayout:
     @property
     def rejected(self) -> Path:
         return self.root / "rejected"
+
+    @property
+    def sample(self) -> Path:
+        """Single pass: the lists of input files the sample pipeline reads."""
+        return self.root / "sample"
 
     @property
     def classifier(self) -> Path:
@@ -124,29 +135,39 @@ def _reader(folder: Path) -> Any:
     return RobustJsonlReader(str(folder), glob_pattern="*.jsonl.gz", doc_progress=True)
 
 
-def filter_steps(cfg: DefinemedConfig, layout: CorpusLayout) -> list[tuple[str, Any]]:
-    """(reject folder, filter) pairs of pipeline A in order; the names key the drop counts in the metrics."""
+def filter_steps(cfg: DefinemedConfig, layout: CorpusLayout, rejects: bool = True) -> list[tuple[str, Any]]:
+    """(reject folder, filter) pairs in order; the names key the drop counts in the metrics. `rejects=False`:
+    drops are counted but not written (the single-pass sample, whose documents pipeline B rejects again)."""
     from definemed.corpus.filters import GermanLanguageFilter
     from definemed.corpus.quality import build_quality_filters
+
+    def writer(name: str) -> Any:
+        return _writer(layout.rejected_for(name)) if rejects else None
 
     lang = cfg.corpus.language
     steps: list[tuple[str, Any]] = [(LANGUAGE_STEP, GermanLanguageFilter(
         languages=lang.languages, min_score=lang.min_score, backend=lang.backend, max_chars=lang.max_chars,
-        min_fineweb_language_score=lang.min_fineweb_language_score,
-        exclusion_writer=_writer(layout.rejected_for(LANGUAGE_STEP))))]
-    steps += build_quality_filters(cfg.corpus.quality, lambda name: _writer(layout.rejected_for(name)))
+        min_fineweb_language_score=lang.min_fineweb_language_score, exclusion_writer=writer(LANGUAGE_STEP)))]
+    steps += build_quality_filters(cfg.corpus.quality, writer)
     return steps
 
 
-def build_filter_pipeline(cfg: DefinemedConfig, layout: CorpusLayout, tokenizer: TokenizerChoice) -> Pipeline:
-    """Pipeline A: robust readers, token count of every input document, language and quality filters."""
+def build_filter_pipeline(cfg: DefinemedConfig, layout: CorpusLayout, tokenizer: TokenizerChoice,
+                          sample_paths: list[str] | None = None) -> Pipeline:
+    """Pipeline A: robust readers, token count of every input document, language and quality filters.
+
+    With `corpus.single_pass`, `sample_paths` (from `readers.sample_input_files`) restrict the readers to the
+    sampled files and the pipeline is named `sample`; its drops are not written (pipeline B writes them)."""
     from definemed.corpus.readers import build_readers
     from definemed.corpus.stats import token_counter
 
-    readers = [("input", reader) for reader in build_readers(cfg.corpus.input)]
-    filters = [(f"filter:{name}", step) for name, step in filter_steps(cfg, layout)]
-    return Pipeline("filter", [*readers, ("tokens", token_counter(tokenizer)), *filters,
-                               ("write", _writer(layout.filtered))])
+    single = cfg.corpus.single_pass is not None
+    if single and sample_paths is None:
+        raise ValueError("corpus.single_pass: build_filter_pipeline needs the sampled input files (sample_paths)")
+    readers = [("input", reader) for reader in build_readers(cfg.corpus.input, paths_files=sample_paths)]
+    filters = [(f"filter:{name}", step) for name, step in filter_steps(cfg, layout, rejects=not single)]
+    return Pipeline(SAMPLE_PIPELINE if single else "filter",
+                    [*readers, ("tokens", token_counter(tokenizer)), *filters, ("write", _writer(layout.filtered))])
 
 
 def dedup_enabled(cfg: DefinemedConfig) -> bool:
@@ -163,23 +184,37 @@ def training_labels(cfg: DefinemedConfig, layout: CorpusLayout) -> FileLabels:
     return cfg.corpus.labels
 
 
-def _kept_profile(cfg: DefinemedConfig, layout: CorpusLayout) -> tuple[str, Any]:
-    from definemed.corpus.stats import CorpusProfile
+def _kept_steps(cfg: DefinemedConfig, layout: CorpusLayout, tokenizer: TokenizerChoice | None) -> list[tuple[str, Any]]:
+    """The kept profile, preceded in single-pass mode by the token count (pipeline A counted only the sample)."""
+    from definemed.corpus.stats import CorpusProfile, token_counter
 
     labels = training_labels(cfg, layout)
-    return ("profile:kept", CorpusProfile(histogram=True, labels_path=str(labels.path), id_key=labels.id_key,
-                                          subdomain_key=cfg.corpus.card.subdomain_key))
+    steps: list[tuple[str, Any]] = []
+    if cfg.corpus.single_pass is not None:
+        if tokenizer is None:
+            raise ValueError("corpus.single_pass: the kept documents' token count needs the tokenizer")
+        steps.append(("tokens:kept", token_counter(tokenizer)))
+    return [*steps, ("profile:kept", CorpusProfile(histogram=True, labels_path=str(labels.path),
+                                                   id_key=labels.id_key, subdomain_key=cfg.corpus.card.subdomain_key))]
 
 
-def build_classify_pipeline(cfg: DefinemedConfig, layout: CorpusLayout) -> Pipeline:
-    """Pipeline B: survivors of A through the classifier and decontamination; the rest rejected per reason."""
+def build_classify_pipeline(cfg: DefinemedConfig, layout: CorpusLayout,
+                            tokenizer: TokenizerChoice | None = None) -> Pipeline:
+    """Pipeline B: survivors of A (single pass: the input, through the filters) through the classifier and
+    decontamination; the rest rejected per reason."""
     from definemed.corpus.filters import MedicalRelevanceFilter
+    from definemed.corpus.readers import build_readers
     from definemed.corpus.stats import CorpusProfile
     from definemed.corpus.training import chosen_threshold
 
     clf, decontam = cfg.corpus.classifier, cfg.corpus.decontamination
+    if cfg.corpus.single_pass is None:
+        source: list[tuple[str, Any]] = [("read", _reader(layout.filtered))]
+    else:
+        source = [("input", reader) for reader in build_readers(cfg.corpus.input)]
+        source += [(f"filter:{name}", step) for name, step in filter_steps(cfg, layout)]
     steps: list[tuple[str, Any]] = [
-        ("read", _reader(layout.filtered)),
+        *source,
         ("profile:survivors", CorpusProfile()),
         (f"filter:{MEDICAL_STEP}", MedicalRelevanceFilter(
             # The trained classifier's report holds the threshold actually chosen (by score, precision or quantile).
@@ -196,11 +231,12 @@ def build_classify_pipeline(cfg: DefinemedConfig, layout: CorpusLayout) -> Pipel
     if dedup_enabled(cfg):
         steps.append(("write", _writer(layout.classified)))
     else:
-        steps += [_kept_profile(cfg, layout), ("write", _writer(layout.medical))]
+        steps += [*_kept_steps(cfg, layout, tokenizer), ("write", _writer(layout.medical))]
     return Pipeline("classify", steps)
 
 
-def build_dedup_pipelines(cfg: DefinemedConfig, layout: CorpusLayout) -> list[Pipeline]:
+def build_dedup_pipelines(cfg: DefinemedConfig, layout: CorpusLayout,
+                          tokenizer: TokenizerChoice | None = None) -> list[Pipeline]:
     """Pipelines C1-C4 (MinHash signature, buckets, cluster, filter); empty when `corpus.dedup` is off.
 
     Signature and filter read `classified/` with the executor's task count, so rank r of both sees the same
@@ -219,5 +255,5 @@ def build_dedup_pipelines(cfg: DefinemedConfig, layout: CorpusLayout) -> list[Pi
         Pipeline(dedup.CLUSTER, [("dedup:cluster", dedup.cluster_step(mh, work))], tasks=1),
         Pipeline(dedup.FILTER, [("read", _reader(layout.classified)),
                                 (f"filter:{DEDUP_STEP}", dedup.filter_step(work, layout.rejected_for(DEDUP_STEP))),
-                                _kept_profile(cfg, layout), ("write", _writer(layout.medical))]),
+                                *_kept_steps(cfg, layout, tokenizer), ("write", _writer(layout.medical))]),
     ]

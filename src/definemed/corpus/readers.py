@@ -20,6 +20,7 @@ records or a multi-megabyte page. Both readers extend datatrove's at its extensi
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datatrove.pipeline.readers import JsonlReader, ParquetReader
@@ -187,13 +188,36 @@ class RobustJsonlReader(_RobustReadingMixin, JsonlReader):
         return self.get_document_from_dict(data, filepath, li)
 
 
-def build_readers(source: ParquetInput | JsonlInput, doc_progress: bool = True) -> list[BaseDiskReader]:
+def build_readers(source: ParquetInput | JsonlInput, doc_progress: bool = True,
+                  paths_files: list[str] | None = None) -> list[BaseDiskReader]:
     """The readers for `corpus.input`: one per entry of `paths` (local folder or fsspec URL: hf://, s3://).
 
     A datatrove reader reads one folder; chained readers pass earlier documents through, so each folder's files
-    are sharded across the tasks on their own.
+    are sharded across the tasks on their own. `paths_files` (one per entry of `paths`) restricts each reader to
+    the files listed there, relative to its folder (see `sample_input_files`).
     """
     cls = RobustParquetReader if source.kind == "parquet" else RobustJsonlReader
-    return [cls(path, glob_pattern=source.glob, limit=source.limit, text_key=source.text_key,
+    listed = paths_files or [None] * len(source.paths)
+    return [cls(path, paths_file=paths_file, glob_pattern=source.glob, limit=source.limit, text_key=source.text_key,
                 id_key=source.id_key, doc_progress=doc_progress, max_doc_chars=source.max_doc_chars)
-            for path in source.paths]
+            for path, paths_file in zip(source.paths, listed, strict=True)]
+
+
+def sample_input_files(source: ParquetInput | JsonlInput, share: float, seed: int, out_dir: Path) -> list[str]:
+    """Write, per entry of `source.paths`, a file listing a seeded `share` of its input files (at least one);
+    return their paths for `build_readers(paths_files=...)`. Listing is sorted, so a rerun picks the same files."""
+    import random
+
+    from datatrove.io import get_datafolder
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    listed = []
+    for i, path in enumerate(source.paths):
+        files = sorted(get_datafolder(path).list_files(glob_pattern=source.glob, recursive=True))
+        if not files:
+            raise RuntimeError(f"corpus.input.paths[{i}]: no files matching {source.glob!r} in {path}")
+        picked = sorted(random.Random(f"{seed}:{path}").sample(files, max(1, round(share * len(files)))))
+        target = out_dir / f"paths_{i}.txt"
+        target.write_text("".join(f"{name}\n" for name in picked), encoding="utf-8")
+        listed.append(str(target))
+    return listed

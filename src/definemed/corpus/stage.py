@@ -13,6 +13,9 @@
 5. Optional MinHash near-deduplication (`corpus.dedup`) of what B kept. `medical/` is always the final set.
 6. Per-step counts from datatrove's stats, the classifier report, plots and a dataset card (`README.md`).
 
+With `corpus.single_pass`, step 1 filters only a seeded share of the input files (the sample for steps 2-3) and
+step 4 reads the input itself, filters and classifies in one pass: no second copy of the corpus in `filtered/`.
+
 Rerunning an interrupted attempt resumes: finished ranks of every pipeline are skipped via datatrove's completion
 markers, cached labeller replies are not asked again, and trained classifiers with their reports are reused.
 """
@@ -39,6 +42,7 @@ from definemed.corpus.pipelines import (
     build_filter_pipeline,
     training_labels,
 )
+from definemed.corpus.readers import sample_input_files
 from definemed.corpus.training import HELDOUT_SCORES, REPORT, is_heldout, train_classifier
 
 logger = logging.getLogger("definemed")
@@ -74,7 +78,11 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     timings: dict[str, float] = {}
     tokenizer = corpus_stats.choose_tokenizer(cfg, layout.tokenizer)
     decontam = _prepare_decontamination(cfg, layout)
-    filter_pipeline = build_filter_pipeline(cfg, layout, tokenizer)
+    sample_paths = None
+    if (single := cfg.corpus.single_pass) is not None:
+        sample_paths = sample_input_files(cfg.corpus.input, single.sample_files,
+                                          cfg.run.seed if single.seed is None else single.seed, layout.sample)
+    filter_pipeline = build_filter_pipeline(cfg, layout, tokenizer, sample_paths)
     t0 = time.perf_counter()
     _run_pipeline(cfg, layout, filter_pipeline)
     timings["filter_s"] = time.perf_counter() - t0
@@ -86,12 +94,12 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     comparison = _compare(cfg, layout, labels, report, timings)
 
     t0 = time.perf_counter()
-    classify_pipeline = build_classify_pipeline(cfg, layout)
+    classify_pipeline = build_classify_pipeline(cfg, layout, tokenizer)
     _run_pipeline(cfg, layout, classify_pipeline)
     timings["classify_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    dedup_pipelines = build_dedup_pipelines(cfg, layout)
+    dedup_pipelines = build_dedup_pipelines(cfg, layout, tokenizer)
     if dedup_pipelines:
         layout.classified.mkdir(parents=True, exist_ok=True)  # the MinHash readers need it even if B kept nothing
         for pipeline in dedup_pipelines:
@@ -101,11 +109,14 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     for folder in (layout.medical, layout.rejected_for(MEDICAL_STEP)):
         folder.mkdir(parents=True, exist_ok=True)
 
-    counts = corpus_stats.collect([filter_pipeline, classify_pipeline, *dedup_pipelines], layout.root / "logs")
+    whole_corpus = [classify_pipeline, *dedup_pipelines]  # single pass: the filter drops are in B's stats
+    counts = corpus_stats.collect(whole_corpus if single else [filter_pipeline, *whole_corpus], layout.root / "logs")
     if not counts["balanced"]:
         logger.warning("[corpus] docs in (%d) != kept + dropped (%d): a step lost documents; see stats.json",
                        counts["docs_in"], counts["docs_kept"] + sum(counts["dropped"].values()))
     metrics = _metrics(cfg, counts, report, tokenizer, decontam, timings)
+    if single is not None:
+        _single_pass_metrics(metrics, corpus_stats.sample_counts(filter_pipeline, layout.root / "logs"), single)
     metrics["classifier"]["vs_gold"] = _versus_gold(cfg, layout, report)
     metrics["labelling"] = labelling
     metrics["classifier_comparison"] = None if comparison is None else comparison["rows"]
@@ -223,6 +234,18 @@ def _metrics(cfg: DefinemedConfig, counts: dict[str, Any], report: dict[str, Any
         "subdomains": kept["subdomains"],
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
+
+
+def _single_pass_metrics(metrics: dict[str, Any], sample: dict[str, int], single: Any) -> None:
+    """Single pass: input tokens estimated from the sample pass (tokens per document x documents in); the
+    survivor/classified profiles of pipeline B count whitespace words (only kept documents are tokenized)."""
+    per_doc = sample["tokens_in"] / sample["docs_in"] if sample["docs_in"] else 0.0
+    metrics["tokens_in"] = round(per_doc * metrics["docs_in"])
+    metrics["tokens_in_estimated"] = True
+    metrics["kept_tokens_share"] = _share(metrics["tokens_kept"], metrics["tokens_in"])
+    metrics["token_retention"]["unit"] = "words"
+    metrics["single_pass"] = {"sample_files_share": single.sample_files, **{f"sample_{k}": v for k, v in
+                                                                            sample.items()}}
 
 
 def _threshold(dedup_cfg: Any) -> float:

@@ -238,7 +238,7 @@ def collect(pipelines: list[Pipeline], logs_root: Path) -> dict[str, Any]:
             kind, _, name = role.partition(":")
             if kind == "input":
                 readers += counter
-            elif kind == "tokens":
+            elif kind == "tokens" and not name:  # "tokens:kept" (single pass) feeds the kept profile only
                 tokens += counter
             elif kind == "filter":
                 rows.append(_filter_row(name, counter))
@@ -265,6 +265,26 @@ def collect(pipelines: list[Pipeline], logs_root: Path) -> dict[str, Any]:
                     dedup["to_remove"]), "docs_in_clusters": int(dedup["duplicates"])} if dedup else None,
         "balanced": docs_in == kept["docs"] + sum(dropped.values()),
     }
+
+
+def sample_counts(pipeline: Pipeline, logs_root: Path) -> dict[str, int]:
+    """What the single-pass sample pipeline read, counted and kept: documents in (with text), tokens in, survivors
+    of its filters, reader problems; it has no profiles, so `collect` does not apply."""
+    readers, tokens = Counter(), Counter()
+    survivors = 0
+    counters = step_counters(logs_root / pipeline.name)
+    for role, counter in zip(pipeline.roles, counters, strict=True):
+        kind, _, _ = role.partition(":")
+        if kind == "input":
+            readers += counter
+        elif kind == "tokens":
+            tokens += counter
+        elif kind == "filter":
+            survivors = int(counter["forwarded"])
+    dropped = sum(int(readers[reason]) for reason in INPUT_DROP_REASONS)
+    return {"input_files": int(readers["input_files"]), "docs_in": int(readers["documents"]) + dropped,
+            "tokens_in": int(tokens["tokens"]), "survivors": survivors,
+            "corrupt_files": int(readers["corrupt_files"]), "missing_text": int(readers["missing_text"])}
 
 
 def tokenizer_info(choice: TokenizerChoice) -> dict[str, Any]:
