@@ -45,12 +45,20 @@ def test_jsonl_lines_are_judged_one_by_one(tmp_path: Path) -> None:
              json.dumps({"id": "ok-2", "text": GERMAN}).encode()]
     with gzip.open(tmp_path / "shard.jsonl.gz", "wb") as fh:
         fh.write(b"\n".join(lines) + b"\n")
-    reader = RobustJsonlReader(str(tmp_path))
+    from datatrove.pipeline.writers import JsonlWriter
+
+    rejects = JsonlWriter(str(tmp_path / "rejected"), output_filename="${rank}.jsonl.gz", compression="gzip")
+    reader = RobustJsonlReader(str(tmp_path), glob_pattern="shard.jsonl.gz", exclusion_writer=rejects)
     docs = list(reader.run())
     # datatrove's own reader stops at the first bad byte; here the lines after it are still read
     assert [d.id for d in docs] == ["ok-1", "ok-2"]
     assert _stats(reader) == {"documents": 2, "invalid_utf8": 1, "missing_text": 5, "empty_text": 3,
                               "malformed_lines": 2}
+    # the document with text that is not UTF-8 is written out with its reason and where it came from
+    [written] = _docs(tmp_path / "rejected")
+    assert (written["id"], written["metadata"]["filter_reason"], written["metadata"]["id_in_file"]) == (
+        "cp1252", "invalid_utf8", 1)
+    assert written["text"].startswith("Die Patientin") and "\ufffd" in written["text"]
 
 
 def test_binary_parquet_text_column(tmp_path: Path) -> None:
@@ -126,6 +134,14 @@ def test_stage_counts_bad_input_and_balances(corpus_inputs: dict, make_config: A
                                  "reasons": {"invalid_utf8": 1, "too_long": 1}}
     assert stats["steps"][1]["step"] == "language" and stats["steps"][1]["in"] == m["docs_in"] - 2
     assert "| input |" in (stage_dir / "README.md").read_text()
+    # the readers' drops are written out like every filter's, with reason, source file and position
+    rejected = {d["id"]: d for d in _docs(stage_dir / "rejected" / "input")}
+    assert set(rejected) == {"<urn:uuid:cp1252>", "<urn:uuid:huge>"}
+    cp1252, huge_doc = rejected["<urn:uuid:cp1252>"], rejected["<urn:uuid:huge>"]
+    assert cp1252["metadata"]["filter_reason"] == "invalid_utf8" and "\ufffd" in cp1252["text"]
+    assert cp1252["metadata"]["source_file"] == "003_00000.parquet" and cp1252["metadata"]["id_in_file"] == 0
+    assert huge_doc["metadata"]["filter_reason"] == "too_long" and huge_doc["text"] == huge
+    assert huge_doc["metadata"]["language_score"] == 0.95  # the record's other fields travel along
 
 
 # Runs the corpus stage through the pipeline runner; with SLOW_CLASSIFY set, rank 1 of pipeline B stalls after

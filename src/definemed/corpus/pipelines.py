@@ -16,8 +16,9 @@ contaminated and dropped afterwards the whole cluster would be lost; the other w
 It sits inside B, after the classifier, so only the kept medical documents (about 2 % of FineWeb2) pay for the
 n-gram lookups and no extra pass over the data is needed.
 
-Every filter writes what it drops to `rejected/<step>/` with the reason in `metadata.filter_reason`. Output files
-are named per rank, so a rank that reruns after a crash overwrites its own partial files instead of duplicating.
+Every filter, and the readers for documents they drop (`input`: not UTF-8, too long), writes what it drops to
+`rejected/<step>/` with the reason in `metadata.filter_reason`. Output files are named per rank, so a rank that
+reruns after a crash overwrites its own partial files instead of duplicating.
 Nothing here closes over process state: the steps carry only configuration values and paths, so the same
 pipeline objects can be shipped to Slurm or Ray workers. Each step carries a role (`input`, `read`, `tokens`,
 `filter:<name>`, `profile:<name>`, `dedup:<stage>`, `write`) that tells `stats.py` what its counters mean.
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from definemed.corpus.stats import TokenizerChoice
 
 SAMPLE_PIPELINE = "sample"
+INPUT_STEP = "input"  # the readers' drops (stats.INPUT_STEP)
 LANGUAGE_STEP = "language"
 MEDICAL_STEP = "not_medical"
 DECONTAM_STEP = "decontamination"
@@ -164,7 +166,8 @@ def build_filter_pipeline(cfg: DefinemedConfig, layout: CorpusLayout, tokenizer:
     single = cfg.corpus.single_pass is not None
     if single and sample_paths is None:
         raise ValueError("corpus.single_pass: build_filter_pipeline needs the sampled input files (sample_paths)")
-    readers = [("input", reader) for reader in build_readers(cfg.corpus.input, paths_files=sample_paths)]
+    readers = [("input", reader) for reader in build_readers(
+        cfg.corpus.input, paths_files=sample_paths, rejects=None if single else layout.rejected_for(INPUT_STEP))]
     filters = [(f"filter:{name}", step) for name, step in filter_steps(cfg, layout, rejects=not single)]
     return Pipeline(SAMPLE_PIPELINE if single else "filter",
                     [*readers, ("tokens", token_counter(tokenizer)), *filters, ("write", _writer(layout.filtered))])
@@ -211,7 +214,8 @@ def build_classify_pipeline(cfg: DefinemedConfig, layout: CorpusLayout,
     if cfg.corpus.single_pass is None:
         source: list[tuple[str, Any]] = [("read", _reader(layout.filtered))]
     else:
-        source = [("input", reader) for reader in build_readers(cfg.corpus.input)]
+        source = [("input", reader) for reader in build_readers(cfg.corpus.input,
+                                                                rejects=layout.rejected_for(INPUT_STEP))]
         source += [(f"filter:{name}", step) for name, step in filter_steps(cfg, layout)]
     steps: list[tuple[str, Any]] = [
         *source,

@@ -16,6 +16,9 @@ records or a multi-megabyte page. Both readers extend datatrove's at its extensi
   exhaust a worker's memory on every retry; FineWeb2's pages are a few kB.
 
 `stats.collect` reports the last two as the `input` step's drops, so documents in = kept + dropped still holds.
+With an `exclusion_writer` (the stage gives one writing `rejected/input/`) those two are also written out like
+every filter's drops, with `metadata.filter_reason`, the source file and the record's position in it; the text of
+an `invalid_utf8` record is written with U+FFFD for the bad bytes (the input file keeps the original).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from datatrove.utils.logging import logger
 if TYPE_CHECKING:
     from datatrove.data import Document, DocumentsPipeline
     from datatrove.pipeline.readers.base import BaseDiskReader
+    from datatrove.pipeline.writers.disk_base import DiskWriter
 
     from definemed.config import JsonlInput, ParquetInput
 
@@ -50,10 +54,39 @@ class _RobustReadingMixin:
     text_key: str
     id_key: str
 
-    def __init__(self, *args: Any, max_doc_chars: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_doc_chars: int | None = None, exclusion_writer: DiskWriter | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_doc_chars = max_doc_chars
+        self.exclusion_writer = exclusion_writer
         self._logged: dict[str, int] = {}
+        self._rejects: Any = None  # the open exclusion writer and the rank, while run() reads
+        self._rank = 0
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if self.exclusion_writer is None:
+            yield from super().run(data, rank, world_size)  # type: ignore[misc]
+            return
+        with self.exclusion_writer as writer:
+            self._rejects, self._rank = writer, rank
+            try:
+                yield from super().run(data, rank, world_size)  # type: ignore[misc]
+            finally:
+                self._rejects = None
+
+    def _reject(self, reason: str, text: str, data: dict[str, Any], source_file: str, id_in_file: int | str,
+                **details: Any) -> None:
+        """Write a dropped document to the exclusion writer (if any), as the filters write theirs."""
+        if self._rejects is None:
+            return
+        from datatrove.data import Document
+
+        metadata = {k: v for k, v in data.items() if k not in (self.text_key, self.id_key)
+                    and not isinstance(v, bytes | bytearray | memoryview)}
+        metadata.update(filter_reason=reason, source_file=source_file, id_in_file=id_in_file, **details)
+        doc_id = data.get(self.id_key)
+        self._rejects.write(Document(text=text, id=str(doc_id if doc_id is not None else f"{source_file}/{id_in_file}"),
+                                     metadata=metadata), self._rank)
 
     def _read_records(self, filepath: str) -> DocumentsPipeline:
         raise NotImplementedError
@@ -87,6 +120,8 @@ class _RobustReadingMixin:
             except UnicodeDecodeError as exc:
                 self._skip(INVALID_UTF8, data, source_file, id_in_file,
                            f"text is not UTF-8 ({exc.reason} at byte {exc.start})")
+                self._reject(INVALID_UTF8, bytes(text).decode("utf-8", errors="replace"), data, source_file,
+                             id_in_file, invalid_utf8_at_byte=exc.start)
                 return None
             data = {**data, self.text_key: text}
         if not isinstance(text, str) or not text.strip():
@@ -99,6 +134,7 @@ class _RobustReadingMixin:
         if self.max_doc_chars is not None and len(text) > self.max_doc_chars:
             self._skip(TOO_LONG, data, source_file, id_in_file,
                        f"{len(text):,} characters > max_doc_chars {self.max_doc_chars:,}")
+            self._reject(TOO_LONG, text, data, source_file, id_in_file, chars=len(text))
             return None
         return super().get_document_from_dict(data, source_file, id_in_file)  # type: ignore[misc]
 
@@ -184,23 +220,29 @@ class RobustJsonlReader(_RobustReadingMixin, JsonlReader):
         if bad_bytes is not None and isinstance(text, str) and text.strip():
             self._skip(INVALID_UTF8, data, filepath, li,
                        f"line is not UTF-8 ({bad_bytes.reason} at byte {bad_bytes.start})")
+            self._reject(INVALID_UTF8, text, data, filepath, li, invalid_utf8_at_byte=bad_bytes.start)
             return None
         return self.get_document_from_dict(data, filepath, li)
 
 
 def build_readers(source: ParquetInput | JsonlInput, doc_progress: bool = True,
-                  paths_files: list[str] | None = None) -> list[BaseDiskReader]:
+                  paths_files: list[str] | None = None, rejects: Path | None = None) -> list[BaseDiskReader]:
     """The readers for `corpus.input`: one per entry of `paths` (local folder or fsspec URL: hf://, s3://).
 
     A datatrove reader reads one folder; chained readers pass earlier documents through, so each folder's files
     are sharded across the tasks on their own. `paths_files` (one per entry of `paths`) restricts each reader to
-    the files listed there, relative to its folder (see `sample_input_files`).
+    the files listed there, relative to its folder (see `sample_input_files`). `rejects`: the folder the readers'
+    drops (`invalid_utf8`, `too_long`) are written to, one file per rank and reader.
     """
+    from datatrove.pipeline.writers import JsonlWriter
+
     cls = RobustParquetReader if source.kind == "parquet" else RobustJsonlReader
     listed = paths_files or [None] * len(source.paths)
     return [cls(path, paths_file=paths_file, glob_pattern=source.glob, limit=source.limit, text_key=source.text_key,
-                id_key=source.id_key, doc_progress=doc_progress, max_doc_chars=source.max_doc_chars)
-            for path, paths_file in zip(source.paths, listed, strict=True)]
+                id_key=source.id_key, doc_progress=doc_progress, max_doc_chars=source.max_doc_chars,
+                exclusion_writer=None if rejects is None else JsonlWriter(
+                    str(rejects), output_filename=f"${{rank}}_{i}.jsonl.gz", compression="gzip"))
+            for i, (path, paths_file) in enumerate(zip(source.paths, listed, strict=True))]
 
 
 def sample_input_files(source: ParquetInput | JsonlInput, share: float, seed: int, out_dir: Path) -> list[str]:
