@@ -150,3 +150,20 @@ def test_config_threshold_forms_and_unused_sections() -> None:
 
 def test_registry_lists_every_family() -> None:
     assert {"tfidf_logreg", "fasttext", "embedding", "finetune", "cascade"} <= set(registry.names("classifier"))
+
+
+def test_finetune_can_keep_the_word_embeddings_fixed(german_texts, tiny_bert_dir) -> None:
+    import torch
+
+    from definemed.corpus.encoders import FinetuneClassifier
+
+    section = {**_configs(tiny_bert_dir)["finetune"]["finetune"], "freeze_embeddings": True}
+    texts, labels = _data(german_texts)
+    torch.manual_seed(0)
+    model = FinetuneClassifier(ClassifierConfig(kind="finetune", finetune=section).finetune)
+    model._load_pretrained(section["encoder"])
+    before = model.model.get_input_embeddings().weight.detach().clone()
+    first_layer = next(p for n, p in model.model.named_parameters() if "encoder" in n).detach().clone()
+    model.fit(texts, labels)
+    assert torch.equal(model.model.get_input_embeddings().weight, before)
+    assert not torch.equal(next(p for n, p in model.model.named_parameters() if "encoder" in n), first_layer)
