@@ -153,7 +153,7 @@ def build_tokenizer(parsed: dict[str, Any]) -> Any:
     return XLMRobertaTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, sep_token=eos,
                                    cls_token=bos, unk_token=parsed["pieces"][sp["unk"]],
                                    pad_token=parsed["pieces"][sp["pad"]], mask_token="<mask>",
-                                   model_max_length=parsed["config"]["max_position_embeddings"] - 2)
+                                   model_max_length=parsed["config"]["max_position_embeddings"])
 
 
 def save_checkpoint(model_file: Path, target: Path) -> None:
