@@ -244,3 +244,26 @@ def test_a_retrained_classifier_reclassifies_an_interrupted_attempt(tmp_path: Pa
     result, _ = _run(cfg)
     assert kept() and all("general-" in i for i in kept())
     assert result.metrics["docs_kept"] == len(kept())
+
+
+def test_single_pass_labels_the_sample_and_classifies_everything(tmp_path: Path, corpus_inputs: dict,
+                                                                 make_config: Any, german_texts: dict) -> None:
+    """The paper config's mode: the labeller sees only the sample pipeline's survivors (two of four files); one
+    pass classifies the whole input, and the kept profile still reads the labeller's subdomains."""
+    from tests.corpus.conftest import _document, fineweb2_row, write_parquet
+
+    rows = [fineweb2_row(f"<urn:uuid:{kind}-{i:02d}>", _document(german_texts[kind], seed=i))
+            for kind in ("medical", "general") for i in range(14)]
+    for k in range(4):
+        write_parquet(rows[k::4], tmp_path / "four" / f"{k:03d}_00000.parquet")
+    inputs = {**corpus_inputs, "shards": tmp_path / "four"}
+    with FakeOpenAIServer(FlakyResponder()) as server:
+        cfg = make_config(inputs, labels=None, single_pass={"sample_files": 0.5},
+                          labelling={"labeller": _openai(server), "max_failure_share": 0.2})
+        result, stage_dir = _run(cfg)
+    m = result.metrics
+    assert len((stage_dir / "sample" / "paths_0.txt").read_text().split()) == 2
+    assert m["single_pass"]["sample_docs_in"] == 14 and m["docs_in"] == 28
+    assert m["labelling"]["counts"]["total"] == 14  # the sample survivors only, not the 28 documents
+    assert m["docs_in"] == m["docs_kept"] + sum(m["dropped"].values())
+    assert m["subdomains"].get("clinical", 0) >= 1 and m["tokens_in_estimated"]
