@@ -87,3 +87,24 @@ def test_ray_executor_without_ray_names_the_package(tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError, match=r"pip install 'ray\[default\]'"):
         build_ray(RayExecutorConfig(kind="ray", tasks=2), [], str(tmp_path / "logs"), "job")
+
+
+def test_sample_input_files_is_seeded_relative_and_never_empty(tmp_path: Path) -> None:
+    from definemed.config import ParquetInput
+    from definemed.corpus.readers import sample_input_files
+
+    (tmp_path / "in").mkdir()
+    for k in range(10):
+        (tmp_path / "in" / f"{k:03d}.parquet").write_bytes(b"")
+    (tmp_path / "in" / "notes.txt").write_text("not an input file")
+    source = ParquetInput(paths=[str(tmp_path / "in")])
+    first = sample_input_files(source, 0.3, seed=1, out_dir=tmp_path / "a")
+    names = Path(first[0]).read_text().split()
+    assert len(names) == 3 and all(not n.startswith("/") and n.endswith(".parquet") for n in names)
+    assert Path(sample_input_files(source, 0.3, seed=1, out_dir=tmp_path / "b")[0]).read_text().split() == names
+    assert len(Path(sample_input_files(source, 0.01, seed=1, out_dir=tmp_path / "c")[0]).read_text().split()) == 1
+    picks = {tuple(Path(sample_input_files(source, 0.3, seed=s, out_dir=tmp_path / f"s{s}")[0]).read_text().split())
+             for s in range(5)}
+    assert len(picks) > 1  # the seed matters
+    with pytest.raises(RuntimeError, match=r"corpus.input.paths\[0\]: no files matching"):
+        sample_input_files(ParquetInput(paths=[str(tmp_path / "in")], glob="*.none"), 0.5, 0, tmp_path / "d")

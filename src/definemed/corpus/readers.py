@@ -258,7 +258,8 @@ def sample_input_files(source: ParquetInput | JsonlInput, share: float, seed: in
         files = sorted(get_datafolder(path).list_files(glob_pattern=source.glob, recursive=True))
         if not files:
             raise RuntimeError(f"corpus.input.paths[{i}]: no files matching {source.glob!r} in {path}")
-        picked = sorted(random.Random(f"{seed}:{path}").sample(files, max(1, round(share * len(files)))))
+        # seeded by position, not by path: the same files wherever the input is mounted
+        picked = sorted(random.Random(f"{seed}:{i}").sample(files, max(1, round(share * len(files)))))
         target = out_dir / f"paths_{i}.txt"
         target.write_text("".join(f"{name}\n" for name in picked), encoding="utf-8")
         listed.append(str(target))
