@@ -252,6 +252,9 @@ class FinetuneClassifier:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from definemed.models import resolve
+
+        source = resolve(str(source))  # a bundled id (e5-small) works offline; folders pass through
         self.tokenizer = AutoTokenizer.from_pretrained(source)
         if self.tokenizer.pad_token is None:
             raise ValueError(f"the tokenizer of {source} has no pad token; batching needs one")
@@ -277,10 +280,8 @@ class FinetuneClassifier:
         from transformers import DataCollatorWithPadding, Trainer, set_seed
 
         check_training_data(texts, labels)
-        from definemed.models import resolve
-
         set_seed(self.seed)  # the classification head is initialised in from_pretrained
-        self._load_pretrained(resolve(self.params.encoder))  # a bundled id (e5-small) works offline
+        self._load_pretrained(self.params.encoder)
         if self.params.freeze_embeddings:
             self.model.get_input_embeddings().weight.requires_grad_(False)
         enc = self.tokenizer(texts, truncation=True, max_length=self.params.max_length)
