@@ -209,14 +209,18 @@ def _profile(counter: Counter) -> dict[str, Any]:
             "length_hist": picked(LENGTH_BIN), "subdomains": picked(SUBDOMAIN)}
 
 
+def _docs_in(readers: Counter) -> int:
+    """Documents with text the readers found: those they passed on and those they dropped (INPUT_DROP_REASONS)."""
+    return int(readers["documents"]) + sum(int(readers[reason]) for reason in INPUT_DROP_REASONS)
+
+
 def _input_row(readers: Counter) -> dict[str, Any] | None:
     """The readers' document drops as a step row (None when there were none): it comes before the filters."""
     reasons = {reason: int(readers[reason]) for reason in INPUT_DROP_REASONS if readers[reason]}
     if not reasons:
         return None
-    dropped = sum(reasons.values())
-    return {"step": INPUT_STEP, "in": int(readers["documents"]) + dropped, "kept": int(readers["documents"]),
-            "dropped": dropped, "reasons": reasons}
+    return {"step": INPUT_STEP, "in": _docs_in(readers), "kept": int(readers["documents"]),
+            "dropped": sum(reasons.values()), "reasons": reasons}
 
 
 def collect(pipelines: list[Pipeline], logs_root: Path) -> dict[str, Any]:
@@ -252,7 +256,7 @@ def collect(pipelines: list[Pipeline], logs_root: Path) -> dict[str, Any]:
     by_reason: Counter = Counter()
     for row in rows:
         by_reason.update(row["reasons"])
-    docs_in, kept = int(readers["documents"]) + (input_row["dropped"] if input_row else 0), profiles["kept"]
+    docs_in, kept = _docs_in(readers), profiles["kept"]
     return {
         "docs_in": docs_in, "docs_kept": kept["docs"], "dropped": dropped,
         "dropped_by_reason": dict(sorted(by_reason.items())),
@@ -281,8 +285,7 @@ def sample_counts(pipeline: Pipeline, logs_root: Path) -> dict[str, int]:
             tokens += counter
         elif kind == "filter":
             survivors = int(counter["forwarded"])
-    dropped = sum(int(readers[reason]) for reason in INPUT_DROP_REASONS)
-    return {"input_files": int(readers["input_files"]), "docs_in": int(readers["documents"]) + dropped,
+    return {"input_files": int(readers["input_files"]), "docs_in": _docs_in(readers),
             "tokens_in": int(tokens["tokens"]), "survivors": survivors,
             "corrupt_files": int(readers["corrupt_files"]), "missing_text": int(readers["missing_text"])}
 
