@@ -151,7 +151,6 @@ def fineweb2_config(cfg: Any, shard: Path) -> Any:
     """The demo config as configs/paper-qwen2.5-7b.yaml sets the corpus up for FineWeb2: FineWeb2's own language
     labels (score >= 0.65), its quality filtering trusted (heuristics off), one pass; input: the benchmark shard."""
     corpus = cfg.corpus.model_copy(update={
-        "input": cfg.corpus.input.model_copy(update={"paths": [str(shard)]}),
         "language": cfg.corpus.language.model_copy(update={"backend": "fineweb", "min_fineweb_language_score": 0.65}),
         "quality": cfg.corpus.quality.model_copy(update={"gopher_repetition": None, "gopher_quality": None,
                                                          "fineweb_quality": None})})
