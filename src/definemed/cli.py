@@ -143,12 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     from definemed.registry import load_plugins
 
     load_plugins()
-    from definemed.pipeline import PipelineError
-    from definemed.yamlio import ConfigError
+    from definemed.errors import DefinemedError
 
     try:
         return handler(args)
-    except (ConfigError, PipelineError) as exc:
+    except DefinemedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

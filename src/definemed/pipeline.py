@@ -32,6 +32,7 @@ from definemed.artifacts import (
     write_json,
 )
 from definemed.config import STAGE_MODELS, CorpusConfig, DefinemedConfig, stable_hash
+from definemed.errors import DefinemedError
 
 logger = logging.getLogger("definemed")
 
@@ -50,7 +51,7 @@ RESUMABLE = {"corpus", "cpt", "evaluate"}
 ATTEMPT = ".attempt.json"
 
 
-class PipelineError(RuntimeError):
+class PipelineError(DefinemedError, RuntimeError):
     pass
 
 

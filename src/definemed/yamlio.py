@@ -12,8 +12,10 @@ from typing import Any
 
 import yaml
 
+from definemed.errors import DefinemedError
 
-class ConfigError(ValueError):
+
+class ConfigError(DefinemedError, ValueError):
     """A configuration problem, with the file and (where known) the line and field path."""
 
 

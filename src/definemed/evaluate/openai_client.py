@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from definemed.errors import DefinemedError
+
 logger = logging.getLogger("definemed")
 
 T = TypeVar("T")
@@ -29,7 +31,7 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 MAX_RETRY_AFTER_S = 60.0
 
 
-class EndpointSetupError(RuntimeError):
+class EndpointSetupError(DefinemedError, RuntimeError):
     """The endpoint refused the setup (bad key, unknown model or URL): retrying cannot help."""
 
 

@@ -11,8 +11,10 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from definemed.errors import DefinemedError
 
-class MergeCompatibilityError(ValueError):
+
+class MergeCompatibilityError(DefinemedError, ValueError):
     """The two models cannot be merged; the message names what differs."""
 
 

@@ -25,6 +25,7 @@ from definemed.corpus.labelling.cache import JSON_REPLY
 from definemed.corpus.labelling.prompts import load_template, render
 from definemed.corpus.labelling.schema import Document, LabelResult, json_schema, parse_reply
 from definemed.corpus.labelling.settings import OpenAILabellerSettings
+from definemed.errors import DefinemedError
 
 logger = logging.getLogger("definemed")
 
@@ -32,7 +33,7 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 T = TypeVar("T")
 
 
-class LabellingSetupError(RuntimeError):
+class LabellingSetupError(DefinemedError, RuntimeError):
     """The endpoint cannot work at all (missing key, refused key, unknown model or URL)."""
 
 

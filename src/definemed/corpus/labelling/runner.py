@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from definemed.artifacts import write_json, write_jsonl
 from definemed.corpus.labelling.cache import CACHE_FILE, LabelCache, cache_key
 from definemed.corpus.labelling.schema import ANSWERED, STATUSES, Document, LabelResult
+from definemed.errors import DefinemedError
 
 logger = logging.getLogger("definemed")
 
@@ -43,7 +44,7 @@ class Labeller(Protocol):
                    on_result: Callable[[LabelResult], None] | None = None) -> list[LabelResult]: ...
 
 
-class FailureBudgetExceeded(RuntimeError):
+class FailureBudgetExceeded(DefinemedError, RuntimeError):
     """Too many documents without valid labels; `counts` holds the outcome counts."""
 
     def __init__(self, message: str, counts: dict[str, Any]) -> None:
