@@ -1,5 +1,8 @@
 """A reusable fake OpenAI-compatible chat server for offline tests (real HTTP on 127.0.0.1, ephemeral port).
 
+It stands in where a real server cannot produce a behaviour on demand (429 and 500 storms, Retry-After, slow
+replies, proxy error pages); `tests/llm_server.py` runs the real llama-cpp-python server for everything else.
+
 Usage:
     def responder(request_json, hit_index):          # -> Reply or (status, body, headers, delay_s)
         return ok('{"medical": true, ...}')
@@ -114,9 +117,11 @@ class _Server(ThreadingHTTPServer):
 class FakeOpenAIServer:
     """Fake endpoint: POST .../chat/completions goes to the responder, GET .../models lists one model."""
 
-    def __init__(self, responder: Responder | None = None, model: str = "fake-model") -> None:
+    def __init__(self, responder: Responder | None = None, models: Sequence[str] | None = None) -> None:
         self.responder = responder or (lambda request, hit: ok("fake reply"))
-        self.model = model
+        # None: serve any name, like llama-cpp-python (it echoes the requested model); GET /models is then 404,
+        # so clients check the reply's model. A list: GET /models lists exactly these.
+        self.models = list(models) if models is not None else None
         self.requests: list[RecordedRequest] = []
         self.responder_errors: list[str] = []
         self.in_flight = 0
@@ -199,8 +204,9 @@ class FakeOpenAIServer:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server naming
                 server._record("GET", self.path, self.headers, None)
-                if self.path.rstrip("/").endswith("/models"):
-                    self._send(Reply(200, {"object": "list", "data": [{"id": server.model, "object": "model"}]}))
+                if self.path.rstrip("/").endswith("/models") and server.models is not None:
+                    self._send(Reply(200, {"object": "list", "data": [{"id": m, "object": "model"}
+                                                                      for m in server.models]}))
                 else:
                     self._send(fail(404, f"no route {self.path}"))
 
@@ -217,6 +223,10 @@ class FakeOpenAIServer:
                 try:
                     reply = (server._answer(body, hit) if isinstance(body, dict)
                              else fail(400, "request body is not a JSON object"))
+                    if (isinstance(reply.body, dict) and reply.body.get("model") == "fake-model"
+                            and isinstance(body, dict) and body.get("model")):
+                        reply = Reply(reply.status, {**reply.body, "model": body["model"]}, reply.headers,
+                                      reply.delay_s)  # echo the requested name, as llama-cpp-python does
                     if reply.delay_s:
                         server._stopping.wait(reply.delay_s)
                     self._send(reply)

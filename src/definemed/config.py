@@ -165,17 +165,27 @@ class OpenAILabellerSettings(_NamedLabeller):
     base_url: str | None = Field(None, description="None: api.openai.com; local servers need no key")
     api_key_env: str = "OPENAI_API_KEY"
     template: str = Field("label_medical_de.md", description="file under assets/prompts/ or a path")
-    json_schema: bool = Field(False, description="send response_format=json_schema (vLLM, OpenAI support it)")
+    structured_output: Literal["auto", "json_schema", "json_object", "plain"] = Field(
+        "auto", description="auto: negotiated once per endpoint (json_schema, then json_object + schema, then "
+        "plain strict parsing); or force one")
+    method: Literal["generate", "logprob"] = Field(
+        "generate", description="generate: a JSON reply; logprob: P(positive) from one token's log-probabilities "
+        "(medical and p_medical only, like the hf labeller)")
+    positive: str = Field("ja", description="logprob: answer word meaning 'medical'")
+    negative: str = Field("nein", description="logprob: answer word meaning 'not medical'")
+    threshold: float = Field(0.5, gt=0, lt=1, description="logprob: medical when P(positive) >= threshold")
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(96, ge=1)
     seed: int | None = None
     max_doc_chars: int = Field(6000, ge=100, description="documents are cut to this many characters")
-    concurrency: int = Field(8, ge=1, description="requests in flight at once")
+    concurrency: int = Field(8, ge=1, description="most requests in flight; the client starts at 1 and grows "
+                             "only while throughput grows")
     max_retries: int = Field(4, ge=0, description="retries after timeouts, 429 and 5xx (not other 4xx)")
     backoff_s: float = Field(1.0, ge=0, description="first retry waits this long, then doubles")
     max_backoff_s: float = Field(60.0, ge=0, description="upper bound of one wait, Retry-After included")
     jitter: float = Field(0.25, ge=0, le=1, description="each wait is stretched by up to this fraction")
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(30.0, gt=0, description="fixed part of a request's time-out")
+    timeout_per_token_s: float = Field(0.25, ge=0, description="added to the time-out per requested output token")
 
     def default_name(self) -> str:
         return f"openai:{self.model}"
@@ -851,10 +861,11 @@ class OpenAIGenerationConfig(_DecodingConfig):
     model: str = "{name}"
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = Field(8, ge=1)
+    concurrency: int = Field(8, ge=1, description="most requests in flight (adaptive, starting at 1)")
     max_retries: int = Field(3, ge=0)
     backoff_s: float = Field(1.0, ge=0, description="first retry waits this long, then doubles (with jitter)")
-    timeout_s: float = Field(120, gt=0)
+    timeout_s: float = Field(30, gt=0, description="fixed part of a request's time-out")
+    timeout_per_token_s: float = Field(0.25, ge=0, description="added to the time-out per max_new_tokens")
     seed: bool = Field(True, description="send the run seed (servers that support it sample reproducibly)")
 
 
@@ -888,11 +899,19 @@ class OpenAIJudgeConfig(Strict):
     api_key_env: str = "OPENAI_API_KEY"
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(512, ge=1)
-    concurrency: int = Field(8, ge=1)
+    method: Literal["generate", "logprob"] = Field(
+        "generate", description="generate: reasoning then 'Urteil: [[A]]', parsed strictly; logprob: the "
+        "probabilities of A / B / C (tie) as the one output token")
+    tie_margin: float = Field(0.0, ge=0, description="logprob: |P(A) - P(B)| below this is a tie too")
+    concurrency: int = Field(8, ge=1, description="most requests in flight (adaptive, starting at 1)")
     max_retries: int = Field(3, ge=0)
     backoff_s: float = Field(1.0, ge=0, description="first retry waits this long, then doubles (with jitter)")
-    timeout_s: float = Field(60, gt=0)
-    parse_retries: int = Field(1, ge=0, description="ask again when a reply holds no valid verdict")
+    timeout_s: float = Field(30, gt=0, description="fixed part of a request's time-out")
+    timeout_per_token_s: float = Field(0.25, ge=0, description="added to the time-out per requested token")
+    parse_retries: int = Field(1, ge=0, description="ask again when a reply holds no valid verdict (only when "
+                               "temperature > 0: at 0 the same request gives the same reply)")
+    max_invalid_share: float = Field(0.1, ge=0, le=1, description="the stage fails when more comparisons than "
+                                     "this share are invalid (failed requests or unparseable replies)")
     template: str = "judge_pairwise_de.md"
 
 

@@ -66,6 +66,7 @@ class FlakyResponder:
 
 def _openai(server: FakeOpenAIServer, **extra: Any) -> dict[str, Any]:
     return {"kind": "openai", "model": "fake-labeller", "base_url": server.base_url, "concurrency": 1,
+            "structured_output": "plain",
             "max_retries": 2, "backoff_s": 0.01, "max_backoff_s": 0.5, "timeout_s": 10, **extra}
 
 

@@ -112,12 +112,23 @@ def test_failure_budget(tmp_path: Path) -> None:
         with pytest.raises(FailureBudgetExceeded) as info:
             label_documents(docs, OpenAILabeller(make_settings(server)), tmp_path, max_failure_share=0.05)
         message = str(info.value)
-        assert "3 of 10 documents" in message and "30.0% > max_failure_share 5.0%" in message
-        assert "ok=7" in message and "invalid_json=2" in message and "http_error=1" in message
-        assert info.value.counts["failed"] == 3
+        # 5 % of 10 documents allows none: the batch stops at the first failure instead of asking the rest
+        assert "stopped early after" in message and "> max_failure_share 5.0%" in message
+        assert "reparse()" in message or "asked again on a rerun" in message
+        first_hits = server.hits
+        assert first_hits < 10 and info.value.counts["failed"] == 1
         assert not (tmp_path / "labels.jsonl").exists()
         report = json.loads((tmp_path / "labelling_report.json").read_text())
-        assert report["within_budget"] is False and report["errors"]["http_error"][0]["id"] == "gone-0"
+        assert report["within_budget"] is False and report["complete"] is False
+
+        with pytest.raises(FailureBudgetExceeded) as info:  # the whole batch, over budget at the end
+            label_documents(docs, OpenAILabeller(make_settings(server)), tmp_path, max_failure_share=0.2)
+        message = str(info.value)
+        assert "3 of 10 documents" in message and "30.0% > max_failure_share 20.0%" in message
+        assert "ok=7" in message and "invalid_json=2" in message and "http_error=1" in message
+        assert "the 1 failed requests are not cached and are asked again on a rerun" in message
+        report = json.loads((tmp_path / "labelling_report.json").read_text())
+        assert report["errors"]["http_error"][0]["id"] == "gone-0"
 
         run = label_documents(docs, OpenAILabeller(make_settings(server)), tmp_path, max_failure_share=0.3)
     assert run.counts["cached"] == 9  # the 400 is not cached: asked again
@@ -130,7 +141,8 @@ from definemed.corpus.labelling.openai_backend import OpenAILabeller
 from definemed.corpus.labelling.runner import label_documents
 from definemed.corpus.labelling.schema import Document
 from definemed.corpus.labelling.settings import OpenAILabellerSettings
-settings = OpenAILabellerSettings(model="label-model", base_url=sys.argv[1], api_key_env="{env}", concurrency=2)
+settings = OpenAILabellerSettings(model="label-model", base_url=sys.argv[1], api_key_env="{env}", concurrency=2,
+                                  structured_output="plain")
 docs = [Document(id=f"k-{{i}}", text=f"Dokument <<kill>> {{i}}") for i in range(30)]
 label_documents(docs, OpenAILabeller(settings), sys.argv[2])
 """

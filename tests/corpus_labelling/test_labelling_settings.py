@@ -58,7 +58,7 @@ def test_fake_server_scripts_records_and_reports_responder_errors() -> None:
             raise KeyError("boom")
         return (503, "plain text", {"Retry-After": "1"}) if hit == 0 else ok(f"hit {hit}")
 
-    with FakeOpenAIServer(responder) as server:
+    with FakeOpenAIServer(responder, models=["fake-model"]) as server:
         url = server.base_url + "/chat/completions"
         assert post(url, {"messages": []}) == (503, b"plain text")
         status, body = post(url, {"messages": []})

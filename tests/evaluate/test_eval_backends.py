@@ -10,8 +10,8 @@ import pytest
 
 from definemed.config import HfJudgeConfig, OpenAIGenerationConfig, VllmGenerationConfig
 from definemed.evaluate.generate_backends import OpenAIGenerator, VllmGenerator
-from definemed.evaluate.openai_client import RequestFailed
 from definemed.evaluate.verdicts import JudgeItem
+from definemed.llm import FailureBudgetExceeded
 from tests.openai_fake import FakeOpenAIServer, ScriptedResponder, fail, ok
 
 SCRIPT = {
@@ -34,10 +34,11 @@ def test_openai_generation_tokens_limit_and_retries() -> None:
     with FakeOpenAIServer(ScriptedResponder(SCRIPT)) as server:
         gen = generator(server)
         out = gen.generate(["Frage <<short>>", "Frage <<cut>>", "Frage <<flaky>>"])
-        bodies = [r.body for r in server.requests]
+        bodies = [r.body for r in server.requests if r.method == "POST"]
     assert [(g.text, g.n_tokens, g.hit_limit) for g in out] == [
         ("Kurz.", 3, False), ("Eine sehr lange Antwort", 8, True), ("Geht doch.", 4, False)]
     assert gen.requests == server.hits == 5  # two failures of <<flaky>> retried
+    assert [g.requests for g in out] == [1, 1, 3] and [g.completion_tokens for g in out] == [3, 8, 4]
     body = bodies[0]
     assert body["model"] == "served-cpt" and body["max_tokens"] == 8 and body["seed"] == 7
     assert body["messages"][0] == {"role": "system", "content": "Antworte auf Deutsch."}
@@ -46,7 +47,7 @@ def test_openai_generation_tokens_limit_and_retries() -> None:
 
 def test_openai_generation_fails_loudly_after_retries() -> None:
     with FakeOpenAIServer(ScriptedResponder(SCRIPT)) as server:
-        with pytest.raises(RequestFailed, match="InternalServerError"):
+        with pytest.raises(FailureBudgetExceeded, match="evaluate.generation .served-cpt.: 1 of 2 failed.*server_error=1"):
             generator(server, max_retries=1).generate(["Frage <<short>>", "Frage <<down>>"])
         assert server.responder.hits["<<down>>"] == 2  # type: ignore[attr-defined]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,7 +45,8 @@ def item(marker: str, other: str = "Eine andere Antwort {answer_b}") -> JudgeIte
 def make_judge(server: FakeOpenAIServer, workdir: Path, **overrides: object) -> OpenAIJudge:
     settings: dict[str, object] = {
         "model": "judge-model", "base_url": server.base_url, "api_key_env": "DEFINEMED_TEST_JUDGE_KEY",
-        "concurrency": 4, "max_retries": 2, "backoff_s": 0.01, "timeout_s": 0.5, "parse_retries": 1}
+        "concurrency": 4, "max_retries": 2, "backoff_s": 0.01, "timeout_s": 0.5, "timeout_per_token_s": 0,
+        "parse_retries": 1, "temperature": 0.5, "max_invalid_share": 1.0}
     cfg = OpenAIJudgeConfig.model_validate({"kind": "openai", **settings, **overrides})
     return OpenAIJudge(cfg, workdir)
 
@@ -65,10 +65,12 @@ def test_bad_replies_and_failures_are_retried_then_invalid(server: FakeOpenAISer
 
     assert [v.winner for v in verdicts] == ["A", "tie", "invalid", "invalid", "invalid", "B", "B", "A",
                                             "invalid", "invalid"]
-    assert "InternalServerError" in verdicts[8].error and "Timeout" in verdicts[9].error
+    assert verdicts[8].error.startswith("server_error") and verdicts[9].error.startswith("timeout")
+    assert [v.cause for v in verdicts[2:5]] == ["unparsed"] * 3 and verdicts[9].cause == "timeout"
+    assert verdicts[5].requests == 2 and verdicts[9].requests == 3  # every attempt is counted
     assert all(v.error is None for v in verdicts[:8])
     assert verdicts[2].raw == "Ich kann das nicht beurteilen."  # raw replies are kept
-    # unparseable replies are asked once more; transport failures 1 + max_retries times
+    # unparseable replies are asked once more (temperature > 0); transport failures 1 + max_retries times
     assert hits(server) == {"valid_a": 1, "valid_c": 1, "garbage": 2, "empty": 2, "bad_letter": 2,
                             "garbage_then_b": 2, "flaky500": 2, "ratelimit": 2, "down": 3, "slow": 3}
     assert judge.requests == server.hits == 20
@@ -91,12 +93,18 @@ def test_bad_replies_and_failures_are_retried_then_invalid(server: FakeOpenAISer
 
 def test_requests_run_concurrently_up_to_the_limit(server: FakeOpenAIServer, tmp_path: Path) -> None:
     judge = make_judge(server, tmp_path, concurrency=4, timeout_s=5)
-    t0 = time.perf_counter()
-    verdicts = judge.judge_batch([item("paced", other=f"Antwort {i}") for i in range(12)])
-    elapsed = time.perf_counter() - t0
-    assert [v.winner for v in verdicts] == ["B"] * 12
-    assert 1 < server.max_in_flight <= 4
-    assert elapsed < 12 * 0.2 * 0.75  # sequential would take 2.4 s
+    verdicts = judge.judge_batch([item("paced", other=f"Antwort {i}") for i in range(24)])
+    assert [v.winner for v in verdicts] == ["B"] * 24
+    # the limit starts at 1 and grows while throughput grows (this fake serves requests in parallel)
+    assert 1 < server.max_in_flight <= 4 and judge.stats["capacity"]["peak_limit"] == server.max_in_flight
+
+
+def test_at_temperature_zero_an_unparseable_reply_is_not_asked_again(server: FakeOpenAIServer,
+                                                                     tmp_path: Path) -> None:
+    judge = make_judge(server, tmp_path, temperature=0.0)
+    verdicts = judge.judge_batch([item("garbage_then_b")])
+    assert verdicts[0].winner == "invalid" and verdicts[0].cause == "unparsed" and hits(server) == {
+        "garbage_then_b": 1}  # the same request would get the same reply: no second, paid attempt
 
 
 def test_cache_key_covers_order_template_and_decoding(server: FakeOpenAIServer, tmp_path: Path) -> None:
@@ -140,6 +148,6 @@ def test_remote_endpoint_without_key_fails_naming_the_variable(tmp_path: Path,
 
 def test_refused_key_aborts(server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEFINEMED_TEST_JUDGE_KEY", SECRET)
-    with pytest.raises(RuntimeError, match="AuthenticationError"):
+    with pytest.raises(RuntimeError, match="HTTP 401: the key in DEFINEMED_TEST_JUDGE_KEY was refused"):
         make_judge(server, tmp_path).judge_batch([item("auth")])
     assert hits(server) == {"auth": 1}

@@ -26,6 +26,11 @@ class Generation:
     n_tokens: int
     hit_limit: bool
     seconds: float  # the batch's wall time divided by its size
+    error: str | None = None  # HTTP backends: why no answer came back
+    cause: str | None = None
+    requests: int = 0  # HTTP backends: requests sent for this answer (every attempt)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 def count_generated(tokens: Sequence[int], eos_ids: set[int], max_new_tokens: int) -> tuple[int, bool]:

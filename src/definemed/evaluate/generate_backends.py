@@ -14,15 +14,7 @@ from typing import Any
 
 from definemed.config import OpenAIGenerationConfig, VllmGenerationConfig
 from definemed.evaluate.generate import Generation
-from definemed.evaluate.openai_client import (
-    RetryPolicy,
-    api_key,
-    async_client,
-    call_with_retries,
-    chat_completion,
-    gather_bounded,
-    run_sync,
-)
+from definemed.llm import Endpoint, FailureBudget, LLMClient, SendPolicy, run_sync
 
 logger = logging.getLogger("definemed")
 
@@ -37,52 +29,58 @@ def chat_messages(prompt: str, system_prompt: str | None) -> list[dict[str, str]
 
 
 class OpenAIGenerator:
-    """Answers from an OpenAI-compatible chat endpoint, `concurrency` requests in flight, retried with back-off.
+    """Answers from an OpenAI-compatible chat endpoint through `definemed.llm.LLMClient` (probe, adaptive
+    concurrency, retries, time-outs scaled by `max_new_tokens`, per-attempt accounting).
 
     `cfg.model` is the served model name; `{name}` stands for the evaluate.models name, `{path}` for its
-    resolved checkpoint or hub id. A request that fails after every retry fails the model's generation (a
-    missing answer would silently shrink the comparison); finished models are kept for a resumed stage.
+    resolved checkpoint or hub id. A request that fails after every retry fails the model's generation at once
+    (a missing answer would silently shrink the comparison); finished models are kept for a resumed stage.
     """
 
     def __init__(self, model_path: str, cfg: OpenAIGenerationConfig, seed: int = 0, dtype: str = "auto",
                  revision: str | None = None, name: str | None = None) -> None:
         self.cfg, self.seed = cfg, seed
         self.model = cfg.model.replace("{name}", name or model_path).replace("{path}", model_path)
-        self.key = api_key(cfg.api_key_env, cfg.base_url, "openai generation")
-        self.policy = RetryPolicy(cfg.max_retries, cfg.backoff_s)
+        self.endpoint = Endpoint("evaluate.generation", self.model, cfg.base_url, cfg.api_key_env)
+        self.endpoint.api_key()  # an unset key for a remote endpoint fails here, before any work
+        self.policy = SendPolicy(max_concurrency=cfg.concurrency, max_retries=cfg.max_retries,
+                                 backoff_s=cfg.backoff_s, timeout_s=cfg.timeout_s,
+                                 timeout_per_token_s=cfg.timeout_per_token_s)
+        self.stats: dict[str, Any] = {}
         self.requests = 0  # HTTP requests sent, retries included
 
-    def _count(self) -> None:
-        self.requests += 1
-
-    async def _one(self, client: Any, prompt: str) -> Generation:
+    async def _one(self, llm: LLMClient, prompt: str) -> Generation:
         c = self.cfg
         body: dict[str, Any] = {"model": self.model, "messages": chat_messages(prompt, c.system_prompt),
                                 "max_tokens": c.max_new_tokens, "temperature": c.temperature, "top_p": c.top_p}
         if c.seed:
             body["seed"] = self.seed
         t0 = time.perf_counter()
-        reply = await call_with_retries(lambda: chat_completion(client, body), self.policy,
-                                        f"generation request ({self.model})", self._count)
-        choice = reply["choices"][0]
-        text = ((choice.get("message") or {}).get("content") or "").strip()
-        tokens = (reply.get("usage") or {}).get("completion_tokens")
+        outcome = await llm.send(body)
+        reply = outcome.reply
+        if reply is None:
+            return Generation(text="", n_tokens=0, hit_limit=False, seconds=round(time.perf_counter() - t0, 3),
+                              error=f"{outcome.cause}: {outcome.error}", cause=outcome.cause,
+                              requests=outcome.requests)
+        text = reply.text.strip()
         # No usage in the reply: a word count is the best stand-in.
-        n_tokens = int(tokens) if tokens is not None else len(text.split())
-        return Generation(text=text, n_tokens=n_tokens, hit_limit=choice.get("finish_reason") == "length",
-                          seconds=round(time.perf_counter() - t0, 3))
+        n_tokens = reply.completion_tokens or len(text.split())
+        return Generation(text=text, n_tokens=n_tokens, hit_limit=reply.cut, seconds=round(time.perf_counter() - t0, 3),
+                          requests=outcome.requests, prompt_tokens=outcome.prompt_tokens,
+                          completion_tokens=outcome.completion_tokens)
 
     async def _generate(self, prompts: list[str], desc: str) -> list[Generation]:
         from tqdm.auto import tqdm
 
-        client = async_client(self.cfg.base_url, self.key, self.cfg.timeout_s)
-        bar = tqdm(total=len(prompts), desc=desc, unit="answer")
-        try:
-            jobs = [lambda p=p: self._one(client, p) for p in prompts]
-            return await gather_bounded(jobs, self.cfg.concurrency, progress=lambda: bar.update(1))
-        finally:
-            bar.close()
-            await client.close()
+        budget = FailureBudget(f"evaluate.generation ({self.model})", len(prompts), 0.0)
+        async with LLMClient(self.endpoint, self.policy) as llm:
+            with tqdm(total=len(prompts), desc=desc, unit="answer", disable=None) as bar:
+                try:
+                    return await llm.map(prompts, lambda p: self._one(llm, p), budget=budget,
+                                         cause_of=lambda g: g.cause, on_result=lambda _: bar.update(1))
+                finally:
+                    self.stats = llm.stats.as_dict() | {"capacity": llm.limiter.stats()}
+                    self.requests = llm.stats.requests
 
     def generate(self, prompts: list[str], desc: str = "generate") -> list[Generation]:
         """Answers in input order."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from definemed.evaluate import judge_stats, pairwise
 from definemed.evaluate.lm_tasks import task_files
 from definemed.evaluate.mcq import evaluate_mcq
 from definemed.evaluate.resolve import ModelRef, resolve_models
+from definemed.llm.errors import FailureBudgetExceeded
 
 logger = logging.getLogger("definemed")
 
@@ -59,15 +61,24 @@ def generate_answers(cfg: DefinemedConfig, model: ModelRef, prompts: list[dict[s
         generator.close()
     rows = [{"prompt_id": p["id"], "model": model.name, "category": p["category"], "prompt": p["prompt"],
              "reference": p["reference"], "answer": g.text, "n_tokens": g.n_tokens, "hit_limit": g.hit_limit,
-             "seconds": g.seconds} for p, g in zip(prompts, outputs, strict=True)]
+             "seconds": g.seconds, "requests": g.requests, "prompt_tokens": g.prompt_tokens,
+             "completion_tokens": g.completion_tokens} for p, g in zip(prompts, outputs, strict=True)]
     write_jsonl(out_dir / f"{model.name}.jsonl", rows)
-    return generation_metrics(rows) | {"seconds": round(time.perf_counter() - t0, 2)}
+    endpoint = getattr(generator, "stats", None)
+    return generation_metrics(rows) | {"seconds": round(time.perf_counter() - t0, 2)} | (
+        {"endpoint": endpoint} if endpoint else {})
 
 
 def generation_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Verbosity is `mean_tokens_untruncated`: answers cut at max_new_tokens measure the budget, not the model."""
     n, cut = len(rows), sum(r["hit_limit"] for r in rows)
+    whole = [r["n_tokens"] for r in rows if not r["hit_limit"]]
     return {"n": n, "mean_tokens": sum(r["n_tokens"] for r in rows) / n if n else 0.0, "hit_limit": cut,
-            "hit_limit_rate": cut / n if n else 0.0}
+            "hit_limit_rate": cut / n if n else 0.0, "n_untruncated": len(whole),
+            "mean_tokens_untruncated": sum(whole) / len(whole) if whole else None,
+            "requests": sum(r.get("requests", 0) for r in rows),
+            "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in rows),
+            "completion_tokens": sum(r.get("completion_tokens", 0) for r in rows)}
 
 
 def finished_answers(path: Path, prompts: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
@@ -106,8 +117,9 @@ def judge_pairs(cfg: DefinemedConfig, stage_dir: Path, prompts: list[dict[str, A
         {"prompt_id": c.prompt_id, "category": c.category, "model_a": c.pair[0], "model_b": c.pair[1],
          "order": ("ab", "ba")[c.order], "shown_first": c.model_a, "winner": v.winner,
          "winner_model": pairwise.slot_to_model(c, v.winner), "raw": v.raw, "error": v.error,
-         "cached": v.cached}
+         "cause": v.cause, "finish_reason": v.finish_reason, "requests": v.requests, "cached": v.cached}
         for c, v in zip(comparisons, verdicts, strict=True)))
+    causes = Counter((v.cause or "invalid") for v in verdicts if v.winner == "invalid")
     summary = pairwise.summarize(pairwise.outcomes(comparisons, verdicts, lengths), cfg.evaluate.models,
                                  cfg.evaluate.baseline)
     summary["judge"] = {"kind": jcfg.kind, "model": getattr(judge, "model", None),
@@ -116,8 +128,21 @@ def judge_pairs(cfg: DefinemedConfig, stage_dir: Path, prompts: list[dict[str, A
                         # invalid because the request failed (time-outs, 5xx after retries), not the reply
                         "errors": sum(v.error is not None for v in verdicts),
                         "cached": sum(v.cached for v in verdicts), "seconds": seconds,
-                        "note": getattr(judge, "note", None)}
+                        "note": getattr(judge, "note", None), "invalid_by_cause": dict(causes.most_common()),
+                        "requests": sum(v.requests for v in verdicts if not v.cached),
+                        "prompt_tokens": sum(v.prompt_tokens for v in verdicts if not v.cached),
+                        "completion_tokens": sum(v.completion_tokens for v in verdicts if not v.cached),
+                        "endpoint": getattr(judge, "stats", None) or None}
     write_json(stage_dir / "pairwise.json", summary)
+    budget = getattr(jcfg, "max_invalid_share", None)
+    invalid = summary["judge"]["invalid_verdicts"]
+    if budget is not None and verdicts and invalid / len(verdicts) > budget:
+        detail = ", ".join(f"{c}={n}" for c, n in causes.most_common())
+        raise FailureBudgetExceeded(
+            f"evaluate.judge: {invalid} of {len(verdicts)} verdicts are invalid ({invalid / len(verdicts):.1%} > "
+            f"max_invalid_share {budget:.1%}): {detail}; each verdict with its raw reply and cause is in "
+            f"{stage_dir / 'judgments.jsonl'}", {"invalid": invalid, "total": len(verdicts),
+                                                  "by_cause": dict(causes)})
     if summary["invalid"]:
         logger.warning("[evaluate] %d of %d comparisons are invalid (see judgments.jsonl)",
                        summary["invalid"], summary["n_comparisons"])
@@ -230,7 +255,9 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     metrics["pairwise"] = {k: summary[k] for k in ("pairs", "vs_baseline", "baseline", "order_consistency")}
     metrics["judge"] = {k: judge[k] for k in ("kind", "model", "note", "n_judgments", "cached")} | {
         "invalid": summary["invalid"], "invalid_verdicts": judge["invalid_verdicts"],
-        "errors": judge["errors"]}
+        "errors": judge["errors"], "invalid_by_cause": judge["invalid_by_cause"],
+        "requests": judge["requests"], "prompt_tokens": judge["prompt_tokens"],
+        "completion_tokens": judge["completion_tokens"], "endpoint": judge["endpoint"]}
     metrics["seconds"]["judging"] = judge["seconds"]
     add_statistics(cfg, ctx.stage_dir, summary, metrics)
     outputs |= {"judgments": "judgments.jsonl", "pairwise": "pairwise.json"}

@@ -31,6 +31,11 @@ class Verdict:
     raw: str = ""
     error: str | None = None
     cached: bool = False
+    cause: str | None = None  # why invalid: a transport cause (timeout, ...), 'unparsed', 'cut' or 'unscored'
+    finish_reason: str | None = None
+    requests: int = 0  # HTTP requests sent for this verdict (every attempt)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class PairwiseJudge(Protocol):

@@ -66,8 +66,9 @@ class LabelResult(BaseModel):
     labels: DocLabels | None = None
     status: Status
     raw: str | None = None
+    finish_reason: str | None = None  # as the endpoint said ("length": cut at max_tokens)
     error: str | None = None
-    attempts: int = 0
+    attempts: int = 0  # requests sent for this document, failed attempts included
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False

@@ -1,0 +1,101 @@
+"""How many requests may be in flight: adapted to what the server can take.
+
+Many local servers (llama.cpp's, llama-cpp-python's) compute one request at a time and queue the rest; a
+queued request's wait counts against the client's time-out. So the limit starts at `start` (1) and grows by one
+only while throughput grows: after each window of completed requests at a new limit, the window's rate
+(answers per second) is compared with the rate before the step; less than `gain` times better and the limit
+steps back and stays there for a while. A time-out or 429 halves the limit (multiplicative decrease); a
+Retry-After pauses every sender, not just the request that got it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CapacityLimiter:
+    maximum: int
+    start: int = 1
+    gain: float = 1.15  # a step up must raise throughput by 15 % to stay
+    hold_windows: int = 4  # after a step back, wait this many windows before trying again
+    limit: int = field(init=False)
+    in_flight: int = field(init=False, default=0)
+    peak: int = field(init=False, default=0)
+    decreases: int = field(init=False, default=0)
+    _paused_until: float = field(init=False, default=0.0)
+    _window_start: float = field(init=False, default=0.0)
+    _window_done: int = field(init=False, default=0)
+    _rates: dict[int, float] = field(init=False, default_factory=dict)
+    _hold: int = field(init=False, default=0)
+    _cond: asyncio.Condition | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.limit = max(1, min(self.start, self.maximum))
+        self.peak = self.limit
+        self._window_start = time.monotonic()
+
+    @property
+    def cond(self) -> asyncio.Condition:
+        if self._cond is None:  # created inside the running loop
+            self._cond = asyncio.Condition()
+        return self._cond
+
+    async def acquire(self) -> None:
+        async with self.cond:
+            while True:
+                wait = self._paused_until - time.monotonic()
+                if wait > 0:
+                    self.cond.release()
+                    try:
+                        await asyncio.sleep(wait)
+                    finally:
+                        await self.cond.acquire()
+                    continue
+                if self.in_flight < self.limit:
+                    self.in_flight += 1
+                    return
+                await self.cond.wait()
+
+    async def release(self, outcome: str, retry_after: float | None = None) -> None:
+        """`outcome`: 'ok' (an answer came back), 'overload' (time-out, 429, 503) or 'other'."""
+        async with self.cond:
+            self.in_flight -= 1
+            now = time.monotonic()
+            if retry_after:
+                self._paused_until = max(self._paused_until, now + retry_after)
+            if outcome == "overload":
+                self._step(max(1, self.limit // 2), now, hold=True)
+                self.decreases += 1
+            elif outcome == "ok":
+                self._window_done += 1
+                if self._window_done >= max(2 * self.limit, 4):
+                    self._end_window(now)
+            self.cond.notify_all()
+
+    def _end_window(self, now: float) -> None:
+        rate = self._window_done / max(now - self._window_start, 1e-6)
+        below = self._rates.get(self.limit - 1)
+        self._rates[self.limit] = rate
+        if below is not None and rate < below * self.gain and self.limit > 1:
+            self._step(self.limit - 1, now, hold=True)  # growing did not pay: step back
+        elif self._hold > 0:
+            self._hold -= 1
+            self._step(self.limit, now)
+        elif self.limit < self.maximum:
+            self._step(self.limit + 1, now)
+        else:
+            self._step(self.limit, now)
+
+    def _step(self, limit: int, now: float, hold: bool = False) -> None:
+        self.limit = limit
+        self.peak = max(self.peak, limit)
+        self._window_start, self._window_done = now, 0
+        if hold:
+            self._hold = self.hold_windows
+            self._rates.pop(limit + 1, None)  # measure the step again next time
+
+    def stats(self) -> dict[str, int]:
+        return {"final_limit": self.limit, "peak_limit": self.peak, "decreases": self.decreases}
