@@ -5,7 +5,7 @@ One `openai.AsyncOpenAI` transport (its own retries off: ours are counted), one 
 - **Retries**: time-outs, connection errors, 429 and 5xx are retried with exponential back-off and jitter, never
   sooner than a Retry-After asks (which also pauses every other sender). 400/422 are final (an unsupported
   parameter does not get better by asking again); 401/403 and 404 abort with an `EndpointSetupError` that names
-  the key variable or the model.
+  the key variable or the model. A 400/422/500 that names `response_format` is an unsupported parameter: final.
 - **Time-outs scale with the requested output tokens** (`timeout_s + timeout_per_token_s * max_tokens`), and each
   time-out of the same item doubles the next one. A timed-out request is asked again only after as long as it was
   given: a server that queues requests (llama.cpp) may still be computing it, and resending at once would make
@@ -50,7 +50,8 @@ logger = logging.getLogger("definemed")
 
 T = TypeVar("T")
 R = TypeVar("R")
-TRANSPORT_CAUSES = ("timeout", "connection", "rate_limited", "server_error", "bad_request", "invalid_reply")
+TRANSPORT_CAUSES = ("timeout", "connection", "rate_limited", "server_error", "bad_request", "unsupported",
+                    "invalid_reply")
 STRUCTURED_MODES = ("json_schema", "json_object", "plain")
 
 
@@ -343,7 +344,9 @@ class LLMClient:
                                              f"check {ep.who}.base_url and {ep.who}.model "
                                              f"({self.scrub(str(exc))[:200]})") from None
                 retry_after = retry_after_seconds(exc.response.headers if exc.response is not None else None)
-                if status == 429:
+                if status in (400, 422, 500) and "response_format" in str(exc):
+                    cause, final = "unsupported", True  # a parameter the server rejects: asking again cannot help
+                elif status == 429:
                     cause, kind = "rate_limited", "overload"
                 elif status >= 500:
                     cause, kind = "server_error", ("overload" if status == 503 else "other")
