@@ -148,10 +148,9 @@ def test_generation_counts_tokens_requests_and_cut_answers(real_server: LocalSer
 # ----------------------------------------------------------------------------------------- findings 4, 5
 def test_endpoint_down_fails_in_the_probe_without_sending_documents(tmp_path: Path) -> None:
     down = LocalServer(port=free_port())  # never started: nothing listens there
-    t0 = time.monotonic()
-    with pytest.raises(EndpointSetupError, match="cannot reach .* is the server running"):
-        label_documents(docs(40), labeller(down), tmp_path)
-    assert time.monotonic() - t0 < 30  # seconds, not the 87 s of 200 requests the issue saw (generous bound)
+    with pytest.raises(EndpointSetupError, match="cannot reach .* is the server running") as err:
+        label_documents(docs(40), labeller(down), tmp_path)  # the probe fails: no document request is sent
+    assert "corpus.labelling.labeller" in str(err.value)
     assert not (tmp_path / "label_cache.jsonl").exists()
 
 

@@ -128,6 +128,10 @@ def load_split(survivors: Path, spec: FileLabels, holdout_fraction: float, seed:
         else:
             split.train_x.append(doc["text"])
             split.train_y.append(label)
+    if not split.test_x and not split.train_x:  # nothing to split: asking for a larger held-out share cannot help
+        raise RuntimeError(f"no document of {survivors} has a valid label in {spec.path} "
+                           f"({split.unlabelled} unlabelled): check the labeller's failures and raw replies "
+                           "(labelling_report.json, label_cache.jsonl) before training")
     if not split.test_x:
         raise RuntimeError(f"no labelled document of {survivors} fell into the held-out split; "
                            "raise corpus.classifier.holdout_fraction or label more documents")

@@ -85,14 +85,17 @@ def _labelling_blocks(lab: dict[str, Any] | None, vs_gold: dict[str, Any] | None
     blocks: list[Any] = [
         f"Labels: '{lab.get('chosen')}' labelled {fmt(lab.get('sample', {}).get('docs'))} filter survivors "
         f"({fmt(labels.get('docs'))} valid, {fmt(labels.get('medical_share'))} medical; {fmt(counts.get('failed'))} "
-        f"failed, {fmt(counts.get('cached'))} from the cache) in {fmt(lab.get('seconds'), 1)} s."]
+        f"failed, {fmt(counts.get('cached'))} from the cache) in "
+        f"{fmt(lab.get('sample_s', lab.get('seconds')), 1)} s" + (
+            f" (audits before it: {fmt(lab['seconds'] - lab['sample_s'], 1)} s)" if lab.get("audit") and
+            lab.get("sample_s") is not None and lab.get("seconds") is not None else "") + "."]
     audit = lab.get("audit")
     if audit:
         rows = [[name + (" (chosen)" if name == lab.get("chosen") else ""), a.get("kind"), a.get("n"),
                  _ci(a["metrics"].get("precision")), _ci(a["metrics"].get("recall")), _ci(a["metrics"].get("f1")),
                  a["metrics"].get("accuracy", {}).get("value"), a.get("failed"), a.get("docs_per_s")]
                 for name, a in lab.get("audits", {}).items()]
-        rows += [[name, "disqualified", None, why[:80], None, None, None, None, None]
+        rows += [[name, "disqualified", None, why, None, None, None, None, None]  # the whole reason
                  for name, why in lab.get("disqualified", {}).items()]
         blocks.append(Table(["labeller", "kind", "gold docs", "precision [95% CI]", "recall [95% CI]",
                              "F1 [95% CI]", "accuracy", "failed", "docs/s"], rows,
@@ -269,12 +272,27 @@ def _subject_table(mcq: dict[str, Any]) -> list[Any]:
     return [Table(["subject", *mcq], rows, caption="accuracy per subject")]
 
 
+def _judge_failures(judge: dict[str, Any]) -> str:
+    """Invalid verdicts by cause and the requests behind them (retries included), for an HTTP judge."""
+    causes = judge.get("invalid_by_cause") or {}
+    endpoint = judge.get("endpoint") or {}
+    parts = []
+    if causes:
+        parts.append("invalid verdicts by cause: " + ", ".join(f"{c} {n}" for c, n in causes.items()))
+    if endpoint:
+        retries = endpoint.get("retries") or {}
+        parts.append(f"{endpoint.get('requests')} requests for {judge.get('n_judgments')} judgments"
+                     + ("; retried: " + ", ".join(f"{c} {n}" for c, n in retries.items()) if retries else "")
+                     + (f"; log-probabilities via {endpoint['logprobs']}" if endpoint.get("logprobs") else ""))
+    return (" " + "; ".join(parts) + ".") if parts else ""
+
+
 def _pairwise_blocks(cfg: DefinemedConfig, ctx: StageContext, m: dict[str, Any]) -> list[Any]:
     pairwise = read_json(ctx.input_path("evaluate", "pairwise"))
     pairs = pairwise.get("pairs", [])
     judge = m.get("judge", {})
     blocks: list[Any] = [f"Judge: {judge.get('kind')} {judge.get('model') or ''}; judgments: {judge.get('n_judgments')}; "
-                         f"invalid: {judge.get('invalid')}."]
+                         f"invalid: {judge.get('invalid')}." + _judge_failures(judge)]
     blocks.append(Table(["model", "opponent", "wins", "ties", "losses", "invalid", "win-rate"],
                         [[p["model"], p["opponent"], p["wins"], p["ties"], p["losses"], p.get("invalid"), p["win_rate"]]
                          for p in pairs], caption="pairwise results (both orders per prompt)", css_id="winrate-table"))
