@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test lint install clean-demo
+.PHONY: demo demo-server test lint install install-server clean-demo
 
 $(VENV)/.installed: pyproject.toml requirements/lock.txt
 	python3 -m venv $(VENV)
@@ -19,14 +19,27 @@ $(VENV)/.installed: pyproject.toml requirements/lock.txt
 
 install: $(VENV)/.installed
 
+# llama-cpp-python's OpenAI-compatible server, for the real-server tests and demo-server. It compiles llama.cpp
+# once (~7 min on 2 cores); pip's wheel cache keeps the build for later venvs.
+$(VENV)/.server: $(VENV)/.installed
+	CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF" \
+		$(PY) -m pip install -q -c requirements/lock.txt -e ".[server]"
+	touch $@
+
+install-server: $(VENV)/.server
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/definemed run configs/demo.yaml
 
-test: $(VENV)/.installed
+demo-server: $(VENV)/.server
+	$(PY) -m definemed.llm.local_server --port 8765 --while $(VENV)/bin/definemed run configs/demo-server.yaml
+
+# The real-server tests need llama-cpp-python: make test installs it (once) so that they run, not skip.
+test: $(VENV)/.server
 	$(VENV)/bin/pytest -q
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks
 
 clean-demo:
-	rm -rf runs/demo
+	rm -rf runs/demo runs/demo-server

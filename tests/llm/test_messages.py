@@ -56,3 +56,16 @@ def test_report_shows_judge_failures_by_cause(tmp_path: Path) -> None:
                             "endpoint": {"requests": 96, "retries": {"timeout": 48}}})
     assert "invalid verdicts by cause: timeout 41, unparsed 7" in text and "96 requests for 48 judgments" in text
     assert "retried: timeout 48" in text
+
+
+def test_verbosity_is_measured_on_untruncated_answers_only() -> None:
+    from definemed.analyze.stage import summarize
+
+    def row(model: str, words: int, cut: bool) -> dict:
+        return {"model": model, "words": words, "hit_limit": cut, "reference_words": 0, "line_pass": True,
+                "foreign_line_share": 0.0, "tokens": words, "empty": False, "repetition": 0.0}
+
+    rows = [row("a", 128, True), row("a", 20, False), row("b", 128, True), row("b", 40, False)]
+    summary = summarize(rows, "a")
+    assert summary["b"]["words_mean_untruncated"] == 40 and summary["b"]["n_untruncated"] == 1
+    assert summary["b"]["length_ratio_untruncated"] == 2.0  # all answers: 84 / 74, which measures the budget

@@ -92,6 +92,7 @@ def summarize(per_answer: list[dict[str, Any]], reference_model: str | None) -> 
     summary: dict[str, Any] = {}
     for model, rows in by_model.items():
         words = [r["words"] for r in rows]
+        whole = [r["words"] for r in rows if not r["hit_limit"]]  # cut answers measure max_new_tokens, not the model
         ref_words = [r["reference_words"] for r in rows if r["reference_words"]]
         summary[model] = {
             "n": len(rows),
@@ -99,6 +100,7 @@ def summarize(per_answer: list[dict[str, Any]], reference_model: str | None) -> 
             "mixing_rate": _mean([float(not r["line_pass"]) for r in rows]),
             "foreign_line_share": _mean([r["foreign_line_share"] for r in rows]),
             "words_mean": _mean(words), "words_median": statistics.median(words) if words else None,
+            "n_untruncated": len(whole), "words_mean_untruncated": _mean(whole),
             "tokens_mean": _mean([r["tokens"] for r in rows if r["tokens"] is not None]),
             "truncation_rate": _mean([float(r["hit_limit"]) for r in rows]),
             "empty_rate": _mean([float(r["empty"]) for r in rows]),
@@ -112,6 +114,11 @@ def summarize(per_answer: list[dict[str, Any]], reference_model: str | None) -> 
         base = summary[reference_model]["words_mean"]
         for stats in summary.values():
             stats["length_ratio_to_reference_model"] = round(stats["words_mean"] / base, 4)
+        # verbosity proper: untruncated answers only (an answer cut at max_new_tokens says nothing about it)
+        base_whole = summary[reference_model]["words_mean_untruncated"]
+        for stats in summary.values():
+            stats["length_ratio_untruncated"] = (round(stats["words_mean_untruncated"] / base_whole, 4)
+                                                 if base_whole and stats["words_mean_untruncated"] else None)
     return summary
 
 

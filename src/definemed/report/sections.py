@@ -27,7 +27,8 @@ def summary(cfg: DefinemedConfig, ctx: StageContext) -> Section:
         a = an.get("models", {}).get(model, {})
         rows.append([model, _mean_acc(ev.get("mcq", {}).get(model, {})),
                      vs.get(model) if model != baseline else None, a.get("mixing_rate"),
-                     a.get("word_mixing_rate"), a.get("words_mean"), a.get("truncation_rate")])
+                     a.get("word_mixing_rate"), a.get("words_mean_untruncated", a.get("words_mean")),
+                     a.get("truncation_rate")])
     judge = ev.get("judge", {})
     cpt = ctx.input_metrics("cpt").get("heldout", {})
     med = cpt.get("medical", {})
@@ -38,7 +39,7 @@ def summary(cfg: DefinemedConfig, ctx: StageContext) -> Section:
              f"inside otherwise German lines. CPT changed held-out medical loss "
              f"{fmt(med.get('loss_before'))} -> {fmt(med.get('loss_after'))}.")
     table = Table(["model", "MCQ accuracy", f"win-rate vs {baseline}", "line-level mixing", "word-level mixing",
-                   "words / answer", "truncated"], rows, css_id="summary-table")
+                   "words / untruncated answer", "truncated"], rows, css_id="summary-table")
     return Section("Summary", "summary", [intro, table])
 
 
@@ -309,7 +310,8 @@ def _pairwise_blocks(cfg: DefinemedConfig, ctx: StageContext, m: dict[str, Any])
 
 def analyze(cfg: DefinemedConfig, ctx: StageContext) -> Section:
     m = ctx.input_metrics("analyze")
-    keys = ["n", "mixing_rate", "foreign_line_share", "word_mixing_rate", "english_word_share", "words_mean", "words_median", "length_ratio_to_reference_model",
+    keys = ["n", "mixing_rate", "foreign_line_share", "word_mixing_rate", "english_word_share", "words_mean", "words_median",
+            "words_mean_untruncated", "length_ratio_untruncated", "length_ratio_to_reference_model",
             "length_ratio_to_reference_answers", "repetition_mean", "truncation_rate", "empty_rate"]
     rows = [[model, *[s.get(k) for k in keys]] for model, s in m.get("models", {}).items()]
     blocks: list[Any] = [Table(["model", *keys], rows, caption="failure modes per model")]
