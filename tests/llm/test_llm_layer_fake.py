@@ -112,16 +112,16 @@ def test_the_limiter_grows_while_throughput_grows_and_stays_low_on_a_serial_serv
             await limiter.acquire()
             if serial:
                 async with lock:  # one request at a time, as llama.cpp's server
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.03)
             else:
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.03)
             await limiter.release("ok")
 
         async def worker(n: int) -> None:
             for _ in range(n):
                 await one()
 
-        await asyncio.gather(*(worker(30) for _ in range(8)))
+        await asyncio.gather(*(worker(15) for _ in range(8)))
         return limiter.peak if not serial else limiter.limit
 
     assert run_sync(lambda: drive(False)) == 8  # parallel server: grows to the maximum

@@ -1,10 +1,11 @@
 """How many requests may be in flight: adapted to what the server can take.
 
 Many local servers (llama.cpp's, llama-cpp-python's) compute one request at a time and queue the rest; a
-queued request's wait counts against the client's time-out. So the limit starts at `start` (1) and grows by one
-only while throughput grows: after each window of completed requests at a new limit, the window's rate
-(answers per second) is compared with the rate before the step; less than `gain` times better and the limit
-steps back and stays there for a while. A time-out or 429 halves the limit (multiplicative decrease); a
+queued request's wait counts against the client's time-out. So the limit starts at `start` (1) and grows only
+while throughput grows: after each window of completed requests (twice the limit, at least 4) the window's rate
+(answers per second) is compared with the rate before the last step up; less than `gain` times better and the
+limit steps back and stays there for `hold_windows` windows. Growth doubles at first (slow start, so a parallel
+server reaches 16 in flight within ~30 answers) and adds one after the first step back or time-out. A time-out or 429 halves the limit (multiplicative decrease); a
 Retry-After pauses every sender, not just the request that got it.
 """
 
@@ -28,7 +29,8 @@ class CapacityLimiter:
     _paused_until: float = field(init=False, default=0.0)
     _window_start: float = field(init=False, default=0.0)
     _window_done: int = field(init=False, default=0)
-    _rates: dict[int, float] = field(init=False, default_factory=dict)
+    _prev: tuple[int, float] | None = field(init=False, default=None)  # (limit, rate) before the last step up
+    _slow_start: bool = field(init=False, default=True)  # double until a step does not pay or a time-out
     _hold: int = field(init=False, default=0)
     _cond: asyncio.Condition | None = field(init=False, default=None)
 
@@ -68,6 +70,7 @@ class CapacityLimiter:
                 self._paused_until = max(self._paused_until, now + retry_after)
             if outcome == "overload":
                 self._step(max(1, self.limit // 2), now, hold=True)
+                self._slow_start, self._prev = False, None
                 self.decreases += 1
             elif outcome == "ok":
                 self._window_done += 1
@@ -77,15 +80,16 @@ class CapacityLimiter:
 
     def _end_window(self, now: float) -> None:
         rate = self._window_done / max(now - self._window_start, 1e-6)
-        below = self._rates.get(self.limit - 1)
-        self._rates[self.limit] = rate
-        if below is not None and rate < below * self.gain and self.limit > 1:
-            self._step(self.limit - 1, now, hold=True)  # growing did not pay: step back
+        if self._prev is not None and self.limit > self._prev[0] and rate < self._prev[1] * self.gain:
+            self._slow_start = False  # growing did not pay: step back and hold there
+            self._step(self._prev[0], now, hold=True)
+            self._prev = None
         elif self._hold > 0:
             self._hold -= 1
             self._step(self.limit, now)
         elif self.limit < self.maximum:
-            self._step(self.limit + 1, now)
+            self._prev = (self.limit, rate)
+            self._step(min(self.maximum, self.limit * 2 if self._slow_start else self.limit + 1), now)
         else:
             self._step(self.limit, now)
 
@@ -95,7 +99,6 @@ class CapacityLimiter:
         self._window_start, self._window_done = now, 0
         if hold:
             self._hold = self.hold_windows
-            self._rates.pop(limit + 1, None)  # measure the step again next time
 
     def stats(self) -> dict[str, int]:
         return {"final_limit": self.limit, "peak_limit": self.peak, "decreases": self.decreases}
