@@ -216,3 +216,35 @@ def test_killed_labelling_resumes_asking_exactly_the_remaining_documents(real_se
     assert run.counts["ok"] == 16
     rows = [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
     assert sorted(r["doc_id"] for r in rows) == sorted(d.id for d in docs16)  # no duplicates
+
+
+# ----------------------------------------------------------------------------------------- finding 1, stage level
+def test_evaluate_stage_with_the_real_judge_fails_when_verdicts_are_invalid_and_records_it_when_valid(
+        real_server: LocalServer, tmp_path: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from definemed import registry
+    from definemed.errors import DefinemedError
+    from definemed.evaluate.stage import run
+    from tests.evaluate.test_eval_stage import make_setup
+    from tests.evaluate.test_eval_stage_resume import NoGenerator, write_answers
+
+    monkeypatch.setitem(registry._ENTRIES["generator"], "hf", (NoGenerator, "test double"))
+    judge_cfg = {"kind": "openai", "model": MODEL, "base_url": real_server.base_url, "template": JUDGE_TEMPLATE,
+                 "api_key_env": "DEFINEMED_TEST_UNSET_KEY"}
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "good").mkdir()
+    cfg, ctx = make_setup(tmp_path / "bad", tiny_llama_dir, tiny_llama_dir, tiny_llama_dir,
+                          {"judge": judge_cfg | {"method": "generate", "max_tokens": 2}})
+    write_answers(ctx)
+    with pytest.raises(DefinemedError) as err:  # the CLI prints it as one error: line and exits 2
+        run(cfg, ctx)
+    assert "evaluate.judge" in str(err.value) and "cut=" in str(err.value)
+
+    cfg, ctx = make_setup(tmp_path / "good", tiny_llama_dir, tiny_llama_dir, tiny_llama_dir,
+                          {"judge": judge_cfg | {"method": "logprob"}})
+    write_answers(ctx)
+    judge = run(cfg, ctx).metrics["judge"]
+    assert judge["kind"] == "openai" and judge["model"] == MODEL and judge["invalid_by_cause"] == {}
+    assert judge["requests"] == judge["endpoint"]["requests"] == judge["n_judgments"] - judge["cached"]
+    assert judge["prompt_tokens"] > 0 and judge["endpoint"]["logprobs"] == "/chat/completions"
+    rows = [json.loads(line) for line in (ctx.stage_dir / "judgments.jsonl").read_text().splitlines()]
+    assert {r["order"] for r in rows} == {"ab", "ba"} and all(r["winner"] in ("A", "B", "tie") for r in rows)
