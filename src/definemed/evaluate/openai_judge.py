@@ -116,9 +116,14 @@ class OpenAIJudge:
     async def _judge_one(self, llm: LLMClient, item: JudgeItem, path: str | None) -> Verdict:
         key = self.cache_key(item)
         hit = self.cache.get(key)
-        if hit is not None:
-            return Verdict(winner=hit["winner"], raw=hit["raw"], cause=hit.get("cause"),
-                           finish_reason=hit.get("finish_reason"), cached=True)
+        if hit is not None:  # generated replies are re-read with today's parser; log-probability rows as stored
+            winner, cause = hit["winner"], hit.get("cause")
+            if hit.get("method", "generate") == "generate":
+                winner = parse_verdict(hit["raw"])
+                cause = None if winner != "invalid" else ("cut" if hit.get("finish_reason") == "length"
+                                                          else "unparsed")
+            return Verdict(winner=winner, raw=hit["raw"], cause=cause, finish_reason=hit.get("finish_reason"),
+                           cached=True)
         verdict = await self._ask(llm, item, path)
         if verdict.error is None:  # a reply came back: keep it, even if it did not parse
             self.cache.put({"key": key, "model": self.config.model, "method": self.config.method,
