@@ -4,6 +4,7 @@ Retry-After, slow replies and a server that dies. The same layer serves labeller
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -110,22 +111,24 @@ def test_the_limiter_grows_while_throughput_grows_and_stays_low_on_a_serial_serv
 
         async def one() -> None:
             await limiter.acquire()
+            t0 = time.monotonic()
             if serial:
                 async with lock:  # one request at a time, as llama.cpp's server
                     await asyncio.sleep(0.03)
             else:
                 await asyncio.sleep(0.03)
-            await limiter.release("ok")
+            await limiter.release("ok", latency=time.monotonic() - t0)
 
         async def worker(n: int) -> None:
             for _ in range(n):
                 await one()
 
         await asyncio.gather(*(worker(15) for _ in range(8)))
-        return limiter.peak if not serial else limiter.limit
+        return limiter.peak, limiter.limit
 
-    assert run_sync(lambda: drive(False)) == 8  # parallel server: grows to the maximum
-    assert run_sync(lambda: drive(True)) <= 2  # serial server: growing does not pay, the limit stays low
+    assert run_sync(lambda: drive(False))[0] == 8  # parallel server: latency holds, grows to the maximum
+    peak, final = run_sync(lambda: drive(True))
+    assert peak <= 3 and final <= 2  # serial server: the second request queues, growing stops at once
 
 
 def test_all_three_stages_share_one_setup_check_and_one_error_text(monkeypatch: pytest.MonkeyPatch) -> None:

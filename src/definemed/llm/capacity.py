@@ -2,11 +2,14 @@
 
 Many local servers (llama.cpp's, llama-cpp-python's) compute one request at a time and queue the rest; a
 queued request's wait counts against the client's time-out. So the limit starts at `start` (1) and grows only
-while throughput grows: after each window of completed requests (twice the limit, at least 4) the window's rate
-(answers per second) is compared with the rate before the last step up; less than `gain` times better and the
-limit steps back and stays there for `hold_windows` windows. Growth doubles at first (slow start, so a parallel
-server reaches 16 in flight within ~30 answers) and adds one after the first step back or time-out. A time-out or 429 halves the limit (multiplicative decrease); a
-Retry-After pauses every sender, not just the request that got it.
+while the server keeps up:
+- slow start: each answer whose latency stays within `tolerance` times the lowest latency seen adds one to the
+  limit (so the limit doubles per round trip on a parallel server); the first answer that took longer (it queued)
+  halves the limit and ends slow start;
+- then additive: after each window of answers (twice the limit, at least 4) the window's rate (answers per
+  second) is compared with the rate before the last step up; less than `gain` times better and the limit steps
+  back and holds for `hold_windows` windows, otherwise it grows by one.
+A time-out or 429 halves the limit (multiplicative decrease); a Retry-After pauses every sender.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ class CapacityLimiter:
     _window_start: float = field(init=False, default=0.0)
     _window_done: int = field(init=False, default=0)
     _prev: tuple[int, float] | None = field(init=False, default=None)  # (limit, rate) before the last step up
-    _slow_start: bool = field(init=False, default=True)  # double until a step does not pay or a time-out
+    tolerance: float = 1.8  # slow start: a latency up to this times the lowest seen still "holds"
+    _slow_start: bool = field(init=False, default=True)  # +1 per answer while latency holds
+    _min_latency: float = field(init=False, default=float("inf"))
     _hold: int = field(init=False, default=0)
     _cond: asyncio.Condition | None = field(init=False, default=None)
 
@@ -61,8 +66,9 @@ class CapacityLimiter:
                     return
                 await self.cond.wait()
 
-    async def release(self, outcome: str, retry_after: float | None = None) -> None:
-        """`outcome`: 'ok' (an answer came back), 'overload' (time-out, 429, 503) or 'other'."""
+    async def release(self, outcome: str, retry_after: float | None = None, latency: float | None = None) -> None:
+        """`outcome`: 'ok' (an answer came back), 'overload' (time-out, 429, 503) or 'other'; `latency`: seconds
+        the request was in flight (queue time at the server included)."""
         async with self.cond:
             self.in_flight -= 1
             now = time.monotonic()
@@ -72,6 +78,14 @@ class CapacityLimiter:
                 self._step(max(1, self.limit // 2), now, hold=True)
                 self._slow_start, self._prev = False, None
                 self.decreases += 1
+            elif outcome == "ok" and self._slow_start and latency is not None:
+                self._min_latency = min(self._min_latency, latency)
+                if latency <= self._min_latency * self.tolerance:
+                    if self.limit < self.maximum:  # latency holds: one more in flight (doubles per round trip)
+                        self._step(self.limit + 1, now)
+                else:  # requests start to queue at the server: halve, then grow only where throughput grows
+                    self._slow_start = False
+                    self._step(max(1, self.limit // 2), now, hold=True)
             elif outcome == "ok":
                 self._window_done += 1
                 if self._window_done >= max(2 * self.limit, 4):
@@ -89,7 +103,7 @@ class CapacityLimiter:
             self._step(self.limit, now)
         elif self.limit < self.maximum:
             self._prev = (self.limit, rate)
-            self._step(min(self.maximum, self.limit * 2 if self._slow_start else self.limit + 1), now)
+            self._step(self.limit + 1, now)
         else:
             self._step(self.limit, now)
 

@@ -354,7 +354,7 @@ class LLMClient:
                     cause, final = "bad_request", True
             finally:
                 seconds = round(time.monotonic() - t0, 3)
-            await self.limiter.release(kind, retry_after)
+            await self.limiter.release(kind, retry_after, latency=seconds)
             if cause is None:
                 if self._check_reply_model and reply.model and not reply.model.startswith(ep.model):
                     raise EndpointSetupError(f"{ep.who}: asked for model '{ep.model}', {ep.url} answered as "
