@@ -72,7 +72,8 @@ def test_stage_with_reference_judge(tmp_path: Path, tiny_llama_dir: Path, tiny_q
     assert len(judgments) == 3 * 3 * 2  # pairs x prompts x orders
     assert "weak proxy" in m["judge"].pop("note")
     assert m["judge"] == {"kind": "reference", "model": "chrF", "n_judgments": 18, "cached": 0, "invalid": 0,
-                          "invalid_verdicts": 0, "errors": 0}
+                          "invalid_verdicts": 0, "errors": 0, "invalid_by_cause": {}, "requests": 0,
+                          "prompt_tokens": 0, "completion_tokens": 0, "endpoint": None}
     assert m["resumed"] == {"mcq": [], "generation": []}
     assert set(m["ratings"]["bradley_terry"]) == {"instruct", "cpt", "merged"}
     assert m["ratings"]["bradley_terry"]["instruct"]["score"] == pytest.approx(1000)  # anchored at the baseline
