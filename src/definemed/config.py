@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -28,8 +31,41 @@ from definemed.yamlio import ConfigError, Lines, apply_overrides, load_yaml_file
 STAGE_MODELS = {"cpt": "cpt", "merged": "merge"}
 
 
+# A config name that becomes a file or folder name (models, labellers): one plain path component, bounded.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,63}")
+
+
+def check_safe_name(name: str) -> str:
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise ValueError(f"name {name!r} is not a safe name: use 1-64 letters, digits, '-', '_' or '.', not starting "
+                         "with '.' (it becomes a file name)")
+    return name
+
+
+SafeName = Annotated[str, AfterValidator(check_safe_name)]
+
+
+def _number_field(annotation: Any) -> bool:
+    """True for int/float fields (alone, optional, or lists of them) that do not also accept a bool."""
+    args = get_args(annotation) or (annotation,)
+    if bool in args:
+        return False
+    return any(a in (int, float) or (get_origin(a) is list and _number_field(get_args(a)[0])) for a in args)
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # allow_inf_nan=False: `.inf` / `.nan` are never a sensible learning rate, weight or count.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, v: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads `true` as 1: `max_steps: true` would silently train one step.
+        if isinstance(v, bool) or (isinstance(v, list) and any(isinstance(x, bool) for x in v)):
+            field = cls.model_fields.get(info.field_name or "")
+            if field is not None and _number_field(field.annotation):
+                raise ValueError(f"expected a number, got a boolean ({str(v).lower()})")
+        return v
 
 
 def kind_union(*members: type[Strict], default: str) -> Any:
@@ -47,6 +83,14 @@ class RunConfig(Strict):
     name: str = "definemed"
     run_dir: Path = Path("runs/default")
     seed: int = 0
+
+    @field_validator("run_dir", mode="before")
+    @classmethod
+    def _run_dir_not_blank(cls, v: Any) -> Any:
+        # Path("") is the working directory: an unset shell variable must not turn the cwd into the run folder.
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("run.run_dir is empty; give a folder for the run's outputs (e.g. runs/demo)")
+        return v
 
 
 class ModelSpec(Strict):
@@ -146,7 +190,7 @@ AuditMetric = Literal["precision", "recall", "f1", "accuracy"]
 
 
 class _NamedLabeller(Strict):
-    name: str | None = Field(None, min_length=1, description="how audits and metrics call this labeller; "
+    name: SafeName | None = Field(None, description="how audits and metrics call this labeller; "
                              "required when `labellers` lists several")
 
     @property
@@ -246,7 +290,7 @@ class AuditSettings(Strict):
     gold: Path
     max_docs: int | None = Field(None, ge=1, description="audit this many gold documents (drawn with `seed`); "
                                  "None: all that qualify")
-    resamples: int = Field(1000, ge=10, description="bootstrap resamples for the 95 % intervals")
+    resamples: int = Field(1000, ge=10, le=100_000, description="bootstrap resamples for the 95 % intervals")
     seed: int = 0
     snippet_chars: int = Field(200, ge=0)
 
@@ -569,7 +613,7 @@ class CptConfig(Strict):
     decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of steps in the final decay")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final learning rate / peak (linear, cosine, wsd)")
     max_steps: int = Field(-1, description="-1: train `epochs` epochs")
-    epochs: float = Field(1.0, gt=0)
+    epochs: float = Field(1.0, gt=0, le=10_000)
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     heldout_fraction: float = Field(0.1, gt=0, lt=1)
@@ -779,7 +823,7 @@ class LocalMcqTaskConfig(Strict):
     """A multiple-choice task from local JSONL (id, subject, question, choices, answer): a file or a folder."""
 
     kind: Literal["local"] = "local"
-    name: str = Field(pattern=_TASK_NAME, description="lm-eval task name and file stem")
+    name: str = Field(pattern=_TASK_NAME, max_length=64, description="lm-eval task name and file stem")
     path: Path
     num_fewshot: int = Field(0, ge=0)
 
@@ -791,7 +835,7 @@ class LmEvalMcqTaskConfig(Strict):
     local JSON/JSONL files in the same columns (offline copies, or the German MedQA export)."""
 
     kind: Literal["lm_eval"]
-    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$")
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=64)
     num_fewshot: int | None = Field(None, ge=0, description="None: the task YAML's own setting")
     data_files: Path | None = None
 
@@ -921,7 +965,7 @@ class EvaluateConfig(Strict):
     prompt_limit: int | None = Field(None, ge=1)
     generation: GenerationConfig = HfGenerationConfig()
     judge: JudgeConfig = ReferenceJudgeConfig()
-    bootstrap_rounds: int = Field(1000, ge=10, description="Bradley-Terry bootstrap resamples")
+    bootstrap_rounds: int = Field(1000, ge=10, le=100_000, description="Bradley-Terry bootstrap resamples")
     fold_change: list[tuple[str, str, str]] = Field(
         [], description="[model_x, model_y, opponent]: win-rate of x over that of y, both against opponent")
     human_labels: Path | None = Field(None, description="JSONL {prompt_id, model_a, model_b, winner} for kappa")
@@ -954,7 +998,7 @@ class ReportConfig(Strict):
 # ------------------------------------------------------------------------------------------------- root
 class DefinemedConfig(Strict):
     run: RunConfig = RunConfig()
-    models: dict[str, ModelSpec]
+    models: dict[SafeName, ModelSpec]
     corpus: CorpusConfig
     cpt: CptConfig = CptConfig()
     merge: MergeConfig = SlerpMergeConfig()
@@ -1001,7 +1045,8 @@ def _check_merge_references(cfg: DefinemedConfig) -> None:
         raise ValueError("merge.sweep.proxy.prompts: needs evaluate.prompts (or set prompts: 0)")
 
 
-def _format_validation_error(exc: ValidationError, source: str, lines: Lines) -> str:
+def _format_validation_error(exc: ValidationError, source: str, lines: Lines,
+                             origins: dict[tuple[str, ...], str] | None = None) -> str:
     parts = [f"{source}: invalid configuration ({exc.error_count()} error(s))"]
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
@@ -1016,6 +1061,10 @@ def _format_validation_error(exc: ValidationError, source: str, lines: Lines) ->
             if line:
                 break
         where = f" (line {line})" if line else ""
+        override = next((item for cut in range(len(key_path), 0, -1)
+                         if (item := (origins or {}).get(key_path[:cut]))), None)
+        if override is not None:
+            where = f" (from the command line: '{override}')"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (misspelled?)"
@@ -1044,11 +1093,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Definem
     data, lines = load_yaml_file(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
-    data = apply_overrides(data, list(overrides or []))
+    origins: dict[tuple[str, ...], str] = {}
+    data = apply_overrides(data, list(overrides or []), origins)
     try:
         cfg = DefinemedConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, str(path), lines)) from None
+        raise ConfigError(_format_validation_error(exc, str(path), lines, origins)) from None
     return resolve_paths(cfg, Path.cwd())
 
 
