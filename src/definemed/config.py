@@ -1105,3 +1105,71 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Definem
 def stable_hash(obj: Any) -> str:
     payload = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------- input paths
+def _template_missing(name: str) -> bool:
+    """A prompt template is a path or a file under assets/prompts/; only a name found in neither is missing."""
+    from importlib import resources
+
+    if Path(name).expanduser().is_file():
+        return False
+    return not resources.files("definemed").joinpath("assets", "prompts", name).is_file()
+
+
+def input_paths(cfg: DefinemedConfig) -> list[tuple[str, str, Path, str]]:
+    """Every local input the config names: (stage that reads it, field, path, 'file' | 'dir' | 'any')."""
+    out: list[tuple[str, str, Path, str]] = []
+    corpus = cfg.corpus
+    out += [("corpus", f"corpus.input.paths.{i}", Path(p).expanduser(), "any")
+            for i, p in enumerate(corpus.input.paths) if "://" not in p]
+    if corpus.labels is not None:
+        out.append(("corpus", "corpus.labels.path", corpus.labels.path, "file"))
+    if corpus.labelling is not None:
+        field = "corpus.labelling.labeller" if corpus.labelling.labeller is not None else "corpus.labelling.labellers"
+        for i, lab in enumerate(corpus.labelling.candidates):
+            where = field if corpus.labelling.labeller is not None else f"{field}.{i}"
+            if lab.kind == "file":
+                out.append(("corpus", f"{where}.path", lab.path, "file"))
+            elif _template_missing(lab.template):
+                out.append(("corpus", f"{where}.template", Path(lab.template), "file"))
+        if corpus.labelling.audit is not None:
+            out.append(("corpus", "corpus.labelling.audit.gold", corpus.labelling.audit.gold, "file"))
+    decontam = corpus.decontamination is not None and corpus.decontamination.enabled
+    sweep = getattr(cfg.merge, "sweep", None) is not None
+    readers = ["evaluate"] + (["corpus"] if decontam else []) + (["merge"] if sweep else [])
+    ev = cfg.evaluate
+    for i, task in enumerate(ev.mcq.tasks):
+        if task.path is not None:
+            key = "path" if task.kind == "local" else "data_files"
+            out += [(stage, f"evaluate.mcq.tasks.{i}.{key}", task.path, "any") for stage in readers]
+    if ev.prompts is not None:
+        out += [(stage, "evaluate.prompts", ev.prompts, "any") for stage in readers]
+    if ev.mcq.include_path is not None:
+        out.append(("evaluate", "evaluate.mcq.include_path", ev.mcq.include_path, "dir"))
+    if ev.human_labels is not None:
+        out.append(("evaluate", "evaluate.human_labels", ev.human_labels, "file"))
+    if cfg.cpt.init_from is not None:
+        out.append(("cpt", "cpt.init_from", cfg.cpt.init_from, "dir"))
+    out += [("cpt", f"cpt.replay.sources.{i}", Path(src).expanduser(), "dir")
+            for i, src in enumerate(cfg.cpt.replay.sources) if ":" not in src]
+    return out
+
+
+def check_paths(cfg: DefinemedConfig, source: str | Path = "config", stages: set[str] | None = None) -> None:
+    """Fail before any work when a local input the config names is missing (only those `stages` read)."""
+    problems = []
+    seen = set()
+    for stage, field, path, kind in input_paths(cfg):
+        if (stages is not None and stage not in stages) or field in seen:
+            continue
+        seen.add(field)
+        if not path.exists():
+            problems.append(f"  {field}: {path} does not exist")
+        elif kind == "file" and not path.is_file():
+            problems.append(f"  {field}: {path} is not a file")
+        elif kind == "dir" and not path.is_dir():
+            problems.append(f"  {field}: {path} is not a folder")
+    if problems:
+        raise ConfigError(f"{source}: {len(problems)} input path(s) missing (fix the config or create them)\n"
+                          + "\n".join(problems))

@@ -28,7 +28,7 @@ from definemed.artifacts import (
     tree_fingerprint,
     write_json,
 )
-from definemed.config import STAGE_MODELS, CorpusConfig, DefinemedConfig, stable_hash
+from definemed.config import STAGE_MODELS, CorpusConfig, DefinemedConfig, check_paths, stable_hash
 from definemed.errors import DefinemedError
 from definemed.runfolder import MARKER, mark_owned, remove_owned, run_lock
 
@@ -244,6 +244,8 @@ def run_stage(cfg: DefinemedConfig, stage: str, upstream: dict[str, dict[str, An
 def run_pipeline(cfg: DefinemedConfig, stages: list[str] | None = None, force: bool = False) -> list[dict[str, Any]]:
     """Run the selected stages (all by default), skipping current ones. Returns one summary row per stage."""
     steps = plan(cfg, stages, force)
+    # Inputs of the stages about to run are checked now, not after an hour of corpus filtering.
+    check_paths(cfg, "config", {s.stage for s in steps if s.action == "run"})
     summary = []
     with run_lock(cfg.run.run_dir, STAGES):
         manifests: dict[str, dict[str, Any]] = {}
