@@ -102,7 +102,7 @@ def remove_owned(folder: Path, what: str) -> None:
 def safe_join(root: Path, name: str, suffix: str = "") -> Path:
     """`root / (name + suffix)`, refusing a name that is not a single plain component or that leaves `root`."""
     leaf = f"{name}{suffix}"
-    if not name or leaf in {".", ".."} or "/" in leaf or "\\" in leaf or "\x00" in leaf:
+    if not name or {name, leaf} & {".", ".."} or "/" in leaf or "\\" in leaf or "\x00" in leaf:
         raise RunFolderError(f"'{name}' cannot be used as a file name under {root}: use letters, digits, - _ .")
     path = root / leaf
     if not path.resolve().is_relative_to(root.resolve()):
