@@ -67,9 +67,8 @@ def test_killing_the_main_pid_releases_the_lock_at_once(tmp_path: Path, caplog) 
                             start_new_session=True)  # its own group: we kill the main PID only, not the group
     try:
         _wait_for(child_pid_file)
-        with pytest.raises(DefinemedError, match=f"in use by definemed pid {proc.pid}"):
-            with run_lock(run_dir):
-                pass
+        with pytest.raises(DefinemedError, match=f"in use by definemed pid {proc.pid}"), run_lock(run_dir):
+            pass
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         # the rerun gets the lock right away, says it takes over a dead run's lock
@@ -100,6 +99,5 @@ def test_a_clean_release_is_not_reported_as_a_dead_run(tmp_path: Path, caplog) -
 
 
 def test_a_second_run_in_the_same_process_is_refused(tmp_path: Path) -> None:
-    with run_lock(tmp_path / "run"), pytest.raises(DefinemedError, match="in use by"):
-        with run_lock(tmp_path / "run"):
-            pass
+    with run_lock(tmp_path / "run"), pytest.raises(DefinemedError, match="in use by"), run_lock(tmp_path / "run"):
+        pass
