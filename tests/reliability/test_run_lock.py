@@ -62,7 +62,7 @@ def test_killing_the_main_pid_releases_the_lock_at_once(tmp_path: Path, caplog) 
     run_dir, child_pid_file = tmp_path / "run", tmp_path / "child.pid"
     script = tmp_path / "holder.py"
     script.write_text(HOLDER)
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO / "src"))}
     proc = subprocess.Popen([sys.executable, str(script), str(run_dir), str(child_pid_file)], env=env,
                             start_new_session=True)  # its own group: we kill the main PID only, not the group
     try:
