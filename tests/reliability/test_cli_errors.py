@@ -63,6 +63,7 @@ def test_missing_config_file_is_one_line(capsys, tmp_path: Path) -> None:
 def test_missing_input_paths_fail_validate_and_run_before_any_stage(tmp_path: Path, capsys, monkeypatch) -> None:
     data = minimal_config_dict(tmp_path)
     data["evaluate"] = {"prompts": str(tmp_path / "prompts.jsonl")}
+    (tmp_path / "shards").rmdir()
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(data))
     assert cli.main(["validate", str(path)]) == 1
@@ -86,7 +87,6 @@ def test_read_only_run_dir_is_one_line(tmp_path: Path, capsys, monkeypatch) -> N
     if os.geteuid() == 0:
         pytest.skip("root ignores file permissions")
     data = minimal_config_dict(tmp_path)
-    (tmp_path / "shards").mkdir()
     locked = tmp_path / "ro"
     locked.mkdir(mode=0o500)
     data["run"]["run_dir"] = str(locked / "run")

@@ -115,7 +115,6 @@ def test_unmarked_cwd_corpus_survives_blank_run_dir_via_cli(tmp_path: Path, monk
     monkeypatch.chdir(tmp_path)
     (tmp_path / "corpus").mkdir()
     (tmp_path / "corpus" / "important.txt").write_text("keep")
-    (tmp_path / "shards").mkdir()
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(minimal_config_dict(tmp_path)))
     assert main(["run", "c.yaml", "run.run_dir=", "--stages", "corpus"]) == 2
     assert "error:" in capsys.readouterr().err

@@ -84,6 +84,10 @@ def _pipeline(m: dict[str, Any], steps: list[dict[str, Any]]) -> str:
     for row in steps:
         reasons = ", ".join(f"{k} {_n(v)}" for k, v in sorted(row["reasons"].items(), key=lambda kv: -kv[1]))
         rows.append(f"| {row['step']} | {_n(row['in'])} | {_n(row['kept'])} | {_n(row['dropped'])} | {reasons} |")
+    corrupt = m.get("corrupt_file_list") or []
+    if corrupt:  # named here, not only counted: the reader knows which shard to fetch again
+        rows += ["", "Corrupt input files (skipped; documents read before the damage are kept):", ""]
+        rows += [f"- `{bad['file']}`: {bad['error']}" for bad in corrupt]
     balance = "balances" if m["docs_in"] == m["docs_kept"] + sum(m["dropped"].values()) else "DOES NOT balance"
     return ("## Pipeline and counts\n\nOrder: language -> Gopher repetition -> Gopher quality -> FineWeb quality "
             "-> medical classifier -> decontamination -> deduplication (steps that are off are absent). Every "

@@ -34,6 +34,7 @@ from definemed.corpus.executors import run_to_completion
 from definemed.corpus.pipelines import (
     DECONTAM_STEP,
     DEDUP_STEP,
+    INPUT_STEP,
     MEDICAL_STEP,
     CorpusLayout,
     Pipeline,
@@ -42,7 +43,7 @@ from definemed.corpus.pipelines import (
     build_filter_pipeline,
     training_labels,
 )
-from definemed.corpus.readers import sample_input_files
+from definemed.corpus.readers import corrupt_file_list, sample_input_files
 from definemed.corpus.training import HELDOUT_SCORES, REPORT, is_heldout, train_classifier
 
 logger = logging.getLogger("definemed")
@@ -115,6 +116,10 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
         logger.warning("[corpus] docs in (%d) != kept + dropped (%d): a step lost documents; see stats.json",
                        counts["docs_in"], counts["docs_kept"] + sum(counts["dropped"].values()))
     metrics = _metrics(cfg, counts, report, tokenizer, decontam, timings)
+    # Named, not only counted: which shard is damaged and why (the card and the report list them).
+    metrics["corrupt_file_list"] = corrupt_file_list(layout.rejected_for(INPUT_STEP))
+    for bad in metrics["corrupt_file_list"]:
+        logger.warning("[corpus] corrupt input file skipped: %s (%s)", bad["file"], bad["error"])
     if single is not None:
         _single_pass_metrics(metrics, corpus_stats.sample_counts(filter_pipeline, layout.root / "logs"), single)
     metrics["classifier"]["vs_gold"] = _versus_gold(cfg, layout, report)

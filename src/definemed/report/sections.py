@@ -51,6 +51,8 @@ def corpus(cfg: DefinemedConfig, ctx: StageContext) -> Section:
                                           ["corrupt files skipped", m.get("corrupt_files")],
                                           ["records without text", m.get("missing_text")],
                                           ["kept (medical)", m.get("docs_kept")]], caption="document flow")
+    corrupt = Table(["corrupt input file", "error"], [[b["file"], b["error"]] for b in m.get("corrupt_file_list") or []],
+                    caption="input files skipped as corrupt (documents read before the damage are kept)")
     share = (m.get("docs_kept") or 0) / docs_in if docs_in else None
     quality = Table(["classifier", "threshold", "precision", "recall", "F1", "accuracy", "train", "held-out"],
                     [[clf.get("kind"), clf.get("threshold"), clf.get("precision"), clf.get("recall"), clf.get("f1"),
@@ -63,7 +65,8 @@ def corpus(cfg: DefinemedConfig, ctx: StageContext) -> Section:
     text = (f"Kept {fmt(share)} of the documents read ({fmt(m.get('kept_words'))} words; "
             f"{fmt(m.get('tokens_kept'))} tokens with {tokenizer or 'n/a'}, "
             f"{fmt(m.get('kept_tokens_share'))} of the input tokens).")
-    blocks: list[Any] = [text, counts, quality, Figure("corpus_flow", fig, "documents read, dropped per reason, kept")]
+    blocks: list[Any] = [text, counts, *([corrupt] if corrupt.rows else []), quality,
+                         Figure("corpus_flow", fig, "documents read, dropped per reason, kept")]
     blocks += _labelling_blocks(m.get("labelling"), clf.get("vs_gold"))
     blocks += _comparison_blocks(ctx, m.get("classifier_comparison"))
     if "card" in ctx.upstream["corpus"].get("outputs", {}):
