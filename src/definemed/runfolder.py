@@ -4,10 +4,11 @@ A run deletes only folders it created. Every folder the runner makes (the run fo
 a small marker file; a folder without one is someone else's and is never removed or written into: the runner
 refuses with an error instead (like Git and DVC refusing to overwrite what they do not track).
 
-The run lock is an `flock` on `<run_dir>/.lock`, held by the main process only: forked workers (datatrove's local
-executor) close their copy of the descriptor at once and are told to die with their parent, so a `kill -9` of the
-main process releases the lock. The lock file records the holder's pid and host; a rerun that finds the record of
-a run that is no longer alive says so and takes over.
+The run lock is an `flock` on `<run_dir>/.lock`, held by the main process only: the descriptor is not inherited
+across exec, forked workers close their copy at once and are told to die with their parent, so a `kill -9` of the
+main process releases the lock. The lock file records the holder's pid, host and a token that every process of
+the run carries in its environment; a rerun that finds the record of a run that is no longer alive says so, stops
+that run's leftover workers (datatrove's forkserver workers finish their rank otherwise) and takes over.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import shutil
 import signal
 import socket
 import sys
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,6 +153,26 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+TOKEN_ENV = "DEFINEMED_RUN_TOKEN"  # inherited by every process a run starts (forkserver workers included)
+
+
+def _stop_leftovers(token: str) -> int:
+    """SIGKILL processes a dead run left behind (found by the token in their environment; Linux /proc only), so
+    an orphaned datatrove worker cannot keep writing into the folder the rerun resumes in."""
+    needle = f"{TOKEN_ENV}={token}".encode()
+    stopped = 0
+    for proc in Path("/proc").glob("[0-9]*"):
+        if int(proc.name) == os.getpid():
+            continue
+        try:
+            if needle in (proc / "environ").read_bytes().split(b"\0"):
+                os.kill(int(proc.name), signal.SIGKILL)
+                stopped += 1
+        except (OSError, ValueError):
+            continue
+    return stopped
+
+
 def _read_holder(fd: int) -> dict[str, object]:
     with contextlib.suppress(OSError, ValueError):
         os.lseek(fd, 0, os.SEEK_SET)
@@ -189,14 +211,23 @@ def run_lock(run_dir: Path, stages: tuple[str, ...] = ()) -> Iterator[None]:
                                  f"it.{hint}") from None
         previous = _read_holder(fd)
         if previous.get("pid") not in (None, os.getpid()) and not previous.get("released"):
+            stopped = _stop_leftovers(str(previous["token"])) if previous.get("token") else 0
             logger.warning("run lock of %s was left by %s, which is no longer running; taking it over and "
-                           "resuming", run_dir, _describe(previous))
-        _write_holder(fd, {"pid": os.getpid(), "host": socket.gethostname(),
+                           "resuming%s", run_dir, _describe(previous),
+                           f" (stopped {stopped} leftover worker process(es) of it)" if stopped else "")
+        token = uuid.uuid4().hex
+        _write_holder(fd, {"pid": os.getpid(), "host": socket.gethostname(), "token": token,
                            "since": datetime.now(UTC).isoformat(timespec="seconds")})
         _HELD_FDS.add(fd)
+        outer = os.environ.get(TOKEN_ENV)
+        os.environ[TOKEN_ENV] = token
         try:
             yield
         finally:
+            if outer is None:
+                os.environ.pop(TOKEN_ENV, None)
+            else:
+                os.environ[TOKEN_ENV] = outer
             _HELD_FDS.discard(fd)
             with contextlib.suppress(OSError):
                 _write_holder(fd, {**_read_holder(fd), "released": True})

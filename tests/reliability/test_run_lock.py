@@ -34,7 +34,7 @@ HOLDER = textwrap.dedent("""
 
     if __name__ == "__main__":
         with run_lock(Path(sys.argv[1])):
-            ctx = multiprocess.get_context("fork")
+            ctx = multiprocess.get_context(sys.argv[3])
             manager = multiprocess.Manager()
             with ctx.Pool(1) as pool:
                 pool.map(work, [0])
@@ -58,12 +58,13 @@ def _alive(pid: int) -> bool:
         return fh.read().split(") ")[1][0] != "Z"
 
 
-def test_killing_the_main_pid_releases_the_lock_at_once(tmp_path: Path, caplog) -> None:
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])  # forkserver: datatrove's default
+def test_killing_the_main_pid_releases_the_lock_at_once(tmp_path: Path, caplog, start_method: str) -> None:
     run_dir, child_pid_file = tmp_path / "run", tmp_path / "child.pid"
     script = tmp_path / "holder.py"
     script.write_text(HOLDER)
     env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO / "src"))}
-    proc = subprocess.Popen([sys.executable, str(script), str(run_dir), str(child_pid_file)], env=env,
+    proc = subprocess.Popen([sys.executable, str(script), str(run_dir), str(child_pid_file), start_method], env=env,
                             start_new_session=True)  # its own group: we kill the main PID only, not the group
     try:
         _wait_for(child_pid_file)

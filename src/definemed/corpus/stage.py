@@ -34,6 +34,8 @@ from definemed.corpus.executors import run_to_completion
 from definemed.corpus.pipelines import (
     DECONTAM_STEP,
     DEDUP_STEP,
+    GENERAL,
+    GENERAL_DUPLICATES,
     INPUT_STEP,
     MEDICAL_STEP,
     CorpusLayout,
@@ -41,6 +43,7 @@ from definemed.corpus.pipelines import (
     build_classify_pipeline,
     build_dedup_pipelines,
     build_filter_pipeline,
+    build_general_dedup_pipelines,
     training_labels,
 )
 from definemed.corpus.readers import corrupt_file_list, sample_input_files
@@ -49,6 +52,21 @@ from definemed.corpus.training import HELDOUT_SCORES, REPORT, is_heldout, train_
 logger = logging.getLogger("definemed")
 CLASSIFIER_KEYS = ("kind", "threshold", "precision", "recall", "f1", "accuracy", "support", "confusion",
                    "n_train", "n_heldout", "n_unlabelled", "label_lines_malformed")
+
+
+def _dedup_general(cfg: DefinemedConfig, layout: CorpusLayout, timings: dict[str, float]) -> dict[str, Any] | None:
+    """Deduplicate the general output CPT replays (see build_general_dedup_pipelines); None when dedup is off."""
+    pipelines = build_general_dedup_pipelines(cfg, layout)
+    if not pipelines:
+        return None
+    t0 = time.perf_counter()
+    for pipeline in pipelines:
+        _run_pipeline(cfg, layout, pipeline)
+    (layout.root / GENERAL).mkdir(parents=True, exist_ok=True)
+    timings["general_dedup_s"] = time.perf_counter() - t0
+    row = corpus_stats.filter_row("general_dedup", corpus_stats.step_counters(layout.logs(pipelines[-1].name))[1])
+    return {"docs_in": row["in"], "docs_kept": row["kept"], "duplicates_removed": row["dropped"],
+            "output": GENERAL, "removed_to": GENERAL_DUPLICATES}
 
 
 def _run_pipeline(cfg: DefinemedConfig, layout: CorpusLayout, pipeline: Pipeline) -> None:
@@ -109,6 +127,7 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     # Writers create folders lazily; downstream stages expect both outputs even when one of them is empty.
     for folder in (layout.medical, layout.rejected_for(MEDICAL_STEP)):
         folder.mkdir(parents=True, exist_ok=True)
+    general = _dedup_general(cfg, layout, timings)
 
     whole_corpus = [classify_pipeline, *dedup_pipelines]  # single pass: the filter drops are in B's stats
     counts = corpus_stats.collect(whole_corpus if single else [filter_pipeline, *whole_corpus], layout.root / "logs")
@@ -125,6 +144,7 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     metrics["classifier"]["vs_gold"] = _versus_gold(cfg, layout, report)
     metrics["labelling"] = labelling
     metrics["classifier_comparison"] = None if comparison is None else comparison["rows"]
+    metrics["general_dedup"] = general
     return _finish(cfg, layout, counts, report, metrics, comparison)
 
 
@@ -195,7 +215,8 @@ def _finish(cfg: DefinemedConfig, layout: CorpusLayout, counts: dict[str, Any], 
     write_card(cfg, layout, metrics, counts["steps"], plots)
     metrics["timings_s"]["card_s"] = round(time.perf_counter() - t0, 2)
     logger.info(_summary(metrics))
-    outputs = {"medical": "medical", "general": f"rejected/{MEDICAL_STEP}", "rejected": "rejected",
+    general = GENERAL if metrics.get("general_dedup") else f"rejected/{MEDICAL_STEP}"
+    outputs = {"medical": "medical", "general": general, "rejected": "rejected",
                "classifier": "classifier", "stats": "stats.json", "card": layout.card.name,
                "plots": layout.plots.name}
     if cfg.corpus.labelling is not None:
