@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGE_OUTPUTS = ("medical", "rejected")  # folders of documents the corpus stage writes
+STAGE_OUTPUTS = ("medical", "rejected", "general", "general_duplicates")  # document folders the stage writes
 # metrics that differ between any two runs (timings, dates, resume bookkeeping), not between results
 VOLATILE = {"seconds", "duration_s", "started_at", "finished_at", "resumed", "throughput", "timings", "wall_s"}
 
@@ -123,9 +123,10 @@ def main() -> int:
         if _group_alive(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
         return 1
-    took_over = "taking it over" in rerun.stderr
-    print(f"rerun: rc 0 in {time.time() - t1:.0f} s; lock taken over from the dead run: {took_over}; "
-          f"resumed an interrupted attempt: {'resuming an interrupted attempt' in rerun.stderr}")
+    took_over = next((ln.split("WARNING ", 1)[-1] for ln in rerun.stderr.splitlines() if "taking it over" in ln),
+                     "no (lock was free and unrecorded)")
+    print(f"rerun: rc 0 in {time.time() - t1:.0f} s; resumed an interrupted attempt: "
+          f"{'resuming an interrupted attempt' in rerun.stderr}; lock: {took_over}")
 
     diffs = []
     a, b = documents(work / "uninterrupted" / "corpus"), documents(stage_dir)
