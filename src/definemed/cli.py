@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true")
     for stage, help_text in STAGE_HELP.items():
         add_run_args(sub.add_parser(stage, help=f"run only the {stage} stage: {help_text}"), stages=False)
+    # Saved corpus classifiers on new or gold text (issue 14): classify, audit.
+    from definemed.corpus.score_cli import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     handlers = {"run": _cmd_run, "validate": _cmd_validate, "plan": _cmd_plan, "ls": _cmd_ls, "models": _cmd_models}
-    handler = handlers.get(args.command, _cmd_stage)
+    handler = getattr(args, "handler", None) or handlers.get(args.command, _cmd_stage)
     from definemed.registry import load_plugins
 
     load_plugins()
