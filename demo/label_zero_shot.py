@@ -46,6 +46,9 @@ TOPICS = [
                     "Webseite."),
     ("none", False, "Allgemeine Nachrichten und Alltag: Politik, Reisen, Kochen, Finanzen, Technik, Recht, "
                     "Wohnen, Veranstaltungen und Freizeit."),
+    # Added when real Debian documentation entered the demo corpus (DATA_CARD.md, "Precomputed labels").
+    ("none", False, "Software und Computer: Linux-Befehle, Programme, Konfigurationsdateien, Paketverwaltung, "
+                    "Netzwerk und Kommandozeile."),
 ]
 
 

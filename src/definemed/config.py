@@ -321,8 +321,8 @@ class ThresholdConfig(Strict):
 
 class TfidfParams(Strict):
     C: float = Field(4.0, gt=0)  # noqa: N815 - scikit-learn's name
-    content_words: bool = Field(False, description="drop German function words (assets/function_words_de.txt) "
-                                "before the word and character features: learn topic, not writing style")
+    content_words: bool = Field(True, description="drop German function words (assets/function_words_de.txt) "
+                                "before the word and character features: learn topic, not writing style (ADR 0006)")
 
 
 class FastTextParams(Strict):
@@ -339,8 +339,8 @@ class FastTextParams(Strict):
     maxn: int = Field(4, ge=0)
     quantize: bool = Field(False, description="product-quantised .ftz (under 1 MB) instead of a float .bin "
                            "(~14 MB); scoring is 1.5-2.5x slower")
-    content_words: bool = Field(False, description="drop German function words (assets/function_words_de.txt) "
-                                "before training and scoring: learn topic, not writing style")
+    content_words: bool = Field(True, description="drop German function words (assets/function_words_de.txt) "
+                                "before training and scoring: learn topic, not writing style (ADR 0006)")
 
     @model_validator(mode="after")
     def _ngram_range(self) -> FastTextParams:

@@ -153,16 +153,24 @@ GPU_DOCS_PER_S = {"finetune": 9_605.0, "embedding": 9_605.0}
 FINEWEB2_DE_DOCS = 428_000_000
 
 
+def cascade_scores(model: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cascade scores, stage-2-alone scores, routed mask) with stage 2 run once on every text."""
+    from definemed.corpus.cascade import REJECT_SCORE
+
+    _, passed = model.route(texts)
+    alone = np.asarray(model.stage2.predict_proba(texts), dtype=np.float64)
+    return np.where(passed, alone, REJECT_SCORE), alone, passed
+
+
 def cascade_on_real(model: Any, folder: Path, gold: GoldSet, scores: np.ndarray, threshold: float,
-                    seed: int) -> dict[str, Any]:
+                    alone_scores: np.ndarray, passed: np.ndarray, seed: int) -> dict[str, Any]:
     """The cascade against its stage 2 alone (stage 2's own saved cut) on the real test set, the share routed to
     stage 2 and the projected hours for FineWeb2's German split at that share."""
     from definemed.corpus.training import seconds_per_doc
 
     report = json.loads((folder / REPORT).read_text(encoding="utf-8"))
     alone_threshold = float(report["cascade"]["stage2_alone"]["threshold"])
-    _, passed = model.route(gold.texts)
-    alone = audit_scores(gold, model.stage2.predict_proba(gold.texts), alone_threshold, seed=seed, worst=0)
+    alone = audit_scores(gold, alone_scores, alone_threshold, seed=seed, worst=0)
     share = float(passed.mean()) if len(passed) else 0.0
     c1, c2 = seconds_per_doc(model.stage1, gold.texts), seconds_per_doc(model.stage2, gold.texts)
     gpu = GPU_DOCS_PER_S.get(model.stage2.kind)
@@ -192,10 +200,13 @@ def real_test_in_stage(path: Path, classifier_dir: Path, kinds: dict[str, Path],
         model, threshold, _ = load_classifier(folder)
         if hasattr(model, "use_cache"):
             model.use_cache = False  # the real test set stays out of the training caches
-        scores = np.asarray(model.predict_proba(gold.texts), dtype=np.float64)
+        if kind == "cascade":
+            scores, alone, passed = cascade_scores(model, gold.texts)
+        else:
+            scores = np.asarray(model.predict_proba(gold.texts), dtype=np.float64)
         audit = audit_scores(gold, scores, threshold, seed=seed)
         if kind == "cascade":
-            audit["cascade"] = cascade_on_real(model, folder, gold, scores, threshold, seed)
+            audit["cascade"] = cascade_on_real(model, folder, gold, scores, threshold, alone, passed, seed)
         write_json(folder / "real_test.json", audit)
         families[kind] = {**real_test_row(audit), "folder": str(folder.relative_to(classifier_dir.parent)),
                           "breakdown_genre": audit["breakdown"].get("genre"), "cascade": audit.get("cascade")}
