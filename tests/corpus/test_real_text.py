@@ -21,6 +21,8 @@ from definemed.corpus.quality import build_quality_filters
 from definemed.corpus.stage import run
 from definemed.corpus.thresholds import precision_recall_at, select_threshold
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def _write_gz(folder: Path, rows: list[dict[str, Any]]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
@@ -69,8 +71,9 @@ def test_top_ngram_check_and_length_rules_are_configurable() -> None:
 
 
 def test_demo_filters_keep_real_clinical_paragraphs() -> None:
-    demo = yaml.safe_load(Path("configs/demo.yaml").read_text(encoding="utf-8"))["corpus"]["quality"]
-    rows = [json.loads(line) for line in Path("demo/sources/real/grascco_paragraphs.jsonl").open(encoding="utf-8")]
+    demo = yaml.safe_load((ROOT / "configs/demo.yaml").read_text(encoding="utf-8"))["corpus"]["quality"]
+    text = (ROOT / "demo/sources/real/grascco_paragraphs.jsonl").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in text.splitlines()]
     kept = [all(r is True for _, r in _reasons(demo, row["text"])) for row in rows]
     assert np.mean(kept) >= 0.9, np.mean(kept)
     assert np.mean([all(r is True for _, r in _reasons({}, row["text"])) for row in rows]) < 0.8  # the old cost
