@@ -136,3 +136,16 @@ def read_gold_rows(rows: list[tuple[str, bool, str]]) -> Any:
         return read_gold(fh.name)
     finally:
         Path(fh.name).unlink()
+
+
+def test_window_scoring_gives_a_long_page_its_best_window() -> None:
+    from definemed.corpus.score_cli import score, windows
+
+    class Keyword:
+        def predict_proba(self, texts: list[str]) -> np.ndarray:
+            return np.array([0.9 if "Patient" in t else 0.1 for t in texts])
+
+    page = " ".join(["Fußball Tabelle Verein"] * 60 + ["Der Patient hat Fieber."] + ["Wetter Regen"] * 60)
+    assert len(windows(page, 200)) > 5 and " ".join(windows(page, 200)).split() == page.split()
+    assert score(Keyword(), [page, "kurz"], window_chars=200).tolist() == [0.9, 0.1]
+    assert score(Keyword(), [page[:150]], window_chars=200).tolist() == [0.1]
