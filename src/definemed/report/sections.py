@@ -135,14 +135,16 @@ def _real_text_blocks(real: dict[str, Any] | None, costs: dict[str, Any] | None)
             gate = fam.get("cascade")
             if gate:
                 alone = gate.get("stage2_alone", {})
+                h = {k: "n/a" if gate.get(k) is None else f"{gate[k]:,.1f}" for k in
+                     ("stage1_cpu_hours", "stage2_gpu_hours", "stage2_alone_gpu_hours", "stage2_cpu_hours",
+                      "stage2_alone_cpu_hours")}
                 blocks.append(
                     f"Cascade on the real test set: F1 {fmt(fam.get('real_f1'))} against {fmt(alone.get('real_f1'))} "
                     f"for its stage 2 ({gate.get('stage2_kind')}) alone; {fmt(gate.get('routed_share'))} of the "
-                    f"documents routed to stage 2. For {fmt(gate.get('projection_docs'))} documents: stage 1 "
-                    f"{fmt(gate.get('stage1_cpu_hours'))} CPU-core-hours, stage 2 {fmt(gate.get('stage2_gpu_hours'))} "
-                    f"GPU-hours (alone: {fmt(gate.get('stage2_alone_gpu_hours'))}) or "
-                    f"{fmt(gate.get('stage2_cpu_hours'))} CPU-core-hours (alone: "
-                    f"{fmt(gate.get('stage2_alone_cpu_hours'))}).")
+                    f"documents routed to stage 2. For {gate.get('projection_docs', 0):,} documents at that share: "
+                    f"stage 1 {h['stage1_cpu_hours']} CPU-core-hours, stage 2 {h['stage2_gpu_hours']} GPU-hours "
+                    f"(alone: {h['stage2_alone_gpu_hours']}) or {h['stage2_cpu_hours']} CPU-core-hours (alone: "
+                    f"{h['stage2_alone_cpu_hours']}).")
         blocks.insert(0 if not costs else 2,
                       f"Real held-out test set ({real.get('path')}): {fmt(real.get('n'))} real documents "
                       f"({fmt(real.get('medical'))} medical) that no labelling, training or threshold choice saw; "
