@@ -1,6 +1,6 @@
 """Corpus-stage throughput and the cost of classifying FineWeb2-de (428M documents) with each classifier family.
 
-Measured in one process, on the demo shards (demo/fineweb2-deu, 616 documents) replicated to 20k documents in
+Measured in one process, on the demo shards (demo/fineweb2-deu, 1,044 documents) replicated to 20k documents in
 one parquet shard, twice: with FineWeb2's medical share (1.7 %, the paper's 7.3M of 428M; medical rows by the
 demo's gold labels), the workload the ratio is about, and as the demo rows come (about half medical), where the
 steps after the classifier (decontamination, profiles) see 28x more documents:
