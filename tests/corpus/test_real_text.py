@@ -133,6 +133,9 @@ def test_stage_scores_every_family_on_the_real_test_set_and_writes_model_cards(
         assert card.startswith("---\n") and "## Metrics on real text" in card and f"F1 {audit['f1']:.3f}" in card
         assert f"{json.loads((folder / 'report.json').read_text())['threshold']:.6g}, chosen by `f1`" in card
     assert m["classifier"]["real_test"]["real_f1"] == rows_by_kind["tfidf_logreg"]["real_f1"]
+    dataset_card = (ctx.stage_dir / "README.md").read_text(encoding="utf-8")
+    assert "On 12 real documents no training or threshold saw" in dataset_card
+    assert f"F1 {m['classifier']['real_test']['real_f1']:.3f}" in dataset_card
     costs = m["filter_costs"]  # no audit gold file: the training labels say which documents are medical
     assert costs["source"] == "labels" and costs["medical_recall"] == {"docs": 14, "dropped": 0, "recall": 1.0}
     assert {step: v["dropped"] for step, v in costs["steps"].items() if v["dropped"]} == \
