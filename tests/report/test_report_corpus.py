@@ -75,7 +75,7 @@ def test_corpus_section_shows_real_test_columns_filter_costs_and_cascade_hours(t
     cfg = DefinemedConfig.model_validate(data)
     run_dir = tmp_path / "run"
     upstream = _fake_upstream(run_dir)
-    rows = [{**ROWS[0], "gold_f1": 0.936, "real_f1": 0.944, "real_f1_lo": 0.911, "real_f1_hi": 0.97,
+    rows = [{**ROWS[0], "gold_f1": 0.936, "written_f1": 0.95, "real_f1": 0.944, "real_f1_lo": 0.911, "real_f1_hi": 0.97,
              "real_precision": 0.992, "real_recall": 0.901, "real_fpr_technical": 0.0, "real_recall_short": 0.868}]
     gate = {"stage2_kind": "embedding", "stage2_alone": {"real_f1": 0.955}, "routed_share": 0.47,
             "projection_docs": 428000000, "stage1_cpu_hours": 29.0, "stage2_gpu_hours": 5.82,
@@ -92,7 +92,7 @@ def test_corpus_section_shows_real_test_columns_filter_costs_and_cascade_hours(t
     ctx.stage_dir.mkdir(parents=True)
     assert run(cfg, ctx).metrics["failed_sections"] == []
     md = (ctx.stage_dir / "report.md").read_text()
-    assert "| 0.927 | 0.936 | 0.944 | 0.911 | 0.970 | 0.992 | 0.901 | 0.000 | 0.868 |" in md
+    assert "| 0.927 | 0.936 | 0.950 | 0.944 | 0.911 | 0.970 | 0.992 | 0.901 | 0.000 | 0.868 |" in md
     assert "| gopher_quality | 7 | 1 | 1 |" in md and "real clinical text: 0.943 of 88" in md
     assert "F1 0.962 against 0.955 for its stage 2 (embedding) alone; 0.470 of the documents routed" in md
     assert "For 428,000,000 documents at that share: stage 1 29.0 CPU-core-hours, stage 2 5.8 GPU-hours (alone: " \

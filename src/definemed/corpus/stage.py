@@ -184,6 +184,23 @@ def _versus_gold(cfg: DefinemedConfig, layout: CorpusLayout, report: dict[str, A
     return heldout_vs_gold(folder / HELDOUT_SCORES, labelling.audit.gold, report["threshold"])
 
 
+def _written_f1(cfg: DefinemedConfig, folder: Path, threshold: float) -> float | None:
+    """F1 against gold on the held-out documents the gold file marks `origin: written` (the demo's own text)."""
+    from definemed.artifacts import read_jsonl
+    from definemed.corpus.labelling.audit import load_gold
+    from definemed.corpus.training import binary_metrics
+
+    labelling = cfg.corpus.labelling
+    if labelling is None or labelling.audit is None or not (folder / HELDOUT_SCORES).is_file():
+        return None
+    gold = load_gold(labelling.audit.gold)
+    rows = [r for r in read_jsonl(folder / HELDOUT_SCORES) if gold.get(r["id"], {}).get("origin") == "written"]
+    if not rows:
+        return None
+    truth = [bool(gold[r["id"]]["medical"]) for r in rows]
+    return binary_metrics(truth, [r["score"] >= threshold for r in rows])["f1"]
+
+
 def _model_cards(cfg: DefinemedConfig, folders: dict[str, Path], real: dict[str, Any] | None) -> None:
     """A model card (README.md, Hugging Face format) in every trained classifier folder."""
     from definemed.artifacts import read_json
@@ -231,6 +248,7 @@ def _real_test(cfg: DefinemedConfig, layout: CorpusLayout, metrics: dict[str, An
         if row["kind"] in folders:
             gold = _versus_gold(cfg, layout, {"threshold": row["threshold"]}, folders[row["kind"]])
             row["gold_f1"] = None if gold is None else gold["classifier"]["f1"]
+            row["written_f1"] = _written_f1(cfg, folders[row["kind"]], row["threshold"])
     result = (real_test_in_stage(clf.real_test, layout.classifier, folders, cfg.run.seed)
               if clf.real_test is not None else None)
     _model_cards(cfg, folders, result)

@@ -110,7 +110,7 @@ def _labelling_blocks(lab: dict[str, Any] | None, vs_gold: dict[str, Any] | None
 
 
 COMPARISON_COLUMNS = [("family", "kind"), ("status", "status"), ("precision", "precision"), ("recall", "recall"),
-                      ("F1", "f1"), ("F1 vs gold", "gold_f1"), ("real F1", "real_f1"), ("real F1 low", "real_f1_lo"),
+                      ("F1", "f1"), ("F1 vs gold", "gold_f1"), ("written F1 vs gold", "written_f1"), ("real F1", "real_f1"), ("real F1 low", "real_f1_lo"),
                       ("real F1 high", "real_f1_hi"), ("real P", "real_precision"), ("real R", "real_recall"),
                       ("real FPR technical", "real_fpr_technical"), ("real R short", "real_recall_short"),
                       ("AP", "ap"), ("threshold", "threshold"), ("docs/s", "docs_per_s"),
