@@ -404,6 +404,7 @@ FASTTEXT_VARIANTS = {  # (b3): name -> corpus.classifier.fasttext overrides of t
     "quantised .ftz (quantize: true)": {"quantize": True},
     "old default: 3-5-grams, dim 50, quantised": {"minn": 3, "maxn": 5, "dim": 50, "quantize": True},
     "words only (maxn: 0)": {"maxn": 0},
+    "all words (content_words: false, the default before ADR 0006)": {"content_words": False},
 }
 
 
