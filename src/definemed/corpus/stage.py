@@ -25,13 +25,13 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 from definemed.artifacts import StageContext, StageResult, write_json
 from definemed.config import DefinemedConfig, FileLabels
 from definemed.corpus import stats as corpus_stats
 from definemed.corpus.executors import run_to_completion
+from definemed.corpus.gold_checks import filter_costs_of, real_test_of, versus_gold
 from definemed.corpus.pipelines import (
     DECONTAM_STEP,
     DEDUP_STEP,
@@ -44,7 +44,7 @@ from definemed.corpus.pipelines import (
     training_labels,
 )
 from definemed.corpus.readers import sample_input_files
-from definemed.corpus.training import HELDOUT_SCORES, REPORT, is_heldout, train_classifier
+from definemed.corpus.training import REPORT, is_heldout, train_classifier
 
 logger = logging.getLogger("definemed")
 CLASSIFIER_KEYS = ("kind", "threshold", "precision", "recall", "f1", "accuracy", "support", "confusion",
@@ -118,12 +118,12 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     metrics = _metrics(cfg, counts, report, tokenizer, decontam, timings)
     if single is not None:
         _single_pass_metrics(metrics, corpus_stats.sample_counts(filter_pipeline, layout.root / "logs"), single)
-    metrics["classifier"]["vs_gold"] = _versus_gold(cfg, layout, report)
-    metrics["filter_costs"] = _filter_costs(cfg, layout)
+    metrics["classifier"]["vs_gold"] = versus_gold(cfg, layout, report)
+    metrics["filter_costs"] = filter_costs_of(cfg, layout)
     metrics["labelling"] = labelling
     metrics["classifier_comparison"] = None if comparison is None else comparison["rows"]
     t0 = time.perf_counter()
-    metrics["real_test"] = _real_test(cfg, layout, metrics)
+    metrics["real_test"] = real_test_of(cfg, layout, metrics)
     if metrics["real_test"] is not None:
         metrics["timings_s"]["real_test_s"] = round(time.perf_counter() - t0, 2)
     return _finish(cfg, layout, counts, report, metrics, comparison)
@@ -169,100 +169,6 @@ def _compare(cfg: DefinemedConfig, layout: CorpusLayout, labels: FileLabels, rep
     if comparison is not None:
         timings["compare_s"] = time.perf_counter() - t0
     return comparison
-
-
-def _versus_gold(cfg: DefinemedConfig, layout: CorpusLayout, report: dict[str, Any],
-                 folder: Any = None) -> dict[str, Any] | None:
-    """A classifier (the main one, or the family in `folder`) against the audit's gold file on its held-out
-    documents (untouched by the audit)."""
-    labelling = cfg.corpus.labelling
-    if labelling is None or labelling.audit is None:
-        return None
-    from definemed.corpus.labelling.corpus_step import heldout_vs_gold
-
-    folder = layout.classifier if folder is None else folder
-    return heldout_vs_gold(folder / HELDOUT_SCORES, labelling.audit.gold, report["threshold"])
-
-
-def _written_f1(cfg: DefinemedConfig, folder: Path, threshold: float) -> float | None:
-    """F1 against gold on the held-out documents the gold file marks `origin: written` (the demo's own text)."""
-    from definemed.artifacts import read_jsonl
-    from definemed.corpus.labelling.audit import load_gold
-    from definemed.corpus.training import binary_metrics
-
-    labelling = cfg.corpus.labelling
-    if labelling is None or labelling.audit is None or not (folder / HELDOUT_SCORES).is_file():
-        return None
-    gold = load_gold(labelling.audit.gold)
-    rows = [r for r in read_jsonl(folder / HELDOUT_SCORES) if gold.get(r["id"], {}).get("origin") == "written"]
-    if not rows:
-        return None
-    truth = [bool(gold[r["id"]]["medical"]) for r in rows]
-    return binary_metrics(truth, [r["score"] >= threshold for r in rows])["f1"]
-
-
-def _model_cards(cfg: DefinemedConfig, folders: dict[str, Path], real: dict[str, Any] | None) -> None:
-    """A model card (README.md, Hugging Face format) in every trained classifier folder."""
-    from definemed.artifacts import read_json
-    from definemed.corpus.model_card import write_model_card
-
-    labelling = cfg.corpus.labelling
-    labels = (f"the labeller chosen by the audit in `corpus.labelling` ({[c.name for c in labelling.candidates]})"
-              if labelling is not None else f"the file {cfg.corpus.labels.path}")
-    note = (f"Documents: the filter survivors of {cfg.corpus.input.paths}; the demo mixes documents written for the "
-            "project with real German text (demo/DATA_CARD.md)." if cfg.run.name == "demo" else
-            f"Documents: the filter survivors of {cfg.corpus.input.paths}.")
-    for folder in folders.values():
-        report = read_json(folder / REPORT)
-        real_audit = read_json(folder / "real_test.json") if real is not None else None
-        write_model_card(folder, report, real_audit, {"n_train": report.get("n_train"), "labels": labels,
-                                                      "n_heldout": report.get("n_heldout"), "note": note})
-
-
-def _filter_costs(cfg: DefinemedConfig, layout: CorpusLayout) -> dict[str, Any] | None:
-    """Known medical documents (the audit's gold file, else the training labels) each step dropped."""
-    from definemed.corpus.filter_costs import filter_costs, known_positives
-
-    labelling, labels = cfg.corpus.labelling, cfg.corpus.labels
-    if labelling is not None and labelling.audit is not None:
-        source, positives = "gold", known_positives(labelling.audit.gold)
-    elif labels is not None and Path(labels.path).is_file():
-        source, positives = "labels", known_positives(labels.path, labels.id_key, labels.label_key)
-    else:
-        return None
-    return filter_costs(layout.rejected, positives, source, cfg.corpus.language.languages)
-
-
-def _real_test(cfg: DefinemedConfig, layout: CorpusLayout, metrics: dict[str, Any]) -> dict[str, Any] | None:
-    """Every trained family against gold (held-out split) and on the real test set (`corpus.classifier.real_test`)
-    at its saved threshold; the figures join the comparison rows."""
-    from definemed.corpus.comparison import COMPARE_DIR
-    from definemed.corpus.gold_audit import real_test_in_stage
-
-    clf = cfg.corpus.classifier
-    rows = metrics["classifier_comparison"] or []
-    folders = {clf.kind: layout.classifier}
-    folders |= {r["kind"]: layout.classifier / COMPARE_DIR / r["kind"] for r in rows
-                if r.get("status") == "ok" and not r.get("main")}
-    for row in rows:
-        if row["kind"] in folders:
-            gold = _versus_gold(cfg, layout, {"threshold": row["threshold"]}, folders[row["kind"]])
-            row["gold_f1"] = None if gold is None else gold["classifier"]["f1"]
-            row["written_f1"] = _written_f1(cfg, folders[row["kind"]], row["threshold"])
-    result = (real_test_in_stage(clf.real_test, layout.classifier, folders, cfg.run.seed)
-              if clf.real_test is not None else None)
-    _model_cards(cfg, folders, result)
-    if result is None:
-        return None
-    for row in rows:
-        row.update({k: v for k, v in result["families"].get(row["kind"], {}).items()
-                    if k.startswith("real_")})
-        cascade = result["families"].get(row["kind"], {}).get("cascade")
-        if cascade:
-            row["real_routed_share"] = cascade["routed_share"]
-            row["real_f1_gap_vs_stage2"] = cascade["f1_gap_vs_stage2"]
-    metrics["classifier"]["real_test"] = result["families"].get(clf.kind)
-    return result
 
 
 def _finish(cfg: DefinemedConfig, layout: CorpusLayout, counts: dict[str, Any], report: dict[str, Any],
