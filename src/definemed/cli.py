@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     for stage, help_text in STAGE_HELP.items():
         add_run_args(sub.add_parser(stage, help=f"run only the {stage} stage: {help_text}", parents=[common]),
                      stages=False)
+    # Saved corpus classifiers on new or gold text: classify, audit.
+    from definemed.corpus.score_cli import add_commands
+
+    add_commands(sub, parents=[common])
     return parser
 
 
@@ -176,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     handlers = {"run": _cmd_run, "validate": _cmd_validate, "plan": _cmd_plan, "ls": _cmd_ls, "models": _cmd_models}
-    handler = handlers.get(args.command, _cmd_stage)
+    handler = getattr(args, "handler", None) or handlers.get(args.command, _cmd_stage)
     from definemed.registry import load_plugins
 
     load_plugins()

@@ -151,10 +151,21 @@ class GopherQualityConfig(Strict):
 
 
 class GopherRepetitionConfig(Strict):
+    """datatrove's Gopher repetition checks; `null` switches a check off (for the n-gram lists: all of them)."""
+
     dup_line_frac: float | None = 0.3
     dup_para_frac: float | None = 0.3
     dup_line_char_frac: float | None = 0.2
     dup_para_char_frac: float | None = 0.2
+    top_n_grams: list[tuple[int, float]] | None = Field(
+        [(2, 0.2), (3, 0.18), (4, 0.16)], description="(n, max share of characters in the most frequent n-gram)")
+    dup_n_grams: list[tuple[int, float]] | None = Field(
+        [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)],
+        description="(n, max share of characters in repeated n-grams)")
+    min_top_ngram_count: int = Field(1, ge=1, description="the top n-gram check applies only when the most "
+                                     "frequent n-gram occurs this often; datatrove: 1, so in a short document a "
+                                     "bigram that occurs once can exceed 20 % of the characters: 2 makes the "
+                                     "check about repetition, not length")
 
 
 class FineWebQualityConfig(Strict):
@@ -166,6 +177,9 @@ class FineWebQualityConfig(Strict):
 
 
 class QualityConfig(Strict):
+    min_doc_chars: int | None = Field(None, ge=1, description="documents shorter than this (characters, after "
+                                      "stripping) are dropped first, reason too_short: one document-level length "
+                                      "rule instead of length cuts hidden in other checks; null: off")
     gopher_repetition: GopherRepetitionConfig | None = GopherRepetitionConfig()
     gopher_quality: GopherQualityConfig | None = GopherQualityConfig()
     fineweb_quality: FineWebQualityConfig | None = FineWebQualityConfig()
@@ -335,10 +349,11 @@ class ThresholdConfig(Strict):
     """How the kept/rejected cut is chosen on the held-out split (a bare number in YAML means `by: score`).
 
     score: keep documents scoring >= value. precision: the smallest threshold whose held-out precision reaches
-    value. quantile: keep the top `value` share of documents (estimated on the held-out scores).
+    value. quantile: keep the top `value` share of documents (estimated on the held-out scores). f1: the threshold
+    of the best held-out F1 (`value` unused).
     """
 
-    by: Literal["score", "precision", "quantile"] = "score"
+    by: Literal["score", "precision", "quantile", "f1"] = "score"
     value: float = Field(0.5, gt=0, le=1)
 
     @model_validator(mode="after")
@@ -350,6 +365,8 @@ class ThresholdConfig(Strict):
 
 class TfidfParams(Strict):
     C: float = Field(4.0, gt=0)  # noqa: N815 - scikit-learn's name
+    content_words: bool = Field(True, description="drop German function words (assets/function_words_de.txt) "
+                                "before the word and character features: learn topic, not writing style (ADR 0006)")
 
 
 class FastTextParams(Strict):
@@ -366,6 +383,8 @@ class FastTextParams(Strict):
     maxn: int = Field(4, ge=0)
     quantize: bool = Field(False, description="product-quantised .ftz (under 1 MB) instead of a float .bin "
                            "(~14 MB); scoring is 1.5-2.5x slower")
+    content_words: bool = Field(True, description="drop German function words (assets/function_words_de.txt) "
+                                "before training and scoring: learn topic, not writing style (ADR 0006)")
 
     @model_validator(mode="after")
     def _ngram_range(self) -> FastTextParams:
@@ -426,6 +445,9 @@ class ClassifierConfig(Strict):
                                           "after the main classifier (the main kind reuses its own report)")
     not_compared: dict[ClassifierKind, str] = Field({}, description="families listed in the comparison as not "
                                                     "run, with the reason")
+    real_test: Path | None = Field(None, description="JSONL gold documents (id, text, medical; genre/source "
+                                   "optional) that no training or threshold choice sees: every trained family is "
+                                   "scored on them at its saved threshold (real_test.json in its folder)")
     tfidf: TfidfParams = TfidfParams()
     fasttext: FastTextParams = FastTextParams()
     embedding: EmbeddingParams = EmbeddingParams()

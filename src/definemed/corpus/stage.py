@@ -31,6 +31,7 @@ from definemed.artifacts import StageContext, StageResult, write_json
 from definemed.config import DefinemedConfig, FileLabels
 from definemed.corpus import stats as corpus_stats
 from definemed.corpus.executors import run_to_completion
+from definemed.corpus.gold_checks import filter_costs_of, real_test_of, versus_gold
 from definemed.corpus.pipelines import (
     DECONTAM_STEP,
     DEDUP_STEP,
@@ -47,7 +48,7 @@ from definemed.corpus.pipelines import (
     training_labels,
 )
 from definemed.corpus.readers import corrupt_file_list, sample_input_files
-from definemed.corpus.training import HELDOUT_SCORES, REPORT, is_heldout, train_classifier
+from definemed.corpus.training import REPORT, is_heldout, train_classifier
 
 logger = logging.getLogger("definemed")
 CLASSIFIER_KEYS = ("kind", "threshold", "precision", "recall", "f1", "accuracy", "support", "confusion",
@@ -141,10 +142,15 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
         logger.warning("[corpus] corrupt input file skipped: %s (%s)", bad["file"], bad["error"])
     if single is not None:
         _single_pass_metrics(metrics, corpus_stats.sample_counts(filter_pipeline, layout.root / "logs"), single)
-    metrics["classifier"]["vs_gold"] = _versus_gold(cfg, layout, report)
+    metrics["classifier"]["vs_gold"] = versus_gold(cfg, layout, report)
+    metrics["filter_costs"] = filter_costs_of(cfg, layout)
     metrics["labelling"] = labelling
     metrics["classifier_comparison"] = None if comparison is None else comparison["rows"]
     metrics["general_dedup"] = general
+    t0 = time.perf_counter()
+    metrics["real_test"] = real_test_of(cfg, layout, metrics)
+    if metrics["real_test"] is not None:
+        metrics["timings_s"]["real_test_s"] = round(time.perf_counter() - t0, 2)
     return _finish(cfg, layout, counts, report, metrics, comparison)
 
 
@@ -188,16 +194,6 @@ def _compare(cfg: DefinemedConfig, layout: CorpusLayout, labels: FileLabels, rep
     if comparison is not None:
         timings["compare_s"] = time.perf_counter() - t0
     return comparison
-
-
-def _versus_gold(cfg: DefinemedConfig, layout: CorpusLayout, report: dict[str, Any]) -> dict[str, Any] | None:
-    """The classifier against the audit's gold file on its held-out documents (untouched by the audit)."""
-    labelling = cfg.corpus.labelling
-    if labelling is None or labelling.audit is None:
-        return None
-    from definemed.corpus.labelling.corpus_step import heldout_vs_gold
-
-    return heldout_vs_gold(layout.classifier / HELDOUT_SCORES, labelling.audit.gold, report["threshold"])
 
 
 def _finish(cfg: DefinemedConfig, layout: CorpusLayout, counts: dict[str, Any], report: dict[str, Any],
