@@ -1,6 +1,6 @@
 """Corpus-stage throughput and the cost of classifying FineWeb2-de (428M documents) with each classifier family.
 
-Measured in one process, on the demo shards (demo/fineweb2-deu, 616 documents) replicated to 20k documents in
+Measured in one process, on the demo shards (demo/fineweb2-deu, 1,044 documents) replicated to 20k documents in
 one parquet shard, twice: with FineWeb2's medical share (1.7 %, the paper's 7.3M of 428M; medical rows by the
 demo's gold labels), the workload the ratio is about, and as the demo rows come (about half medical), where the
 steps after the classifier (decontamination, profiles) see 28x more documents:
@@ -404,6 +404,7 @@ FASTTEXT_VARIANTS = {  # (b3): name -> corpus.classifier.fasttext overrides of t
     "quantised .ftz (quantize: true)": {"quantize": True},
     "old default: 3-5-grams, dim 50, quantised": {"minn": 3, "maxn": 5, "dim": 50, "quantize": True},
     "words only (maxn: 0)": {"maxn": 0},
+    "all words (content_words: false, the default before ADR 0006)": {"content_words": False},
 }
 
 

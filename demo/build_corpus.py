@@ -1,7 +1,13 @@
 """Build the demo FineWeb2-style shards and gold labels from the hand-written documents in demo/sources/.
 
-    python demo/build_corpus.py    # writes demo/fineweb2-deu/*.parquet, demo/gold_labels.jsonl and the
-                                   # composition table in demo/DATA_CARD.md
+    python demo/build_corpus.py    # writes demo/fineweb2-deu/*.parquet, demo/gold_labels.jsonl,
+                                   # demo/real_test.jsonl and the composition table in demo/DATA_CARD.md
+
+Two kinds of source: documents written for the project (demo/sources/*.jsonl, `origin: written`) and real German
+documents nobody in the project wrote (demo/sources/real/*.jsonl, `origin: real`, made by demo/prepare_real.py,
+licences in demo/sources/real/README.md). Real documents marked `split: test` never enter the shards: they form
+demo/real_test.jsonl (id, text, medical, genre, source, origin), the held-out real test set that no labelling,
+training or threshold choice sees.
 
 Deterministic: every per-document value (id, dump, date, scores) derives from a hash of the document's URL and
 text, and the shard order comes from a seeded shuffle of the documents sorted by source file and line. Adding a
@@ -49,9 +55,10 @@ def fineweb2_schema():  # noqa: ANN201 - pyarrow is imported lazily
 
 
 def read_sources(source_dir: Path) -> list[dict]:
-    """All documents of demo/sources/*.jsonl in file/line order; malformed lines are reported and skipped."""
+    """All documents of demo/sources/*.jsonl, then demo/sources/real/*.jsonl, in file/line order; malformed lines
+    are reported and skipped. Written documents get `origin: written`."""
     docs: list[dict] = []
-    for path in sorted(source_dir.glob("*.jsonl")):
+    for path in [*sorted(source_dir.glob("*.jsonl")), *sorted((source_dir / "real").glob("*.jsonl"))]:
         with path.open(encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
@@ -64,7 +71,7 @@ def read_sources(source_dir: Path) -> list[dict]:
                 if not isinstance(doc.get("text"), str) or not doc["text"].strip() or not doc.get("url"):
                     print(f"warning: {path.name}:{lineno}: no text or url, skipped", file=sys.stderr)
                     continue
-                docs.append(doc)
+                docs.append({"origin": "written", **doc})
     return docs
 
 
@@ -143,10 +150,22 @@ def _write_jsonl(rows: list[dict], path: Path) -> None:
     _write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def build(source_dir: Path, out_dir: Path, labels_path: Path, seed: int = SEED) -> list[dict]:
-    """Write N_SHARDS parquet shards and the gold labels; returns the gold label rows in shard order."""
+def _gold(doc: dict, doc_id: str) -> dict:
+    return {"id": doc_id, "medical": bool(doc.get("medical")), "subdomain": doc.get("subdomain", "unknown"),
+            "lang": doc.get("lang", "de"), "origin": doc["origin"],
+            "genre": doc.get("genre", doc.get("subdomain", "unknown")), "source": doc.get("source", "demo (written)")}
+
+
+def build(source_dir: Path, out_dir: Path, labels_path: Path, seed: int = SEED,
+          real_test_path: Path | None = None) -> list[dict]:
+    """Write N_SHARDS parquet shards, the gold labels and the real test set; returns the gold label rows of the
+    shards in shard order."""
     docs = read_sources(source_dir)
     pairs = [(d, i) for d, i in zip(docs, assign_ids(docs), strict=True) if i]
+    test = [(d, i) for d, i in pairs if d.get("split") == "test"]
+    pairs = [(d, i) for d, i in pairs if d.get("split") != "test"]
+    if real_test_path is not None:
+        _write_jsonl([{**_gold(d, i), "text": d["text"]} for d, i in test], real_test_path)
     random.Random(seed).shuffle(pairs)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.parquet"):
@@ -155,27 +174,39 @@ def build(source_dir: Path, out_dir: Path, labels_path: Path, seed: int = SEED) 
     for shard in range(N_SHARDS):
         chunk = pairs[shard * per_shard:(shard + 1) * per_shard]
         _write_parquet([fineweb2_row(d, i) for d, i in chunk], out_dir / f"{shard:03d}_00000.parquet")
-    labels = [{"id": i, "medical": bool(d.get("medical")), "subdomain": d.get("subdomain", "unknown"),
-               "lang": d.get("lang", "de")} for d, i in pairs]
+    labels = [_gold(d, i) for d, i in pairs]
     _write_jsonl(labels, labels_path)
     return labels
 
 
 def composition_markdown(labels: list[dict]) -> str:
     """The composition table for DATA_CARD.md: documents per subdomain, language and label."""
-    counts = Counter((r["subdomain"], r["lang"], r["medical"]) for r in labels)
-    lines = ["| subdomain | lang | medical | documents |", "|---|---|---|---:|"]
-    for (sub, lang, med), n in sorted(counts.items(), key=lambda kv: (not kv[0][2], kv[0][0], kv[0][1])):
-        lines.append(f"| {sub} | {lang} | {'yes' if med else 'no'} | {n} |")
+    counts = Counter((r["origin"], r["subdomain"], r["lang"], r["medical"]) for r in labels)
+    lines = ["| origin | subdomain | lang | medical | documents |", "|---|---|---|---|---:|"]
+    for (origin, sub, lang, med), n in sorted(counts.items(),
+                                              key=lambda kv: (kv[0][0] != "written", not kv[0][3], kv[0][1:3])):
+        lines.append(f"| {origin} | {sub} | {lang} | {'yes' if med else 'no'} | {n} |")
     medical = sum(r["medical"] for r in labels)
     german = sum(r["lang"] == "de" for r in labels)
-    lines.append(f"| **total** | {german} de | {medical} yes | **{len(labels)}** |")
+    real = sum(r["origin"] == "real" for r in labels)
+    lines.append(f"| **total** | {real} real | {german} de | {medical} yes | **{len(labels)}** |")
     return "\n".join(lines)
 
 
-def update_card(card: Path, table: str) -> bool:
-    """Replace the composition table between the card's markers; False when the card has no markers."""
-    begin, end = "<!-- composition:begin", "<!-- composition:end -->"
+def real_test_markdown(path: Path) -> str:
+    """The real test set's composition: documents per genre, source and label."""
+    rows = [json.loads(line) for line in path.open(encoding="utf-8")]
+    counts = Counter((r["genre"], r["source"], r["medical"]) for r in rows)
+    lines = ["| genre | source | medical | documents |", "|---|---|---|---:|"]
+    for (genre, source, med), n in sorted(counts.items(), key=lambda kv: (not kv[0][2], kv[0][0])):
+        lines.append(f"| {genre} | {source} | {'yes' if med else 'no'} | {n} |")
+    lines.append(f"| **total** | | {sum(r['medical'] for r in rows)} yes | **{len(rows)}** |")
+    return "\n".join(lines)
+
+
+def update_card(card: Path, table: str, marker: str = "composition") -> bool:
+    """Replace the table between the card's markers; False when the card has no markers."""
+    begin, end = f"<!-- {marker}:begin", f"<!-- {marker}:end -->"
     text = card.read_text(encoding="utf-8") if card.exists() else ""
     if begin not in text or end not in text:
         return False
@@ -191,15 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", type=Path, default=HERE / "sources")
     parser.add_argument("--out", type=Path, default=HERE / "fineweb2-deu")
     parser.add_argument("--labels", type=Path, default=HERE / "gold_labels.jsonl")
+    parser.add_argument("--real-test", type=Path, default=HERE / "real_test.jsonl")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--card", type=Path, default=HERE / "DATA_CARD.md", help="data card to update")
     args = parser.parse_args(argv)
-    labels = build(args.sources, args.out, args.labels, args.seed)
-    table = composition_markdown(labels)
-    print(f"wrote {len(labels)} documents in {N_SHARDS} shards to {args.out} and labels to {args.labels}\n")
-    print(table)
-    if update_card(args.card, table):
-        print(f"\nupdated the composition table in {args.card}")
+    labels = build(args.sources, args.out, args.labels, args.seed, args.real_test)
+    table, real_table = composition_markdown(labels), real_test_markdown(args.real_test)
+    print(f"wrote {len(labels)} documents in {N_SHARDS} shards to {args.out} and labels to {args.labels}; "
+          f"the real test set to {args.real_test}\n")
+    print(table, real_table, sep="\n\n")
+    if update_card(args.card, table) and update_card(args.card, real_table, "real-test"):
+        print(f"\nupdated the composition tables in {args.card}")
     return 0
 
 

@@ -7,7 +7,8 @@ The labeller never sees the gold labels. Each document (first MAX_CHARS characte
 below is embedded with multilingual-e5-small ("query: " on both sides, as e5 does for symmetric tasks); a document
 is medical when its nearest medical topic is closer than its nearest non-medical one, by cosine similarity. The
 topics paraphrase the labelling rubric (src/definemed/assets/prompts/label_medical_de.md) and were written once,
-before the labels were compared with gold; `subdomain` is the nearest topic's subdomain and `p_medical` a logistic
+before the labels were compared with gold (one, software and the command line, was added when real Debian
+documentation entered the corpus; DATA_CARD.md says what it changed); `subdomain` is the nearest topic's subdomain and `p_medical` a logistic
 squash of the similarity margin. Deterministic: same files, same labels.
 """
 
@@ -46,6 +47,9 @@ TOPICS = [
                     "Webseite."),
     ("none", False, "Allgemeine Nachrichten und Alltag: Politik, Reisen, Kochen, Finanzen, Technik, Recht, "
                     "Wohnen, Veranstaltungen und Freizeit."),
+    # Added when real Debian documentation entered the demo corpus (DATA_CARD.md, "Precomputed labels").
+    ("none", False, "Software und Computer: Linux-Befehle, Programme, Konfigurationsdateien, Paketverwaltung, "
+                    "Netzwerk und Kommandozeile."),
 ]
 
 

@@ -11,6 +11,7 @@ def minimal_config_dict(tmp_path: Path, model_id: str = "tiny-model") -> dict[st
     labels = tmp_path / "labels.jsonl"
     if not labels.exists():
         labels.write_text('{"id": "a", "medical": true}\n', encoding="utf-8")
+    (tmp_path / "shards").mkdir(exist_ok=True)  # the runner checks that the input paths exist before any stage
     return {
         "run": {"name": "test", "run_dir": str(tmp_path / "run"), "seed": 0},
         "models": {"instruct": {"id": model_id}},

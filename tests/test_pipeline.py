@@ -113,7 +113,7 @@ def test_sigkill_mid_stage_then_rerun_completes(tmp_path: Path) -> None:
     data = minimal_config_dict(tmp_path)
     path.write_text(yaml.safe_dump(data))
     env = {**os.environ, "DEFINEMED_PLUGINS": "tests.fake_stages", "FAKE_SLEEP_AT": "evaluate-1",
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     cmd = [sys.executable, "-m", "definemed.cli", "run", str(path)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     items = tmp_path / "run" / "evaluate" / "items.txt"

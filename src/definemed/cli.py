@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
+import traceback
 
 from definemed import __version__
 
@@ -26,6 +28,29 @@ def _setup_logging(verbose: bool) -> None:
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.propagate = False
+
+
+# OSErrors a user causes and can fix (a missing file, a read-only or full disk): one line, not a traceback.
+USER_OS_ERRORS = {
+    errno.ENOENT: "check the path in the config or on the command line",
+    errno.EACCES: "check the file permissions or choose another run.run_dir",
+    errno.EPERM: "check the file permissions or choose another run.run_dir",
+    errno.EROFS: "the file system is read-only: choose a writable run.run_dir (or DEFINEMED_HOME)",
+    errno.ENOSPC: "the disk is full: free space or choose a run.run_dir on another disk, then rerun to resume",
+    errno.EDQUOT: "the disk quota is exhausted: free space, then rerun to resume",
+    errno.ENOTDIR: "a path in the config names a file where a folder is expected",
+    errno.EISDIR: "a path in the config names a folder where a file is expected",
+}
+
+
+def _os_error_line(exc: OSError) -> str:
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    what = exc.strerror or str(exc)
+    return f"{what}{': ' + where if where else ''} ({USER_OS_ERRORS[exc.errno]})"
+
+
+def _debug_wanted(argv_debug: bool) -> bool:
+    return argv_debug or os.environ.get("DEFINEMED_DEBUG", "").strip().lower() in {"1", "true", "yes"}
 
 
 def _load(path: str, overrides: list[str]):
@@ -55,15 +80,17 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from definemed.config import load_config
-    from definemed.yamlio import ConfigError
+    from definemed.config import check_paths, load_config
+    from definemed.errors import DefinemedError
 
     failed = 0
     for path in args.configs:
         try:
-            load_config(path, args.set or [])
+            cfg = load_config(path, args.set or [])
+            if not args.schema_only:
+                check_paths(cfg, source=path)
             print(f"ok      {path}")
-        except ConfigError as exc:
+        except DefinemedError as exc:
             failed += 1
             print(f"INVALID {exc}", file=sys.stderr)
     return 1 if failed else 0
@@ -110,7 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="definemed", description="Adapt an instruct LLM to German medicine and measure whether it worked.")
     parser.add_argument("--version", action="version", version=f"definemed {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also DEFINEMED_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
+    # `--debug` is accepted after the command too (definemed run cfg.yaml --debug).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     def add_run_args(p: argparse.ArgumentParser, stages: bool = True) -> None:
         p.add_argument("config", help="YAML config file")
@@ -119,18 +151,27 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--stages", help=f"comma-separated subset of {','.join(STAGE_HELP)}")
         p.add_argument("--force", action="store_true", help="rerun selected stages even if current")
 
-    add_run_args(sub.add_parser("run", help="run the pipeline (resumable; current stages are skipped)"))
-    add_run_args(sub.add_parser("plan", help="show what would run and what is cached"))
-    p = sub.add_parser("validate", help="validate config files")
+    add_run_args(sub.add_parser("run", help="run the pipeline (resumable; current stages are skipped)",
+                                parents=[common]))
+    add_run_args(sub.add_parser("plan", help="show what would run and what is cached", parents=[common]))
+    p = sub.add_parser("validate", help="validate config files", parents=[common])
     p.add_argument("configs", nargs="+")
     p.add_argument("--set", action="append", metavar="key=value", help="override (repeatable)")
-    sub.add_parser("ls", help="list registered components")
-    p = sub.add_parser("models", help="bundled offline models: list, or materialize one as a local checkpoint")
+    p.add_argument("--schema-only", action="store_true",
+                   help="check the config's fields only, not that its input files exist (data not on this machine)")
+    sub.add_parser("ls", help="list registered components", parents=[common])
+    p = sub.add_parser("models", help="bundled offline models: list, or materialize one as a local checkpoint",
+                       parents=[common])
     p.add_argument("action", choices=["list", "materialize"])
     p.add_argument("model_id", nargs="?", default="HuggingFaceTB/SmolLM2-135M-Instruct")
     p.add_argument("--force", action="store_true")
     for stage, help_text in STAGE_HELP.items():
-        add_run_args(sub.add_parser(stage, help=f"run only the {stage} stage: {help_text}"), stages=False)
+        add_run_args(sub.add_parser(stage, help=f"run only the {stage} stage: {help_text}", parents=[common]),
+                     stages=False)
+    # Saved corpus classifiers on new or gold text: classify, audit.
+    from definemed.corpus.score_cli import add_commands
+
+    add_commands(sub, parents=[common])
     return parser
 
 
@@ -139,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     handlers = {"run": _cmd_run, "validate": _cmd_validate, "plan": _cmd_plan, "ls": _cmd_ls, "models": _cmd_models}
-    handler = handlers.get(args.command, _cmd_stage)
+    handler = getattr(args, "handler", None) or handlers.get(args.command, _cmd_stage)
     from definemed.registry import load_plugins
 
     load_plugins()
@@ -148,7 +189,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except DefinemedError as exc:
+        if _debug_wanted(args.debug):
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in USER_OS_ERRORS:
+            raise
+        if _debug_wanted(args.debug):
+            traceback.print_exc()
+        print(f"error: {_os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -28,8 +31,41 @@ from definemed.yamlio import ConfigError, Lines, apply_overrides, load_yaml_file
 STAGE_MODELS = {"cpt": "cpt", "merged": "merge"}
 
 
+# A config name that becomes a file or folder name (models, labellers): one plain path component, bounded.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,63}")
+
+
+def check_safe_name(name: str) -> str:
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise ValueError(f"name {name!r} is not a safe name: use 1-64 letters, digits, '-', '_' or '.', not starting "
+                         "with '.' (it becomes a file name)")
+    return name
+
+
+SafeName = Annotated[str, AfterValidator(check_safe_name)]
+
+
+def _number_field(annotation: Any) -> bool:
+    """True for int/float fields (alone, optional, or lists of them) that do not also accept a bool."""
+    args = get_args(annotation) or (annotation,)
+    if bool in args:
+        return False
+    return any(a in (int, float) or (get_origin(a) is list and _number_field(get_args(a)[0])) for a in args)
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # allow_inf_nan=False: `.inf` / `.nan` are never a sensible learning rate, weight or count.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, v: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads `true` as 1: `max_steps: true` would silently train one step.
+        if isinstance(v, bool) or (isinstance(v, list) and any(isinstance(x, bool) for x in v)):
+            field = cls.model_fields.get(info.field_name or "")
+            if field is not None and _number_field(field.annotation):
+                raise ValueError(f"expected a number, got a boolean ({str(v).lower()})")
+        return v
 
 
 def kind_union(*members: type[Strict], default: str) -> Any:
@@ -47,6 +83,14 @@ class RunConfig(Strict):
     name: str = "definemed"
     run_dir: Path = Path("runs/default")
     seed: int = 0
+
+    @field_validator("run_dir", mode="before")
+    @classmethod
+    def _run_dir_not_blank(cls, v: Any) -> Any:
+        # Path("") is the working directory: an unset shell variable must not turn the cwd into the run folder.
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("run.run_dir is empty; give a folder for the run's outputs (e.g. runs/demo)")
+        return v
 
 
 class ModelSpec(Strict):
@@ -107,10 +151,21 @@ class GopherQualityConfig(Strict):
 
 
 class GopherRepetitionConfig(Strict):
+    """datatrove's Gopher repetition checks; `null` switches a check off (for the n-gram lists: all of them)."""
+
     dup_line_frac: float | None = 0.3
     dup_para_frac: float | None = 0.3
     dup_line_char_frac: float | None = 0.2
     dup_para_char_frac: float | None = 0.2
+    top_n_grams: list[tuple[int, float]] | None = Field(
+        [(2, 0.2), (3, 0.18), (4, 0.16)], description="(n, max share of characters in the most frequent n-gram)")
+    dup_n_grams: list[tuple[int, float]] | None = Field(
+        [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)],
+        description="(n, max share of characters in repeated n-grams)")
+    min_top_ngram_count: int = Field(1, ge=1, description="the top n-gram check applies only when the most "
+                                     "frequent n-gram occurs this often; datatrove: 1, so in a short document a "
+                                     "bigram that occurs once can exceed 20 % of the characters: 2 makes the "
+                                     "check about repetition, not length")
 
 
 class FineWebQualityConfig(Strict):
@@ -122,6 +177,9 @@ class FineWebQualityConfig(Strict):
 
 
 class QualityConfig(Strict):
+    min_doc_chars: int | None = Field(None, ge=1, description="documents shorter than this (characters, after "
+                                      "stripping) are dropped first, reason too_short: one document-level length "
+                                      "rule instead of length cuts hidden in other checks; null: off")
     gopher_repetition: GopherRepetitionConfig | None = GopherRepetitionConfig()
     gopher_quality: GopherQualityConfig | None = GopherQualityConfig()
     fineweb_quality: FineWebQualityConfig | None = FineWebQualityConfig()
@@ -146,7 +204,7 @@ AuditMetric = Literal["precision", "recall", "f1", "accuracy"]
 
 
 class _NamedLabeller(Strict):
-    name: str | None = Field(None, min_length=1, description="how audits and metrics call this labeller; "
+    name: SafeName | None = Field(None, description="how audits and metrics call this labeller; "
                              "required when `labellers` lists several")
 
     @property
@@ -256,7 +314,7 @@ class AuditSettings(Strict):
     gold: Path
     max_docs: int | None = Field(None, ge=1, description="audit this many gold documents (drawn with `seed`); "
                                  "None: all that qualify")
-    resamples: int = Field(1000, ge=10, description="bootstrap resamples for the 95 % intervals")
+    resamples: int = Field(1000, ge=10, le=100_000, description="bootstrap resamples for the 95 % intervals")
     seed: int = 0
     snippet_chars: int = Field(200, ge=0)
 
@@ -301,10 +359,11 @@ class ThresholdConfig(Strict):
     """How the kept/rejected cut is chosen on the held-out split (a bare number in YAML means `by: score`).
 
     score: keep documents scoring >= value. precision: the smallest threshold whose held-out precision reaches
-    value. quantile: keep the top `value` share of documents (estimated on the held-out scores).
+    value. quantile: keep the top `value` share of documents (estimated on the held-out scores). f1: the threshold
+    of the best held-out F1 (`value` unused).
     """
 
-    by: Literal["score", "precision", "quantile"] = "score"
+    by: Literal["score", "precision", "quantile", "f1"] = "score"
     value: float = Field(0.5, gt=0, le=1)
 
     @model_validator(mode="after")
@@ -316,6 +375,8 @@ class ThresholdConfig(Strict):
 
 class TfidfParams(Strict):
     C: float = Field(4.0, gt=0)  # noqa: N815 - scikit-learn's name
+    content_words: bool = Field(True, description="drop German function words (assets/function_words_de.txt) "
+                                "before the word and character features: learn topic, not writing style (ADR 0006)")
 
 
 class FastTextParams(Strict):
@@ -332,6 +393,8 @@ class FastTextParams(Strict):
     maxn: int = Field(4, ge=0)
     quantize: bool = Field(False, description="product-quantised .ftz (under 1 MB) instead of a float .bin "
                            "(~14 MB); scoring is 1.5-2.5x slower")
+    content_words: bool = Field(True, description="drop German function words (assets/function_words_de.txt) "
+                                "before training and scoring: learn topic, not writing style (ADR 0006)")
 
     @model_validator(mode="after")
     def _ngram_range(self) -> FastTextParams:
@@ -392,6 +455,9 @@ class ClassifierConfig(Strict):
                                           "after the main classifier (the main kind reuses its own report)")
     not_compared: dict[ClassifierKind, str] = Field({}, description="families listed in the comparison as not "
                                                     "run, with the reason")
+    real_test: Path | None = Field(None, description="JSONL gold documents (id, text, medical; genre/source "
+                                   "optional) that no training or threshold choice sees: every trained family is "
+                                   "scored on them at its saved threshold (real_test.json in its folder)")
     tfidf: TfidfParams = TfidfParams()
     fasttext: FastTextParams = FastTextParams()
     embedding: EmbeddingParams = EmbeddingParams()
@@ -579,7 +645,7 @@ class CptConfig(Strict):
     decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of steps in the final decay")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final learning rate / peak (linear, cosine, wsd)")
     max_steps: int = Field(-1, description="-1: train `epochs` epochs")
-    epochs: float = Field(1.0, gt=0)
+    epochs: float = Field(1.0, gt=0, le=10_000)
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     heldout_fraction: float = Field(0.1, gt=0, lt=1)
@@ -789,7 +855,7 @@ class LocalMcqTaskConfig(Strict):
     """A multiple-choice task from local JSONL (id, subject, question, choices, answer): a file or a folder."""
 
     kind: Literal["local"] = "local"
-    name: str = Field(pattern=_TASK_NAME, description="lm-eval task name and file stem")
+    name: str = Field(pattern=_TASK_NAME, max_length=64, description="lm-eval task name and file stem")
     path: Path
     num_fewshot: int = Field(0, ge=0)
 
@@ -801,7 +867,7 @@ class LmEvalMcqTaskConfig(Strict):
     local JSON/JSONL files in the same columns (offline copies, or the German MedQA export)."""
 
     kind: Literal["lm_eval"]
-    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$")
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=64)
     num_fewshot: int | None = Field(None, ge=0, description="None: the task YAML's own setting")
     data_files: Path | None = None
 
@@ -940,7 +1006,7 @@ class EvaluateConfig(Strict):
     prompt_limit: int | None = Field(None, ge=1)
     generation: GenerationConfig = HfGenerationConfig()
     judge: JudgeConfig = ReferenceJudgeConfig()
-    bootstrap_rounds: int = Field(1000, ge=10, description="Bradley-Terry bootstrap resamples")
+    bootstrap_rounds: int = Field(1000, ge=10, le=100_000, description="Bradley-Terry bootstrap resamples")
     fold_change: list[tuple[str, str, str]] = Field(
         [], description="[model_x, model_y, opponent]: win-rate of x over that of y, both against opponent")
     human_labels: Path | None = Field(None, description="JSONL {prompt_id, model_a, model_b, winner} for kappa")
@@ -973,7 +1039,7 @@ class ReportConfig(Strict):
 # ------------------------------------------------------------------------------------------------- root
 class DefinemedConfig(Strict):
     run: RunConfig = RunConfig()
-    models: dict[str, ModelSpec]
+    models: dict[SafeName, ModelSpec]
     corpus: CorpusConfig
     cpt: CptConfig = CptConfig()
     merge: MergeConfig = SlerpMergeConfig()
@@ -1020,7 +1086,8 @@ def _check_merge_references(cfg: DefinemedConfig) -> None:
         raise ValueError("merge.sweep.proxy.prompts: needs evaluate.prompts (or set prompts: 0)")
 
 
-def _format_validation_error(exc: ValidationError, source: str, lines: Lines) -> str:
+def _format_validation_error(exc: ValidationError, source: str, lines: Lines,
+                             origins: dict[tuple[str, ...], str] | None = None) -> str:
     parts = [f"{source}: invalid configuration ({exc.error_count()} error(s))"]
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
@@ -1035,6 +1102,10 @@ def _format_validation_error(exc: ValidationError, source: str, lines: Lines) ->
             if line:
                 break
         where = f" (line {line})" if line else ""
+        override = next((item for cut in range(len(key_path), 0, -1)
+                         if (item := (origins or {}).get(key_path[:cut]))), None)
+        if override is not None:
+            where = f" (from the command line: '{override}')"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (misspelled?)"
@@ -1063,14 +1134,83 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Definem
     data, lines = load_yaml_file(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
-    data = apply_overrides(data, list(overrides or []))
+    origins: dict[tuple[str, ...], str] = {}
+    data = apply_overrides(data, list(overrides or []), origins)
     try:
         cfg = DefinemedConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, str(path), lines)) from None
+        raise ConfigError(_format_validation_error(exc, str(path), lines, origins)) from None
     return resolve_paths(cfg, Path.cwd())
 
 
 def stable_hash(obj: Any) -> str:
     payload = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------- input paths
+def _template_missing(name: str) -> bool:
+    """A prompt template is a path or a file under assets/prompts/; only a name found in neither is missing."""
+    from importlib import resources
+
+    if Path(name).expanduser().is_file():
+        return False
+    return not resources.files("definemed").joinpath("assets", "prompts", name).is_file()
+
+
+def input_paths(cfg: DefinemedConfig) -> list[tuple[str, str, Path, str]]:
+    """Every local input the config names: (stage that reads it, field, path, 'file' | 'dir' | 'any')."""
+    out: list[tuple[str, str, Path, str]] = []
+    corpus = cfg.corpus
+    out += [("corpus", f"corpus.input.paths.{i}", Path(p).expanduser(), "any")
+            for i, p in enumerate(corpus.input.paths) if "://" not in p]
+    if corpus.labels is not None:
+        out.append(("corpus", "corpus.labels.path", corpus.labels.path, "file"))
+    if corpus.labelling is not None:
+        field = "corpus.labelling.labeller" if corpus.labelling.labeller is not None else "corpus.labelling.labellers"
+        for i, lab in enumerate(corpus.labelling.candidates):
+            where = field if corpus.labelling.labeller is not None else f"{field}.{i}"
+            if lab.kind == "file":
+                out.append(("corpus", f"{where}.path", lab.path, "file"))
+            elif _template_missing(lab.template):
+                out.append(("corpus", f"{where}.template", Path(lab.template), "file"))
+        if corpus.labelling.audit is not None:
+            out.append(("corpus", "corpus.labelling.audit.gold", corpus.labelling.audit.gold, "file"))
+    decontam = corpus.decontamination is not None and corpus.decontamination.enabled
+    sweep = getattr(cfg.merge, "sweep", None) is not None
+    readers = ["evaluate"] + (["corpus"] if decontam else []) + (["merge"] if sweep else [])
+    ev = cfg.evaluate
+    for i, task in enumerate(ev.mcq.tasks):
+        if task.path is not None:
+            key = "path" if task.kind == "local" else "data_files"
+            out += [(stage, f"evaluate.mcq.tasks.{i}.{key}", task.path, "any") for stage in readers]
+    if ev.prompts is not None:
+        out += [(stage, "evaluate.prompts", ev.prompts, "any") for stage in readers]
+    if ev.mcq.include_path is not None:
+        out.append(("evaluate", "evaluate.mcq.include_path", ev.mcq.include_path, "dir"))
+    if ev.human_labels is not None:
+        out.append(("evaluate", "evaluate.human_labels", ev.human_labels, "file"))
+    if cfg.cpt.init_from is not None:
+        out.append(("cpt", "cpt.init_from", cfg.cpt.init_from, "dir"))
+    out += [("cpt", f"cpt.replay.sources.{i}", Path(src).expanduser(), "dir")
+            for i, src in enumerate(cfg.cpt.replay.sources) if ":" not in src]
+    return out
+
+
+def check_paths(cfg: DefinemedConfig, source: str | Path = "config", stages: set[str] | None = None) -> None:
+    """Fail before any work when a local input the config names is missing (only those `stages` read)."""
+    problems = []
+    seen = set()
+    for stage, field, path, kind in input_paths(cfg):
+        if (stages is not None and stage not in stages) or field in seen:
+            continue
+        seen.add(field)
+        if not path.exists():
+            problems.append(f"  {field}: {path} does not exist")
+        elif kind == "file" and not path.is_file():
+            problems.append(f"  {field}: {path} is not a file")
+        elif kind == "dir" and not path.is_dir():
+            problems.append(f"  {field}: {path} is not a folder")
+    if problems:
+        raise ConfigError(f"{source}: {len(problems)} input path(s) missing (fix the config or create them)\n"
+                          + "\n".join(problems))

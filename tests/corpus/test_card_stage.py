@@ -154,8 +154,10 @@ def test_tokenizer_that_cannot_load_falls_back_to_words(tmp_path: Path, make_con
 def test_decontamination_config_or_benchmark_change_reruns_corpus(corpus_inputs: dict, planted: dict,
                                                                    make_config: Any) -> None:
     from definemed import pipeline
+    from definemed.runfolder import mark_owned
 
     cfg = _config(make_config, corpus_inputs, planted, "whitespace")
+    mark_owned(cfg.run.run_dir / "corpus", "stage:corpus")  # a finished stage folder is one the runner made
     write_json(cfg.run.run_dir / "corpus" / "manifest.json", {"key": pipeline.stage_key(cfg, "corpus", {}),
                                                                "run_id": "r1"})
     assert pipeline.plan(cfg, ["corpus"])[0].action == "cached"

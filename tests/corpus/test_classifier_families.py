@@ -17,22 +17,6 @@ PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib", ".bin", ".pt", ".pth", ".ckpt"}
 PROBE = ["Der Patient klagt über Brustschmerzen und Atemnot.", "Das Fußballspiel endete unentschieden."]
 
 
-@pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer_dir: Path) -> Path:
-    """A 2-layer, hidden-32 BERT built from a config, with the session tokenizer: a stand-in for XLM-R / e5."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
-    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tiny-bert")
-    BertModel(config).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
 def _data(german_texts: dict[str, list[str]]) -> tuple[list[str], list[bool]]:
     texts = german_texts["medical"] + german_texts["general"]
     return texts, [True] * len(german_texts["medical"]) + [False] * len(german_texts["general"])

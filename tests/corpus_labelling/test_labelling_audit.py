@@ -104,5 +104,5 @@ def test_demo_gold_file_loads_and_audits_against_itself() -> None:
     gold_path = REPO / "demo" / "gold_labels.jsonl"
     gold = load_gold(gold_path)
     report = audit_labels({i: {"medical": r["medical"]} for i, r in gold.items()}, gold_path, resamples=50)
-    assert report["n"] == len(gold) == 616 and report["confusion"]["fp"] == report["confusion"]["fn"] == 0
+    assert report["n"] == len(gold) == 1044 and report["confusion"]["fp"] == report["confusion"]["fn"] == 0
     assert report["subdomain"] is None  # predictions carry no subdomain

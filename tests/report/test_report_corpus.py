@@ -67,3 +67,34 @@ def test_corpus_section_has_audit_comparison_and_pr_curves(tmp_path: Path) -> No
     figures = re.findall(r'<img class="plot"[^>]*data-name="([a-z_]+)"', html)
     assert "classifier_pr" in figures
     assert (ctx.stage_dir / "figures" / "classifier_pr.png").stat().st_size > 5_000
+
+
+def test_corpus_section_shows_real_test_columns_filter_costs_and_cascade_hours(tmp_path: Path) -> None:
+    data = minimal_config_dict(tmp_path)
+    data["evaluate"] = {"models": MODELS, "baseline": "instruct"}
+    cfg = DefinemedConfig.model_validate(data)
+    run_dir = tmp_path / "run"
+    upstream = _fake_upstream(run_dir)
+    rows = [{**ROWS[0], "gold_f1": 0.936, "written_f1": 0.95, "real_f1": 0.944, "real_f1_lo": 0.911, "real_f1_hi": 0.97,
+             "real_precision": 0.992, "real_recall": 0.901, "real_fpr_technical": 0.0, "real_recall_short": 0.868}]
+    gate = {"stage2_kind": "embedding", "stage2_alone": {"real_f1": 0.955}, "routed_share": 0.47,
+            "projection_docs": 428000000, "stage1_cpu_hours": 29.0, "stage2_gpu_hours": 5.82,
+            "stage2_alone_gpu_hours": 12.38, "stage2_cpu_hours": 12620.7, "stage2_alone_cpu_hours": 26837.1}
+    upstream["corpus"]["metrics"] |= {
+        "classifier_comparison": rows,
+        "real_test": {"path": "demo/real_test.jsonl", "n": 370, "medical": 131,
+                      "families": {"cascade": {"real_f1": 0.962, "cascade": gate}}},
+        "filter_costs": {"source": "gold", "steps": {"gopher_quality": {"dropped": 7, "medical_dropped": 1,
+                                                                        "real_medical_dropped": 1}},
+                         "medical_recall": {"docs": 338, "recall": 0.985},
+                         "real_medical_recall": {"docs": 88, "recall": 0.943}}}
+    ctx = StageContext(run_dir=run_dir, stage="report", upstream=upstream)
+    ctx.stage_dir.mkdir(parents=True)
+    assert run(cfg, ctx).metrics["failed_sections"] == []
+    md = (ctx.stage_dir / "report.md").read_text()
+    assert "| 0.927 | 0.936 | 0.950 | 0.944 | 0.911 | 0.970 | 0.992 | 0.901 | 0.000 | 0.868 |" in md
+    assert "| gopher_quality | 7 | 1 | 1 |" in md and "real clinical text: 0.943 of 88" in md
+    assert "F1 0.962 against 0.955 for its stage 2 (embedding) alone; 0.470 of the documents routed" in md
+    assert "For 428,000,000 documents at that share: stage 1 29.0 CPU-core-hours, stage 2 5.8 GPU-hours (alone: " \
+           "12.4) or 12,620.7 CPU-core-hours (alone: 26,837.1)." in md
+    assert "370 real documents (131 medical)" in md

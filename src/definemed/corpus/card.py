@@ -84,6 +84,10 @@ def _pipeline(m: dict[str, Any], steps: list[dict[str, Any]]) -> str:
     for row in steps:
         reasons = ", ".join(f"{k} {_n(v)}" for k, v in sorted(row["reasons"].items(), key=lambda kv: -kv[1]))
         rows.append(f"| {row['step']} | {_n(row['in'])} | {_n(row['kept'])} | {_n(row['dropped'])} | {reasons} |")
+    corrupt = m.get("corrupt_file_list") or []
+    if corrupt:  # named here, not only counted: the reader knows which shard to fetch again
+        rows += ["", "Corrupt input files (skipped; documents read before the damage are kept):", ""]
+        rows += [f"- `{bad['file']}`: {bad['error']}" for bad in corrupt]
     balance = "balances" if m["docs_in"] == m["docs_kept"] + sum(m["dropped"].values()) else "DOES NOT balance"
     return ("## Pipeline and counts\n\nOrder: language -> Gopher repetition -> Gopher quality -> FineWeb quality "
             "-> medical classifier -> decontamination -> deduplication (steps that are off are absent). Every "
@@ -161,7 +165,26 @@ def _classifier(m: dict[str, Any], plots: dict[str, str]) -> str:
             f"filtered documents and {_n(r['classifier_kept_tokens'])} of {_n(r['filter_survivors_tokens'])} "
             f"{r.get('unit', 'tokens')} ({_pct(r['classifier_token_share'])} of the {r.get('unit', 'tokens')} that "
             "passed the filters; the paper kept "
-            "about 1.7 % of the German documents).\n\n" + gold_text + _comparison(m, plots))
+            "about 1.7 % of the German documents).\n\n" + gold_text + _real_text(m) + _comparison(m, plots))
+
+
+def _real_text(m: dict[str, Any]) -> str:
+    """The main classifier on the real test set and what the filters cost the medical class."""
+    parts = []
+    real, costs = (m["classifier"].get("real_test") or {}), m.get("filter_costs")
+    if real:
+        parts.append(f"On {real['real_n']} real documents no training or threshold saw (`{m['real_test']['path']}`): "
+                     f"F1 {real['real_f1']:.3f} (95 % interval {real['real_f1_lo']:.3f}-{real['real_f1_hi']:.3f}), "
+                     f"precision {real['real_precision']:.3f}, recall {real['real_recall']:.3f}; false-positive "
+                     f"rate on technical text {real['real_fpr_technical']}, recall on short medical documents "
+                     f"{real['real_recall_short']}.")
+    if costs:
+        lost = ", ".join(f"{step} {v['medical_dropped']}" for step, v in costs["steps"].items() if v["medical_dropped"])
+        parts.append(f"The language and quality filters kept {costs['medical_recall']['recall']} of the "
+                     f"{costs['medical_recall']['docs']} known medical documents ({costs['source']}); real ones: "
+                     f"{costs['real_medical_recall']['recall']} of {costs['real_medical_recall']['docs']}. Medical "
+                     f"documents dropped per step: {lost or 'none'}.")
+    return "".join(p + "\n\n" for p in parts)
 
 
 def _decontam_dedup(m: dict[str, Any]) -> str:

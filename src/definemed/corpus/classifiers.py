@@ -78,14 +78,15 @@ class TfidfLogRegClassifier:
         "char": {"analyzer": "char_wb", "ngram_range": [3, 5], "min_df": 1, "max_features": 300_000},
     }
 
-    def __init__(self, C: float = 4.0) -> None:  # noqa: N803 - scikit-learn's name
+    def __init__(self, C: float = 4.0, content_words: bool = False) -> None:  # noqa: N803 - scikit-learn's name
         self.C = C
+        self.content_words = content_words
         self._vectorizers: dict[str, Any] = {}
         self._model: Any = None
 
     @classmethod
     def from_config(cls, cfg: ClassifierConfig, workdir: Path | None = None, seed: int = 0) -> TfidfLogRegClassifier:
-        return cls(C=cfg.tfidf.C)
+        return cls(C=cfg.tfidf.C, content_words=cfg.tfidf.content_words)
 
     @staticmethod
     def _new_vectorizer(params: dict[str, Any]) -> Any:
@@ -95,16 +96,24 @@ class TfidfLogRegClassifier:
                                min_df=params["min_df"], max_features=params["max_features"], sublinear_tf=True,
                                lowercase=True, dtype=np.float64)
 
+    def _prepare(self, texts: list[str]) -> list[str]:
+        if not self.content_words:
+            return texts
+        drop = function_words()
+        return [content_words(t.lower(), drop) for t in texts]
+
     def _features(self, texts: list[str]) -> Any:
         from scipy.sparse import hstack
 
+        texts = self._prepare(texts)
         return hstack([self._vectorizers[name].transform(texts) for name in self.VECTORIZERS]).tocsr()
 
     def fit(self, texts: list[str], labels: list[bool]) -> TfidfLogRegClassifier:
         from sklearn.linear_model import LogisticRegression
 
         check_training_data(texts, labels)
-        self._vectorizers = {name: self._new_vectorizer(p).fit(texts) for name, p in self.VECTORIZERS.items()}
+        prepared = self._prepare(texts)
+        self._vectorizers = {name: self._new_vectorizer(p).fit(prepared) for name, p in self.VECTORIZERS.items()}
         self._model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000)
         self._model.fit(self._features(texts), np.asarray(labels, dtype=int))
         return self
@@ -123,7 +132,8 @@ class TfidfLogRegClassifier:
             np.savez(fh, **arrays)
         for name, vec in self._vectorizers.items():
             write_json(model_dir / f"vocabulary_{name}.json", {t: int(i) for t, i in vec.vocabulary_.items()})
-        write_json(model_dir / META, {"kind": self.kind, "C": self.C, "vectorizers": self.VECTORIZERS})
+        write_json(model_dir / META, {"kind": self.kind, "C": self.C, "vectorizers": self.VECTORIZERS,
+                                      "content_words": self.content_words})
         return model_dir
 
     @classmethod
@@ -132,7 +142,7 @@ class TfidfLogRegClassifier:
 
         model_dir = Path(model_dir)
         meta = check_kind(model_dir, cls.kind)
-        self = cls(C=meta["C"])
+        self = cls(C=meta["C"], content_words=meta.get("content_words", False))
         with np.load(model_dir / "weights.npz", allow_pickle=False) as weights:
             for name, params in meta["vectorizers"].items():
                 vec = self._new_vectorizer(params)
@@ -153,10 +163,33 @@ _NOT_FASTTEXT_SPACE = re.compile(r"[\n\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028
 LABEL_MEDICAL, LABEL_OTHER = "__label__medical", "__label__other"
 
 
-def _fasttext_line(text: str) -> str:
+def _fasttext_line(text: str, drop: frozenset[str] | None = None) -> str:
     """One example on one line, split into words where Python splits them; lower-casing pools sentence-initial
-    forms. Training and scoring use this same function."""
-    return _NOT_FASTTEXT_SPACE.sub(" ", text).lower()
+    forms. `drop`: function words to leave out (`content_words`). Training and scoring use this same function."""
+    line = _NOT_FASTTEXT_SPACE.sub(" ", text).lower()
+    return line if drop is None else content_words(line, drop)
+
+
+_EDGE_PUNCT = ".,;:!?()[]{}\"'„“”‚‘’«»-–—/*•…"
+
+
+def content_words(lowered: str, drop: frozenset[str]) -> str:
+    """`lowered` without the words in `drop` (compared without surrounding punctuation)."""
+    return " ".join(w for w in lowered.split() if w.strip(_EDGE_PUNCT) not in drop)
+
+
+_FUNCTION_WORDS: frozenset[str] | None = None
+
+
+def function_words() -> frozenset[str]:
+    """German function words (assets/function_words_de.txt), read once per process."""
+    global _FUNCTION_WORDS  # noqa: PLW0603 - a read-only table, loaded lazily so imports stay cheap
+    if _FUNCTION_WORDS is None:
+        from importlib import resources
+
+        text = resources.files("definemed").joinpath("assets", "function_words_de.txt").read_text(encoding="utf-8")
+        _FUNCTION_WORDS = frozenset(w for line in text.splitlines() if (w := line.split("#", 1)[0].strip()))
+    return _FUNCTION_WORDS
 
 
 def _train_quantized(fasttext: Any, train_file: str, params: dict[str, Any], cutoff: int | None,
@@ -216,9 +249,10 @@ class FastTextClassifier:
 
     def __init__(self, dim: int = 16, epoch: int = 50, lr: float = 1.0, word_ngrams: int = 2,
                  bucket: int = 200_000, cutoff: int = 10_000, seed: int = 0, minn: int = 4, maxn: int = 4,
-                 quantize: bool = False) -> None:
+                 quantize: bool = False, content_words: bool = False) -> None:
         self.params = {"dim": dim, "epoch": epoch, "lr": lr, "wordNgrams": word_ngrams, "bucket": bucket,
                        "minCount": 1, "minn": minn if maxn else 0, "maxn": maxn, "seed": seed}
+        self.content_words = content_words
         # Rows kept by quantisation (the highest-norm words and n-gram buckets): size and quantise time scale with it.
         # None: a float model (.bin), larger but faster to score.
         self.cutoff = cutoff if quantize else None
@@ -232,7 +266,11 @@ class FastTextClassifier:
     def from_config(cls, cfg: ClassifierConfig, workdir: Path | None = None, seed: int = 0) -> FastTextClassifier:
         p = cfg.fasttext
         return cls(dim=p.dim, epoch=p.epoch, lr=p.lr, word_ngrams=p.word_ngrams, bucket=p.bucket, cutoff=p.cutoff,
-                   seed=seed, minn=p.minn, maxn=p.maxn, quantize=p.quantize)
+                   seed=seed, minn=p.minn, maxn=p.maxn, quantize=p.quantize, content_words=p.content_words)
+
+    @property
+    def _drop(self) -> frozenset[str] | None:
+        return function_words() if self.content_words else None
 
     def fit(self, texts: list[str], labels: list[bool]) -> FastTextClassifier:
         import fasttext
@@ -240,7 +278,8 @@ class FastTextClassifier:
         check_training_data(texts, labels)
         with tempfile.TemporaryDirectory(prefix="definemed-fasttext-") as tmp:
             train_file = Path(tmp) / "train.txt"
-            train_file.write_text("".join(f"{LABEL_MEDICAL if y else LABEL_OTHER} {_fasttext_line(t)}\n"
+            drop = self._drop
+            train_file.write_text("".join(f"{LABEL_MEDICAL if y else LABEL_OTHER} {_fasttext_line(t, drop)}\n"
                                           for t, y in zip(texts, labels, strict=True)), encoding="utf-8")
             model_file = Path(tmp) / self.model_file
             lr = _train_in_subprocess(train_file, self.params, self.cutoff, model_file)
@@ -253,7 +292,9 @@ class FastTextClassifier:
             raise RuntimeError("FastTextClassifier: fit() or load() first")
         # One call for the whole batch through the low-level multi-line predict (the high-level wrapper breaks on
         # numpy 2). k=2: both labels, so p(medical) is there even when it is the smaller one.
-        labels, probs = self._model.f.multilinePredict([_fasttext_line(t) + "\n" for t in texts], 2, 0.0, "replace")
+        drop = self._drop
+        labels, probs = self._model.f.multilinePredict([_fasttext_line(t, drop) + "\n" for t in texts], 2, 0.0,
+                                                       "replace")
         scores = np.fromiter((next((float(p) for lab, p in zip(labs, ps, strict=True) if lab == LABEL_MEDICAL), 0.0)
                               for labs, ps in zip(labels, probs, strict=True)), dtype=np.float64, count=len(texts))
         return np.clip(scores, 0.0, 1.0)
@@ -263,7 +304,8 @@ class FastTextClassifier:
         model_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(model_dir / self.model_file) as tmp:
             self._model.save_model(str(tmp))
-        write_json(model_dir / META, {"kind": self.kind, "params": self.params, "cutoff": self.cutoff})
+        write_json(model_dir / META, {"kind": self.kind, "params": self.params, "cutoff": self.cutoff,
+                                      "content_words": self.content_words})
         return model_dir
 
     @classmethod
@@ -272,7 +314,8 @@ class FastTextClassifier:
 
         model_dir = Path(model_dir)
         meta = check_kind(model_dir, cls.kind)
-        self = cls(cutoff=meta["cutoff"] or 0, quantize=meta["cutoff"] is not None)
+        self = cls(cutoff=meta["cutoff"] or 0, quantize=meta["cutoff"] is not None,
+                   content_words=meta.get("content_words", False))
         self.params = meta["params"]
         self._model = fasttext.load_model(str(model_dir / self.model_file))
         return self

@@ -261,3 +261,34 @@ def build_dedup_pipelines(cfg: DefinemedConfig, layout: CorpusLayout,
                                 (f"filter:{DEDUP_STEP}", dedup.filter_step(work, layout.rejected_for(DEDUP_STEP))),
                                 *_kept_steps(cfg, layout, tokenizer), ("write", _writer(layout.medical))]),
     ]
+
+
+GENERAL = "general"  # the deduplicated general output: what CPT replays and holds out for the general loss
+GENERAL_DUPLICATES = "general_duplicates"  # general documents removed as duplicates (not part of `rejected/`)
+
+
+def build_general_dedup_pipelines(cfg: DefinemedConfig, layout: CorpusLayout) -> list[Pipeline]:
+    """The general documents (the classifier's non-medical drops) deduplicated like the medical ones, into
+    `general/`; empty when `corpus.dedup` is off (CPT then reads `rejected/not_medical/` as before).
+
+    CPT replays these documents and holds out a share of them by id hash: without deduplication a copy of a
+    held-out document (another id, same text) could be trained on. Exact copies share every MinHash bucket, so
+    the MinHash pass removes them along with the near-duplicates. The medical corpus is untouched by this pass.
+    """
+    if not dedup_enabled(cfg):
+        return []
+    from definemed.corpus import dedup
+
+    mh, work, source = cfg.corpus.dedup, layout.root / "minhash_general", layout.rejected_for(MEDICAL_STEP)
+    assert mh is not None
+    return [
+        Pipeline(f"{dedup.SIGNATURE}_{GENERAL}", [("read", _reader(source)),
+                                                  ("dedup:signature", dedup.signature_step(mh, work))]),
+        Pipeline(f"{dedup.BUCKETS}_{GENERAL}", [("dedup:buckets", dedup.buckets_step(mh, work))],
+                 tasks=mh.num_buckets),
+        Pipeline(f"{dedup.CLUSTER}_{GENERAL}", [("dedup:cluster", dedup.cluster_step(mh, work))], tasks=1),
+        Pipeline(f"{dedup.FILTER}_{GENERAL}", [("read", _reader(source)),
+                                               ("filter:general_dedup",
+                                                dedup.filter_step(work, layout.root / GENERAL_DUPLICATES)),
+                                               ("write", _writer(layout.root / GENERAL))]),
+    ]

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter
 from datatrove.pipeline.filters import GopherRepetitionFilter as DatatroveGopherRepetitionFilter
+from datatrove.pipeline.filters.base_filter import BaseFilter as DatatroveBaseFilter
 from datatrove.pipeline.filters.gopher_repetition_filter import find_all_duplicate, find_duplicates
 from datatrove.utils.text import split_into_words
 from datatrove.utils.word_tokenizers import WordTokenizer, strip_strings
@@ -108,15 +109,18 @@ class GermanWordTokenizer(WordTokenizer):
             return [(sent.start_char, sent.end_char) for sent in self._doc(text).sents]
 
 
-def _top_ngram_chars(words: list[str], n: int) -> int | None:
+def _top_ngram_chars(words: list[str], n: int, min_count: int = 1) -> int | None:
     """datatrove's `find_top_duplicate(get_n_grams(words, n))` without building the joined strings.
 
     Counter keeps first-seen order among equal counts, as it does for the strings, so ties pick the same n-gram.
-    None when the document has fewer than n words (datatrove skips the check then).
+    None when the document has fewer than n words (datatrove skips the check then) or the top n-gram occurs fewer
+    than `min_count` times.
     """
     if len(words) < n:
         return None
     gram, count = Counter(zip(*(words[i:] for i in range(n)), strict=False)).most_common(1)[0]
+    if count < min_count:
+        return None
     return (sum(map(len, gram)) + n - 1) * count
 
 
@@ -129,7 +133,15 @@ def _all_duplicate_chars(words: list[str], n: int) -> int:
 
 
 class GopherRepetitionFilter(DatatroveGopherRepetitionFilter):
-    """datatrove's Gopher repetition filter (same checks, order and drop reasons), with n-gram counting in C."""
+    """datatrove's Gopher repetition filter (same checks, order and drop reasons), with n-gram counting in C.
+
+    `min_top_ngram_count` > 1 skips the top n-gram check when the most frequent n-gram occurs fewer times: with
+    datatrove's 1, a short paragraph fails it with no repetition at all (one bigram of a 9-word text is > 20 %).
+    """
+
+    def __init__(self, *args: Any, min_top_ngram_count: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.min_top_ngram_count = min_top_ngram_count
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         text = doc.text
@@ -149,13 +161,26 @@ class GopherRepetitionFilter(DatatroveGopherRepetitionFilter):
             return False, "dup_line_char_frac"
         words = split_into_words(text, self.language)
         for n, n_frac in self.top_n_grams:
-            top_chars = _top_ngram_chars(words, n)
+            top_chars = _top_ngram_chars(words, n, self.min_top_ngram_count)
             if top_chars is not None and top_chars / len(text) > n_frac:
                 return False, f"top_{n}_gram"
         for n, n_frac in self.dup_n_grams:
             if _all_duplicate_chars(words, n) / len(text) > n_frac:
                 return False, f"duplicated_{n}_n_grams"
         return True
+
+
+class MinLengthFilter(DatatroveBaseFilter):
+    """Drop documents with fewer than `min_chars` characters (stripped): reason `too_short`."""
+
+    name = "📏 Minimum length"
+
+    def __init__(self, min_chars: int, exclusion_writer: Any = None) -> None:
+        super().__init__(exclusion_writer)
+        self.min_chars = min_chars
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        return True if len(doc.text.strip()) >= self.min_chars else (False, "too_short")
 
 
 def build_quality_filters(quality: QualityConfig, writer_for: Any,
@@ -170,9 +195,13 @@ def build_quality_filters(quality: QualityConfig, writer_for: Any,
 
     words = tokenizer or GermanWordTokenizer()
     steps: list[tuple[str, BaseFilter]] = []
+    if quality.min_doc_chars is not None:
+        steps.append(("min_length", MinLengthFilter(quality.min_doc_chars, exclusion_writer=writer_for("min_length"))))
     if (rep := quality.gopher_repetition) is not None:
+        settings = rep.model_dump()
+        ngrams = {k: tuple(map(tuple, settings.pop(k) or ())) for k in ("top_n_grams", "dup_n_grams")}
         steps.append(("gopher_repetition", GopherRepetitionFilter(
-            **rep.model_dump(), exclusion_writer=writer_for("gopher_repetition"), language=words)))
+            **settings, **ngrams, exclusion_writer=writer_for("gopher_repetition"), language=words)))
     if (gq := quality.gopher_quality) is not None:
         steps.append(("gopher_quality", GopherQualityFilter(
             **gq.model_dump(), stop_words=load_stopwords(), exclusion_writer=writer_for("gopher_quality"),

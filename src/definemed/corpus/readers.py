@@ -18,11 +18,16 @@ records or a multi-megabyte page. Both readers extend datatrove's at its extensi
 `stats.collect` reports the last two as the `input` step's drops, so documents in = kept + dropped still holds.
 With an `exclusion_writer` (the stage gives one writing `rejected/input/`) those two are also written out like
 every filter's drops, with `metadata.filter_reason`, the source file and the record's position in it; the text of
-an `invalid_utf8` record is written with U+FFFD for the bad bytes (the input file keeps the original).
+an `invalid_utf8` record is written with U+FFFD for the bad bytes (the input file keeps the original). Records
+without text are written there too (reason `missing_text`, or `malformed_line` with the raw line as text), so no
+record is lost without a trace; they are records, not documents, and stay outside the documents-in balance.
+Corrupt files are named with their error in `corrupt_files/<rank>.json` beside those rejects, which the stage
+reads into its metrics (`corrupt_file_list`), the dataset card and the report.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +45,8 @@ CORRUPT_FILES = "corrupt_files"
 MISSING_TEXT = "missing_text"
 EMPTY_TEXT = "empty_text"
 MALFORMED_LINES = "malformed_lines"
+MALFORMED_LINE = "malformed_line"  # the reject reason of one such line
+CORRUPT_LIST_DIR = "corrupt_files"  # under the input rejects folder: one JSON list of {file, error} per rank
 INVALID_UTF8 = "invalid_utf8"
 TOO_LONG = "too_long"
 # Documents with text that the readers drop before the filters, in the order they are checked.
@@ -62,8 +69,10 @@ class _RobustReadingMixin:
         self._logged: dict[str, int] = {}
         self._rejects: Any = None  # the open exclusion writer and the rank, while run() reads
         self._rank = 0
+        self._corrupt: list[dict[str, str]] = []
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        self._corrupt = []
         if self.exclusion_writer is None:
             yield from super().run(data, rank, world_size)  # type: ignore[misc]
             return
@@ -73,6 +82,10 @@ class _RobustReadingMixin:
                 yield from super().run(data, rank, world_size)  # type: ignore[misc]
             finally:
                 self._rejects = None
+        # Written (also when empty) once the rank has read everything: a resumed rank replaces its own list.
+        name = self.exclusion_writer.output_filename.substitute(rank=f"{rank:05d}").split(".")[0]
+        with self.exclusion_writer.output_folder.open(f"{CORRUPT_LIST_DIR}/{name}.json", "wt") as fh:
+            fh.write(json.dumps(self._corrupt, ensure_ascii=False))
 
     def _reject(self, reason: str, text: str, data: dict[str, Any], source_file: str, id_in_file: int | str,
                 **details: Any) -> None:
@@ -101,6 +114,7 @@ class _RobustReadingMixin:
         except Exception as exc:  # noqa: BLE001 - any decoder error means "this file is damaged"
             # Only reading raises here: exceptions of later pipeline steps are not thrown into this generator.
             self.stat_update(CORRUPT_FILES)  # type: ignore[attr-defined]
+            self._corrupt.append({"file": str(filepath), "error": f"{type(exc).__name__}: {exc}"[:500]})
             logger.warning(f"Skipping corrupt input file {filepath}: {type(exc).__name__}: {exc}")
 
     def _skip(self, problem: str, data: dict[str, Any], source_file: str, id_in_file: int | str, why: str) -> None:
@@ -130,6 +144,8 @@ class _RobustReadingMixin:
                        f"no usable '{self.text_key}' (got {'blank text' if blank else type(text).__name__})")
             if blank:
                 self.stat_update(EMPTY_TEXT)  # type: ignore[attr-defined]
+            self._reject(MISSING_TEXT, text if blank else "", data, source_file, id_in_file,
+                         text_type=type(text).__name__)
             return None
         if self.max_doc_chars is not None and len(text) > self.max_doc_chars:
             self._skip(TOO_LONG, data, source_file, id_in_file,
@@ -215,6 +231,7 @@ class RobustJsonlReader(_RobustReadingMixin, JsonlReader):
         if not isinstance(data, dict):
             self._skip(MISSING_TEXT, {}, filepath, li, why)
             self.stat_update(MALFORMED_LINES)
+            self._reject(MALFORMED_LINE, line.rstrip("\n"), {}, filepath, li, error=why[:300])
             return None
         text = data.get(self.text_key)
         if bad_bytes is not None and isinstance(text, str) and text.strip():
@@ -232,7 +249,8 @@ def build_readers(source: ParquetInput | JsonlInput, doc_progress: bool = True,
     A datatrove reader reads one folder; chained readers pass earlier documents through, so each folder's files
     are sharded across the tasks on their own. `paths_files` (one per entry of `paths`) restricts each reader to
     the files listed there, relative to its folder (see `sample_input_files`). `rejects`: the folder the readers'
-    drops (`invalid_utf8`, `too_long`) are written to, one file per rank and reader.
+    drops (`invalid_utf8`, `too_long`, records without text) are written to, one file per rank and reader, with
+    the corrupt files named under its `corrupt_files/`.
     """
     from datatrove.pipeline.writers import JsonlWriter
 
@@ -264,3 +282,12 @@ def sample_input_files(source: ParquetInput | JsonlInput, share: float, seed: in
         target.write_text("".join(f"{name}\n" for name in picked), encoding="utf-8")
         listed.append(str(target))
     return listed
+
+
+def corrupt_file_list(rejects: Path) -> list[dict[str, str]]:
+    """Every corrupt input file the readers named under `rejects` (the input step's reject folder), by file."""
+    found = {}
+    for part in sorted((rejects / CORRUPT_LIST_DIR).glob("*.json")):
+        for row in json.loads(part.read_text(encoding="utf-8")):
+            found[row["file"]] = row
+    return [found[f] for f in sorted(found)]

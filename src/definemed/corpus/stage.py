@@ -31,23 +31,43 @@ from definemed.artifacts import StageContext, StageResult, write_json
 from definemed.config import DefinemedConfig, FileLabels
 from definemed.corpus import stats as corpus_stats
 from definemed.corpus.executors import run_to_completion
+from definemed.corpus.gold_checks import filter_costs_of, real_test_of, versus_gold
 from definemed.corpus.pipelines import (
     DECONTAM_STEP,
     DEDUP_STEP,
+    GENERAL,
+    GENERAL_DUPLICATES,
+    INPUT_STEP,
     MEDICAL_STEP,
     CorpusLayout,
     Pipeline,
     build_classify_pipeline,
     build_dedup_pipelines,
     build_filter_pipeline,
+    build_general_dedup_pipelines,
     training_labels,
 )
-from definemed.corpus.readers import sample_input_files
-from definemed.corpus.training import HELDOUT_SCORES, REPORT, is_heldout, train_classifier
+from definemed.corpus.readers import corrupt_file_list, sample_input_files
+from definemed.corpus.training import REPORT, is_heldout, train_classifier
 
 logger = logging.getLogger("definemed")
 CLASSIFIER_KEYS = ("kind", "threshold", "precision", "recall", "f1", "accuracy", "support", "confusion",
                    "n_train", "n_heldout", "n_unlabelled", "label_lines_malformed")
+
+
+def _dedup_general(cfg: DefinemedConfig, layout: CorpusLayout, timings: dict[str, float]) -> dict[str, Any] | None:
+    """Deduplicate the general output CPT replays (see build_general_dedup_pipelines); None when dedup is off."""
+    pipelines = build_general_dedup_pipelines(cfg, layout)
+    if not pipelines:
+        return None
+    t0 = time.perf_counter()
+    for pipeline in pipelines:
+        _run_pipeline(cfg, layout, pipeline)
+    (layout.root / GENERAL).mkdir(parents=True, exist_ok=True)
+    timings["general_dedup_s"] = time.perf_counter() - t0
+    row = corpus_stats.filter_row("general_dedup", corpus_stats.step_counters(layout.logs(pipelines[-1].name))[1])
+    return {"docs_in": row["in"], "docs_kept": row["kept"], "duplicates_removed": row["dropped"],
+            "output": GENERAL, "removed_to": GENERAL_DUPLICATES}
 
 
 def _run_pipeline(cfg: DefinemedConfig, layout: CorpusLayout, pipeline: Pipeline) -> None:
@@ -108,6 +128,7 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     # Writers create folders lazily; downstream stages expect both outputs even when one of them is empty.
     for folder in (layout.medical, layout.rejected_for(MEDICAL_STEP)):
         folder.mkdir(parents=True, exist_ok=True)
+    general = _dedup_general(cfg, layout, timings)
 
     whole_corpus = [classify_pipeline, *dedup_pipelines]  # single pass: the filter drops are in B's stats
     counts = corpus_stats.collect(whole_corpus if single else [filter_pipeline, *whole_corpus], layout.root / "logs")
@@ -115,11 +136,21 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
         logger.warning("[corpus] docs in (%d) != kept + dropped (%d): a step lost documents; see stats.json",
                        counts["docs_in"], counts["docs_kept"] + sum(counts["dropped"].values()))
     metrics = _metrics(cfg, counts, report, tokenizer, decontam, timings)
+    # Named, not only counted: which shard is damaged and why (the card and the report list them).
+    metrics["corrupt_file_list"] = corrupt_file_list(layout.rejected_for(INPUT_STEP))
+    for bad in metrics["corrupt_file_list"]:
+        logger.warning("[corpus] corrupt input file skipped: %s (%s)", bad["file"], bad["error"])
     if single is not None:
         _single_pass_metrics(metrics, corpus_stats.sample_counts(filter_pipeline, layout.root / "logs"), single)
-    metrics["classifier"]["vs_gold"] = _versus_gold(cfg, layout, report)
+    metrics["classifier"]["vs_gold"] = versus_gold(cfg, layout, report)
+    metrics["filter_costs"] = filter_costs_of(cfg, layout)
     metrics["labelling"] = labelling
     metrics["classifier_comparison"] = None if comparison is None else comparison["rows"]
+    metrics["general_dedup"] = general
+    t0 = time.perf_counter()
+    metrics["real_test"] = real_test_of(cfg, layout, metrics)
+    if metrics["real_test"] is not None:
+        metrics["timings_s"]["real_test_s"] = round(time.perf_counter() - t0, 2)
     return _finish(cfg, layout, counts, report, metrics, comparison)
 
 
@@ -165,16 +196,6 @@ def _compare(cfg: DefinemedConfig, layout: CorpusLayout, labels: FileLabels, rep
     return comparison
 
 
-def _versus_gold(cfg: DefinemedConfig, layout: CorpusLayout, report: dict[str, Any]) -> dict[str, Any] | None:
-    """The classifier against the audit's gold file on its held-out documents (untouched by the audit)."""
-    labelling = cfg.corpus.labelling
-    if labelling is None or labelling.audit is None:
-        return None
-    from definemed.corpus.labelling.corpus_step import heldout_vs_gold
-
-    return heldout_vs_gold(layout.classifier / HELDOUT_SCORES, labelling.audit.gold, report["threshold"])
-
-
 def _finish(cfg: DefinemedConfig, layout: CorpusLayout, counts: dict[str, Any], report: dict[str, Any],
             metrics: dict[str, Any], comparison: dict[str, Any] | None) -> StageResult:
     """stats.json, plots and the dataset card; the outputs the later stages read."""
@@ -190,7 +211,8 @@ def _finish(cfg: DefinemedConfig, layout: CorpusLayout, counts: dict[str, Any], 
     write_card(cfg, layout, metrics, counts["steps"], plots)
     metrics["timings_s"]["card_s"] = round(time.perf_counter() - t0, 2)
     logger.info(_summary(metrics))
-    outputs = {"medical": "medical", "general": f"rejected/{MEDICAL_STEP}", "rejected": "rejected",
+    general = GENERAL if metrics.get("general_dedup") else f"rejected/{MEDICAL_STEP}"
+    outputs = {"medical": "medical", "general": general, "rejected": "rejected",
                "classifier": "classifier", "stats": "stats.json", "card": layout.card.name,
                "plots": layout.plots.name}
     if cfg.corpus.labelling is not None:

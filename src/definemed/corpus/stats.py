@@ -186,6 +186,11 @@ def step_counters(logging_dir: Path) -> list[Counter]:
     return summed
 
 
+def filter_row(name: str, counter: Counter) -> dict[str, Any]:
+    """A filter step's in / kept / dropped counts and drop reasons from its summed stats."""
+    return _filter_row(name, counter)
+
+
 def _filter_row(name: str, counter: Counter) -> dict[str, Any]:
     from definemed.corpus.dedup import REASON as DEDUP_REASON
     from definemed.corpus.pipelines import DEDUP_STEP

@@ -1,7 +1,8 @@
 """Choosing the medical/non-medical cut on held-out scores, and what a cut costs in kept documents and words.
 
-Three rules (`corpus.classifier.threshold`): a fixed score; the smallest threshold whose held-out precision reaches
-a target (the most recall at that precision); or the top-q share of documents (a budget, as in FineWeb-Edu/JQL).
+Four rules (`corpus.classifier.threshold`): a fixed score; the smallest threshold whose held-out precision reaches
+a target (the most recall at that precision); the best held-out F1; or the top-q share of documents (a budget, as
+in FineWeb-Edu/JQL).
 Held-out documents are a random sample of the labelled sample, which is a random sample of the corpus, so the
 quantile cut and the implied token retention estimate what the cut keeps of the full corpus.
 """
@@ -64,6 +65,15 @@ def threshold_for_recall(scores: Any, labels: Any, target: float) -> float:
     return float(thresholds[ok[-1]]) if ok.size else float(thresholds[0])
 
 
+def threshold_for_best_f1(scores: Any, labels: Any) -> float:
+    """The cut of the highest held-out F1 (the largest threshold among ties), placed midway to the next lower
+    held-out score: it keeps the same held-out documents without sitting on one document's score."""
+    thresholds, precision, recall = precision_recall_at(scores, labels)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    best = int(np.flatnonzero(f1 == f1.max())[-1])
+    return float((thresholds[best] + thresholds[best - 1]) / 2) if best > 0 else float(thresholds[best])
+
+
 def threshold_for_quantile(scores: Any, share: float) -> float:
     """The threshold that keeps the top `share` of documents (ties at the cut are kept, so a little more)."""
     s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
@@ -80,6 +90,9 @@ def select_threshold(scores: Any, labels: Any, spec: ThresholdConfig) -> tuple[f
         threshold = spec.value
     elif spec.by == "precision":
         threshold, info["reached"] = threshold_for_precision(scores, labels, spec.value)
+    elif spec.by == "f1":
+        threshold = threshold_for_best_f1(scores, labels)
+        info["value"] = None
     else:
         threshold = threshold_for_quantile(scores, spec.value)
     return float(threshold), info

@@ -33,7 +33,7 @@ logger = logging.getLogger("definemed")
 REPORT = "report.json"
 HELDOUT_SCORES = "heldout_scores.jsonl"
 # Settings of the comparison, not of the classifier: changing them must not retrain the main model.
-COMPARISON_KEYS = {"compare", "not_compared"}
+COMPARISON_KEYS = {"compare", "not_compared", "real_test"}
 # Documents timed, caches off, for the docs/s figures: enough to average, cheap for slow encoders.
 PROBE_DOCS = 32
 

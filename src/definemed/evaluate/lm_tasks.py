@@ -20,6 +20,7 @@ from typing import Any
 
 from definemed.artifacts import write_text
 from definemed.config import LmEvalMcqTaskConfig, LocalMcqTaskConfig, McqConfig
+from definemed.runfolder import safe_join
 
 BASE_YAML = "_mcq_de_base.yaml"
 REQUIRED_FIELDS = ("task", "dataset_path", "test_split", "output_type", "doc_to_text", "doc_to_choice",
@@ -105,7 +106,7 @@ def build_task_manager(cfg: McqConfig, task_dir: Path) -> tuple[Any, list[str]]:
                         include_defaults=cfg.include_defaults).task_index
     for task in cfg.tasks:
         if isinstance(task, LocalMcqTaskConfig):
-            write_text(task_dir / f"{task.name}.yaml", local_task_yaml(task))
+            write_text(safe_join(task_dir, task.name, ".yaml"), local_task_yaml(task))
             continue
         if task.name not in index:
             hint = "" if cfg.include_defaults else " (lm-eval's own tasks need evaluate.mcq.include_defaults)"

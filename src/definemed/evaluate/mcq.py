@@ -19,6 +19,7 @@ from definemed.artifacts import write_json, write_jsonl
 from definemed.config import McqConfig
 from definemed.evaluate.lm_tasks import build_task_manager, local_task_yaml, task_files
 from definemed.evaluate.resolve import ModelRef
+from definemed.runfolder import safe_join
 
 logger = logging.getLogger("definemed")
 
@@ -130,8 +131,8 @@ def evaluate_mcq(model: ModelRef, cfg: McqConfig, out_dir: Path, seed: int = 0) 
     results = _run_lm_eval(model, cfg, task_dir, seed)
     metrics, rows = summarize(results, [t.name for t in cfg.tasks])
     seconds = round(time.perf_counter() - t0, 2)
-    write_jsonl(out_dir / f"{model.name}_samples.jsonl", rows)
-    write_json(out_dir / f"{model.name}.json", {
+    write_jsonl(safe_join(out_dir, model.name, "_samples.jsonl"), rows)
+    write_json(safe_join(out_dir, model.name, ".json"), {
         "model": model.name, "path": model.path, "tasks": metrics, "seconds": seconds, "limit": cfg.limit,
         "lm_eval_version": results.get("lm_eval_version"), "task_dir": str(task_dir),
         "apply_chat_template": cfg.apply_chat_template, "fewshot_as_multiturn": cfg.fewshot_as_multiturn,

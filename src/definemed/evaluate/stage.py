@@ -29,6 +29,7 @@ from definemed.evaluate.lm_tasks import task_files
 from definemed.evaluate.mcq import evaluate_mcq
 from definemed.evaluate.resolve import ModelRef, resolve_models
 from definemed.llm.errors import FailureBudgetExceeded
+from definemed.runfolder import safe_join
 
 logger = logging.getLogger("definemed")
 
@@ -63,7 +64,7 @@ def generate_answers(cfg: DefinemedConfig, model: ModelRef, prompts: list[dict[s
              "reference": p["reference"], "answer": g.text, "n_tokens": g.n_tokens, "hit_limit": g.hit_limit,
              "seconds": g.seconds, "requests": g.requests, "prompt_tokens": g.prompt_tokens,
              "completion_tokens": g.completion_tokens} for p, g in zip(prompts, outputs, strict=True)]
-    write_jsonl(out_dir / f"{model.name}.jsonl", rows)
+    write_jsonl(safe_join(out_dir, model.name, ".jsonl"), rows)
     endpoint = getattr(generator, "stats", None)
     return generation_metrics(rows) | {"seconds": round(time.perf_counter() - t0, 2)} | (
         {"endpoint": endpoint} if endpoint else {})
@@ -177,7 +178,7 @@ def held_out_mcq(cfg: DefinemedConfig, ctx: StageContext, metrics: dict[str, Any
     if not kept:
         raise ValueError(f"evaluate.mcq.tasks[{name}]: every question is in the merge sweep's dev split "
                          f"(merge.sweep.proxy.mcq_limit={len(dev_ids)}); lower the limit or add questions")
-    target = ctx.stage_dir / "mcq" / "test_split" / f"{name}.jsonl"
+    target = safe_join(ctx.stage_dir / "mcq" / "test_split", name, ".jsonl")
     write_jsonl(target, kept)
     metrics["mcq_split"] = {name: {"questions": len(rows), "excluded_dev": len(rows) - len(kept),
                                    "evaluated": len(kept), "reason": "merge.sweep.proxy dev split"}}
@@ -192,7 +193,7 @@ def run_mcq(cfg: DefinemedConfig, ctx: StageContext, refs: dict[str, ModelRef],
     mcq = held_out_mcq(cfg, ctx, metrics)
     results = {}
     for name, ref in refs.items():
-        done = out / f"{name}.json"
+        done = safe_join(out, name, ".json")
         if done.exists():
             metrics["resumed"]["mcq"].append(name)
             results[name] = read_json(done)
@@ -210,7 +211,7 @@ def run_generation(cfg: DefinemedConfig, ctx: StageContext, refs: dict[str, Mode
     out = ctx.stage_dir / "answers"
     gen = {}
     for name, ref in refs.items():
-        rows = finished_answers(out / f"{name}.jsonl", prompts)
+        rows = finished_answers(safe_join(out, name, ".jsonl"), prompts)
         if rows is not None:
             metrics["resumed"]["generation"].append(name)
             gen[name] = generation_metrics(rows) | {"seconds": 0.0}
@@ -247,7 +248,7 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     if len(refs) < 2:
         logger.info("[evaluate] one model only: no pairwise judging")
         return StageResult(outputs=outputs, metrics=metrics)
-    rows = {name: read_jsonl(ctx.stage_dir / "answers" / f"{name}.jsonl") for name in refs}
+    rows = {name: read_jsonl(safe_join(ctx.stage_dir / "answers", name, ".jsonl")) for name in refs}
     answers = {name: {r["prompt_id"]: r["answer"] for r in rs} for name, rs in rows.items()}
     lengths = {name: {r["prompt_id"]: r["n_tokens"] for r in rs} for name, rs in rows.items()}
     summary = judge_pairs(cfg, ctx.stage_dir, prompts, answers, lengths, judge_cache_dir(ctx))

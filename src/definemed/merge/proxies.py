@@ -17,6 +17,7 @@ from typing import Any
 
 from definemed.artifacts import StageContext, read_jsonl, write_jsonl
 from definemed.config import DefinemedConfig, HfGenerationConfig
+from definemed.runfolder import safe_join
 from definemed.train.monitor import perplexity
 
 logger = logging.getLogger("definemed")
@@ -52,7 +53,7 @@ class ProxyScorer:
 
     def _dev_mcq_config(self) -> Any:
         task = next(t for t in self.cfg.evaluate.mcq.tasks if t.name == self.proxy.mcq_task)
-        dev_file = self.work_dir / "dev" / f"{task.name}.jsonl"
+        dev_file = safe_join(self.work_dir / "dev", task.name, ".jsonl")
         self.dev_ids = write_dev_split(task.path, self.proxy.mcq_limit, dev_file)
         return self.cfg.evaluate.mcq.model_copy(update={"tasks": [task.model_copy(update={"path": dev_file})],
                                                         "limit": None})

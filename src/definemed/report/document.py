@@ -72,36 +72,44 @@ def fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def md_escape(text: str) -> str:
+    """Text from model answers, spans and titles as Markdown that renders it literally: raw HTML (a `<script>`
+    in an answer, an `<img onerror=...>` in a title) is shown, never interpreted, as report.html does."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _md_table(t: Table) -> str:
     lines = []
     if t.caption:
-        lines.append(f"*{t.caption}*\n")
-    lines.append("| " + " | ".join(t.headers) + " |")
+        lines.append(f"*{md_escape(t.caption)}*\n")
+    lines.append("| " + " | ".join(md_escape(h) for h in t.headers) + " |")
     lines.append("|" + "|".join("---" for _ in t.headers) + "|")
     for row in t.rows:
-        lines.append("| " + " | ".join(fmt(c).replace("|", "\\|") for c in row) + " |")
+        lines.append("| " + " | ".join(md_escape(fmt(c)).replace("|", "\\|").replace("\n", " ") for c in row) + " |")
     return "\n".join(lines)
 
 
 def render_markdown(title: str, sections: list[Section], figure_dir: Path) -> str:
     figure_dir.mkdir(parents=True, exist_ok=True)
-    out = [f"# {title}\n"]
+    out = [f"# {md_escape(title)}\n"]
     for s in sections:
-        out.append(f"\n## {s.title}\n")
+        out.append(f"\n## {md_escape(s.title)}\n")
         for b in s.blocks:
             if isinstance(b, Table):
                 out.append(_md_table(b) + "\n")
             elif isinstance(b, Figure):
                 (figure_dir / f"{b.name}.png").write_bytes(b.png)
-                out.append(f"![{b.caption}]({figure_dir.name}/{b.name}.png)\n\n*{b.caption}*\n")
+                caption = md_escape(b.caption)
+                out.append(f"![{caption}]({figure_dir.name}/{b.name}.png)\n\n*{caption}*\n")
             elif isinstance(b, Link):
-                out.append(f"[{b.text}]({b.href})\n")
+                out.append(f"[{md_escape(b.text)}]({b.href})\n")
             elif isinstance(b, Example):
-                quoted = "\n".join("> " + ln for ln in (b.text or "(empty)").splitlines())
-                marks = f"\n\nflagged: {', '.join(repr(h) for h in b.highlights)}" if b.highlights else ""
-                out.append(f"**{b.title}**\n\n{quoted}{marks}\n")
+                quoted = "\n".join("> " + md_escape(ln) for ln in (b.text or "(empty)").splitlines())
+                marks = (f"\n\nflagged: {', '.join(md_escape(repr(h)) for h in b.highlights)}"
+                         if b.highlights else "")
+                out.append(f"**{md_escape(b.title)}**\n\n{quoted}{marks}\n")
             else:
-                out.append(b + "\n")
+                out.append(md_escape(b) + "\n")
     return "\n".join(out)
 
 

@@ -52,6 +52,8 @@ def corpus(cfg: DefinemedConfig, ctx: StageContext) -> Section:
                                           ["corrupt files skipped", m.get("corrupt_files")],
                                           ["records without text", m.get("missing_text")],
                                           ["kept (medical)", m.get("docs_kept")]], caption="document flow")
+    corrupt = Table(["corrupt input file", "error"], [[b["file"], b["error"]] for b in m.get("corrupt_file_list") or []],
+                    caption="input files skipped as corrupt (documents read before the damage are kept)")
     share = (m.get("docs_kept") or 0) / docs_in if docs_in else None
     quality = Table(["classifier", "threshold", "precision", "recall", "F1", "accuracy", "train", "held-out"],
                     [[clf.get("kind"), clf.get("threshold"), clf.get("precision"), clf.get("recall"), clf.get("f1"),
@@ -64,9 +66,11 @@ def corpus(cfg: DefinemedConfig, ctx: StageContext) -> Section:
     text = (f"Kept {fmt(share)} of the documents read ({fmt(m.get('kept_words'))} words; "
             f"{fmt(m.get('tokens_kept'))} tokens with {tokenizer or 'n/a'}, "
             f"{fmt(m.get('kept_tokens_share'))} of the input tokens).")
-    blocks: list[Any] = [text, counts, quality, Figure("corpus_flow", fig, "documents read, dropped per reason, kept")]
+    blocks: list[Any] = [text, counts, *([corrupt] if corrupt.rows else []), quality,
+                         Figure("corpus_flow", fig, "documents read, dropped per reason, kept")]
     blocks += _labelling_blocks(m.get("labelling"), clf.get("vs_gold"))
     blocks += _comparison_blocks(ctx, m.get("classifier_comparison"))
+    blocks += _real_text_blocks(m.get("real_test"), m.get("filter_costs"))
     if "card" in ctx.upstream["corpus"].get("outputs", {}):
         blocks.append(Link("Dataset card of the corpus", f"../corpus/{ctx.upstream['corpus']['outputs']['card']}"))
     return Section("Corpus (FineMed-de)", "corpus", blocks)
@@ -113,9 +117,46 @@ def _labelling_blocks(lab: dict[str, Any] | None, vs_gold: dict[str, Any] | None
 
 
 COMPARISON_COLUMNS = [("family", "kind"), ("status", "status"), ("precision", "precision"), ("recall", "recall"),
-                      ("F1", "f1"), ("AP", "ap"), ("threshold", "threshold"), ("docs/s", "docs_per_s"),
+                      ("F1", "f1"), ("F1 vs gold", "gold_f1"), ("written F1 vs gold", "written_f1"), ("real F1", "real_f1"), ("real F1 low", "real_f1_lo"),
+                      ("real F1 high", "real_f1_hi"), ("real P", "real_precision"), ("real R", "real_recall"),
+                      ("real FPR technical", "real_fpr_technical"), ("real R short", "real_recall_short"),
+                      ("AP", "ap"), ("threshold", "threshold"), ("docs/s", "docs_per_s"),
                       ("held-out docs", "heldout_docs"), ("cascade pass share", "pass_share"),
                       ("cost saved vs stage 2", "cost_saved"), ("F1 lost vs stage 2", "f1_lost"), ("note", "note")]
+
+
+def _real_text_blocks(real: dict[str, Any] | None, costs: dict[str, Any] | None) -> list[Any]:
+    """What the filters cost the medical class, and every family and the cascade on the real test set."""
+    blocks: list[Any] = []
+    if costs:
+        rec, real_rec = costs.get("medical_recall", {}), costs.get("real_medical_recall", {})
+        rows = [[step, v.get("dropped"), v.get("medical_dropped"), v.get("real_medical_dropped")]
+                for step, v in costs.get("steps", {}).items()]
+        blocks.append(Table(["step", "dropped", f"medical ({costs.get('source')}) dropped", "real medical dropped"],
+                            rows, caption="what each step cost the medical class", css_id="filter-costs"))
+        blocks.append(f"Medical recall of the language and quality filters: {fmt(rec.get('recall'))} of "
+                      f"{fmt(rec.get('docs'))} known medical documents; real clinical text: "
+                      f"{fmt(real_rec.get('recall'))} of {fmt(real_rec.get('docs'))}.")
+    if real:
+        for fam in (real.get("families") or {}).values():
+            gate = fam.get("cascade")
+            if gate:
+                alone = gate.get("stage2_alone", {})
+                h = {k: "n/a" if gate.get(k) is None else f"{gate[k]:,.1f}" for k in
+                     ("stage1_cpu_hours", "stage2_gpu_hours", "stage2_alone_gpu_hours", "stage2_cpu_hours",
+                      "stage2_alone_cpu_hours")}
+                blocks.append(
+                    f"Cascade on the real test set: F1 {fmt(fam.get('real_f1'))} against {fmt(alone.get('real_f1'))} "
+                    f"for its stage 2 ({gate.get('stage2_kind')}) alone; {fmt(gate.get('routed_share'))} of the "
+                    f"documents routed to stage 2. For {gate.get('projection_docs', 0):,} documents at that share: "
+                    f"stage 1 {h['stage1_cpu_hours']} CPU-core-hours, stage 2 {h['stage2_gpu_hours']} GPU-hours "
+                    f"(alone: {h['stage2_alone_gpu_hours']}) or {h['stage2_cpu_hours']} CPU-core-hours (alone: "
+                    f"{h['stage2_alone_cpu_hours']}).")
+        blocks.insert(0 if not costs else 2,
+                      f"Real held-out test set ({real.get('path')}): {fmt(real.get('n'))} real documents "
+                      f"({fmt(real.get('medical'))} medical) that no labelling, training or threshold choice saw; "
+                      "each family at its saved threshold (columns 'real ...' above; 95 % bootstrap intervals).")
+    return blocks
 
 
 def _comparison_blocks(ctx: StageContext, rows: list[dict[str, Any]] | None) -> list[Any]:
