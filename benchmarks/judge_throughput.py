@@ -9,9 +9,13 @@ measured / ideal. The judge runs as the stage runs it (async client, semaphore, 
 with no cache file, so every comparison is a request. Each row sends `--per-slot` x concurrency requests, after
 one untimed warm-up batch (imports, first connection).
 
-Target: ratio >= 0.8 at concurrency 16.
+Target: ratio >= 0.8 at concurrency 16. `concurrency` is the judge's upper bound: the LLM layer starts at one
+request in flight and grows while latency holds (src/definemed/llm/capacity.py), about four round trips from 1 to
+16, so the batch must be long enough for the ramp not to dominate: with --per-slot 8 (128 requests, 1.6 s ideal)
+the ratio was 0.64 on a quiet 2-core machine, with the default 32 (512 requests) 0.85. A fixed-concurrency client
+reached 0.85 at 128 requests here, and broke on one-request-at-a-time servers (issue 13).
 
-Run: .venv/bin/python benchmarks/judge_throughput.py [--latency 0.2] [--concurrency 1 4 16] [--per-slot 8]
+Run: .venv/bin/python benchmarks/judge_throughput.py [--latency 0.2] [--concurrency 1 4 16] [--per-slot 32]
 """
 
 from __future__ import annotations
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.2, help="server latency per request, seconds")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--per-slot", type=int, default=8, help="requests per concurrency slot")
+    parser.add_argument("--per-slot", type=int, default=32, help="requests per concurrency slot")
     parser.add_argument("--serve", type=float, default=None, help=argparse.SUPPRESS)  # the server process
     args = parser.parse_args(argv)
     if args.serve is not None:
