@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from definemed.artifacts import iter_json_lines
+
 BREAKDOWN_FIELDS = ("genre", "source", "subdomain", "origin")
 # Medical documents up to this many characters count as short (a paragraph, not a page).
 SHORT_CHARS = 300
@@ -38,23 +40,15 @@ def read_gold(path: str | Path) -> GoldSet:
     """Gold documents of a JSONL file; a line that is not a JSON object with a string `text` and a boolean
     `medical` is counted in `bad_lines` (1-based line numbers) and skipped."""
     gold = GoldSet()
-    with Path(path).open(encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                gold.bad_lines.append(lineno)
-                continue
-            if not (isinstance(row, dict) and isinstance(row.get("text"), str) and isinstance(row.get("medical"), bool)):
-                gold.bad_lines.append(lineno)
-                continue
-            gold.ids.append(str(row.get("id", f"line-{lineno}")))
-            gold.texts.append(row["text"])
-            gold.labels.append(row["medical"])
-            gold.rows.append({k: row[k] for k in BREAKDOWN_FIELDS if isinstance(row.get(k), str)}
-                             | {"chars": len(row["text"])})
+    for lineno, row in iter_json_lines(path):
+        if not (isinstance(row, dict) and isinstance(row.get("text"), str) and isinstance(row.get("medical"), bool)):
+            gold.bad_lines.append(lineno)
+            continue
+        gold.ids.append(str(row.get("id", f"line-{lineno}")))
+        gold.texts.append(row["text"])
+        gold.labels.append(row["medical"])
+        gold.rows.append({k: row[k] for k in BREAKDOWN_FIELDS if isinstance(row.get(k), str)}
+                         | {"chars": len(row["text"])})
     return gold
 
 

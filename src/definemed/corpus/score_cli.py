@@ -14,13 +14,14 @@ The output is written to a temporary name and renamed when complete.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from definemed.artifacts import iter_json_lines
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,19 +65,12 @@ class BadLines:
 
 
 def _jsonl_docs(path: Path, bad: BadLines) -> Iterator[tuple[str, str]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                bad.add(f"{path}:{lineno}: not JSON")
-                continue
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                bad.add(f"{path}:{lineno}: no string 'text'")
-                continue
+    for lineno, row in iter_json_lines(path):
+        if row is None:
+            bad.add(f"{path}:{lineno}: not JSON")
+        elif not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            bad.add(f"{path}:{lineno}: no string 'text'")
+        else:
             yield str(row.get("id", f"{path}:{lineno}")), row["text"]
 
 
