@@ -30,6 +30,20 @@ def test_at_least_demo_and_paper_configs_ship() -> None:
     assert {"demo.yaml", "paper-qwen2.5-7b.yaml"} <= {p.name for p in SHIPPED}
 
 
+def test_demo_server_config_differs_from_the_demo_only_in_the_http_parts() -> None:
+    """configs/demo-server.yaml is the demo with an HTTP labeller candidate and judge: everything else (filters,
+    classifier, CPT, merge, tasks) must stay as in configs/demo.yaml, or its report measures another pipeline."""
+    demo = load_config(REPO / "configs" / "demo.yaml").model_dump(mode="json")
+    server = load_config(REPO / "configs" / "demo-server.yaml").model_dump(mode="json")
+    for cfg in (demo, server):
+        cfg.pop("run")
+        cfg["report"].pop("title")
+        cfg["evaluate"].pop("judge")
+        labellers = cfg["corpus"]["labelling"].pop("labellers")
+        assert labellers[0]["name"] == "precomputed"  # the file labeller is shared; the other candidate differs
+    assert server == demo
+
+
 def test_misspelled_key_names_field_and_line(tmp_path: Path) -> None:
     data = minimal_config_dict(tmp_path)
     data["cpt"] = {"learning_rate": 1e-4, "max_stpes": 10}
