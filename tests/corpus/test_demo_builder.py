@@ -78,3 +78,22 @@ def test_card_table_is_replaced_between_markers(builder, tmp_path: Path) -> None
     assert card.read_text() == "intro\n<!-- composition:begin x -->\n| new |\n<!-- composition:end -->\noutro\n"
     (tmp_path / "plain.md").write_text("no markers", encoding="utf-8")
     assert not builder.update_card(tmp_path / "plain.md", "| new |")
+
+
+def test_real_test_documents_never_reach_the_shards_and_groups_stay_on_one_side() -> None:
+    """The real held-out set is only held out if no shard (labelling, training, threshold) carries any of its
+    documents, nor another paragraph of the same letter."""
+    sources = [json.loads(line) for f in sorted((REPO / "demo" / "sources" / "real").glob("*.jsonl"))
+               for line in f.open(encoding="utf-8")]
+    sides: dict[str, set[str]] = {}
+    for row in sources:
+        sides.setdefault(row["group"], set()).add(row["split"])
+    assert all(len(s) == 1 for s in sides.values()), [g for g, s in sides.items() if len(s) > 1]
+    shard_texts = {t for s in sorted((REPO / "demo" / "fineweb2-deu").glob("*.parquet"))
+                   for t in pq.read_table(s, columns=["text"]).column("text").to_pylist()}
+    real_test = [json.loads(line) for line in (REPO / "demo" / "real_test.jsonl").open(encoding="utf-8")]
+    assert len(real_test) >= 300 and all(r["origin"] == "real" for r in real_test)
+    assert not shard_texts & {r["text"] for r in real_test}
+    test_texts = {r["text"] for r in sources if r["split"] == "test"}
+    assert test_texts == {r["text"] for r in real_test}
+    assert {r["text"] for r in sources if r["split"] == "train"} <= shard_texts
