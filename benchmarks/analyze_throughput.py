@@ -14,7 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from definemed.artifacts import StageContext, read_jsonl, write_jsonl
+from definemed.artifacts import read_jsonl, write_jsonl
+from definemed.stage import StageContext
 from definemed.config import DefinemedConfig
 
 REPO = Path(__file__).resolve().parents[1]

@@ -92,7 +92,7 @@ def survivors_split(rows: list[dict[str, Any]], cfg: Any, layout: Any) -> Any:
     """The demo's classifier split: labelled rows that pass the language and quality filters, held out by id."""
     from datatrove.data import Document
 
-    from definemed.config import FileLabels
+    from definemed.corpus.config import FileLabels
     from definemed.corpus.pipelines import filter_steps
     from definemed.corpus.training import Split, is_heldout, load_labels
 
@@ -159,7 +159,7 @@ def fineweb2_config(cfg: Any, shard: Path) -> Any:
 
 def single_pass(cfg: Any, shard: Path) -> Any:
     """`cfg` with corpus.single_pass on, the benchmark shard as input and the demo's label file (no labelling)."""
-    from definemed.config import FileLabels, SinglePassConfig
+    from definemed.corpus.config import FileLabels, SinglePassConfig
 
     corpus = cfg.corpus.model_copy(update={
         "input": cfg.corpus.input.model_copy(update={"paths": [str(shard)]}), "single_pass": SinglePassConfig(),
@@ -310,7 +310,7 @@ def encoder_flops(hidden: int, layers: int, intermediate: int, seq_len: int = 51
 def train_families(split: Any, workdir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """compare_families on the demo split: rows for the table and the loaded models for timing."""
     from definemed import registry
-    from definemed.config import ClassifierConfig
+    from definemed.corpus.classifier_config import ClassifierConfig
     from definemed.corpus.training import compare_families
 
     kinds = ["tfidf_logreg", "fasttext", "embedding", "cascade"]

@@ -79,7 +79,7 @@ def write_shards(texts: list[str], folder: Path) -> Path:
 
 
 def run_ours(folder: Path, tokenizer: Any, steps: int, work: Path, mode: str = "position_ids") -> float:
-    from definemed.config import CptConfig
+    from definemed.train.config import CptConfig
     from definemed.train.data import is_heldout
     from definemed.train.packing import PackedCollator
     from definemed.train.stream import CptStream, TextSource

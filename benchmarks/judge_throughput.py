@@ -67,7 +67,7 @@ def serve(latency_s: float) -> None:
 
 def judge_once(base_url: str, concurrency: int, n_requests: int, latency_s: float, tag: str) -> float:
     """Seconds for one judge_batch of `n_requests` distinct comparisons; checks every verdict came back."""
-    from definemed.config import OpenAIJudgeConfig
+    from definemed.evaluate.config import OpenAIJudgeConfig
     from definemed.evaluate.openai_judge import OpenAIJudge
     from definemed.evaluate.verdicts import JudgeItem
 

@@ -99,7 +99,7 @@ def labelling(base_url: str, n: int) -> dict[str, Any]:
 
 
 def judging(base_url: str, n_pairs: int) -> dict[str, Any]:
-    from definemed.config import OpenAIJudgeConfig
+    from definemed.evaluate.config import OpenAIJudgeConfig
     from definemed.evaluate.openai_judge import LOGPROB_SUFFIX, OpenAIJudge
     from definemed.evaluate.verdicts import JudgeItem, render
 

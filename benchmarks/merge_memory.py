@@ -156,7 +156,7 @@ def child(args: argparse.Namespace) -> None:
     import mergekit.merge  # noqa: F401 - run_merge, imported by the stage
     import transformers  # noqa: F401 - copy_tokenizer's import, part of the stage's merge
 
-    from definemed.config import SlerpMergeConfig
+    from definemed.merge.config import SlerpMergeConfig
     from definemed.merge import memory, stage  # noqa: F401 - run_mergekit imports memory
     from definemed.merge.methods import slerp_config
 
@@ -281,7 +281,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    from definemed.config import SlerpMergeConfig
+    from definemed.merge.config import SlerpMergeConfig
 
     shard = args.shard_params or SlerpMergeConfig().out_shard_params
     variants = [*VARIANTS, *(ABLATIONS if args.ablation else ())]

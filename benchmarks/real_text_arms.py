@@ -29,7 +29,7 @@ ARMS = {
 def main() -> None:
     import pyarrow.parquet as pq
 
-    from definemed.config import ClassifierConfig
+    from definemed.corpus.classifier_config import ClassifierConfig
     from definemed.corpus.classifiers import build_classifier
     from definemed.corpus.gold_audit import audit_scores, read_gold
     from definemed.corpus.thresholds import threshold_for_best_f1

@@ -7,14 +7,19 @@ import time
 from pathlib import Path
 
 from definemed import registry
-from definemed.artifacts import StageContext, StageResult
-from definemed.pipeline import STAGES
+from definemed.stage import Metrics, StageContext, StageResult
+from definemed.stages import NAMES as STAGES
 
 CALLS: list[str] = []
 
 
+class FakeMetrics(Metrics):
+    n: int
+    max_steps: int | None = None
+
+
 def make_stage(name: str):
-    def run(cfg, ctx: StageContext) -> StageResult:
+    def run(inputs, ctx: StageContext) -> StageResult:
         CALLS.append(name)
         out = ctx.stage_dir / "items.txt"
         done = out.read_text().splitlines() if out.exists() else []
@@ -28,7 +33,7 @@ def make_stage(name: str):
                     time.sleep(60)
         for up in ctx.upstream:
             assert (Path(ctx.input_dir(up)) / "items.txt").exists()
-        return StageResult(outputs={"items": "items.txt"}, metrics={"n": 5, "max_steps": cfg.cpt.max_steps})
+        return StageResult(outputs={"items": "items.txt"}, metrics=FakeMetrics(n=5, max_steps=getattr(getattr(inputs, "cpt", None), "max_steps", None)))
 
     return run
 

@@ -42,7 +42,7 @@ def test_second_run_skips_everything(tmp_path: Path, fakes: list[str]) -> None:
     assert [r["status"] for r in second] == ["cached"] * 6
     assert fakes == ["corpus", "cpt", "merge", "evaluate", "analyze", "report"]
     manifest = json.loads((cfg.run.run_dir / "merge" / "manifest.json").read_text())
-    for key in ("config", "config_hash", "inputs", "versions", "git_revision", "host", "duration_s", "metrics"):
+    for key in ("inputs_bound", "inputs_hash", "inputs", "versions", "git_revision", "host", "duration_s", "metrics"):
         assert key in manifest
     assert manifest["inputs"]["cpt"]["run_id"] == json.loads((cfg.run.run_dir / "cpt" / "manifest.json").read_text())["run_id"]
 
@@ -133,13 +133,14 @@ def test_sigkill_mid_stage_then_rerun_completes(tmp_path: Path) -> None:
 
 
 def test_merge_key_follows_every_merged_model(tmp_path: Path) -> None:
-    from definemed.pipeline import config_slice
+    from definemed.pipeline import stage_key
 
     data = minimal_config_dict(tmp_path)
     data["models"]["base"] = {"id": "org/base-model"}
     data["merge"] = {"kind": "task_arithmetic", "base_model": "base",
                      "models": [{"model": "cpt", "weight": 1.0}, {"model": "instruct", "weight": 1.0}]}
-    before = config_slice(DefinemedConfig.model_validate(data), "merge")
+    up = {"corpus": {"run_id": "c"}, "cpt": {"run_id": "t"}}
+    before = stage_key(DefinemedConfig.model_validate(data), "merge", up)
     data["models"]["base"] = {"id": "org/other-base"}
-    after = config_slice(DefinemedConfig.model_validate(data), "merge")
-    assert before != after and after["models"]["base"]["id"] == "org/other-base"
+    after = stage_key(DefinemedConfig.model_validate(data), "merge", up)
+    assert before != after

@@ -1,4 +1,4 @@
-"""Artifacts on disk: atomic writes, JSONL helpers, stage manifests and the stage contract types.
+"""Artifacts on disk: atomic writes, JSONL helpers, fingerprints, provenance and stage manifests.
 
 Stages talk only through files. A stage directory is complete exactly when its `manifest.json` exists; the
 manifest is written last and atomically, so a crash never leaves a folder that looks finished.
@@ -16,7 +16,6 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -161,43 +160,6 @@ def git_revision(cwd: Path | None = None) -> str | None:
 def host_info() -> dict[str, Any]:
     return {"host": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
             "cpus": os.cpu_count()}
-
-
-# ---------------------------------------------------------------------------------------- stage contract
-@dataclass
-class StageResult:
-    """What a stage returns: output paths (relative to its folder) and a flat-ish metrics dict."""
-
-    outputs: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class StageContext:
-    """Where a stage works and what it may read: its own folder and the manifests of finished stages."""
-
-    run_dir: Path
-    stage: str
-    upstream: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def stage_dir(self) -> Path:
-        return self.run_dir / self.stage
-
-    def input_dir(self, stage: str) -> Path:
-        """Folder of a finished upstream stage; error if it is not declared or not finished."""
-        if stage not in self.upstream:
-            raise RuntimeError(f"stage '{self.stage}' reads '{stage}', which is not one of its finished inputs")
-        return self.run_dir / stage
-
-    def input_path(self, stage: str, output: str) -> Path:
-        outputs = self.upstream[stage].get("outputs", {}) if stage in self.upstream else {}
-        if output not in outputs:
-            raise RuntimeError(f"stage '{stage}' has no output named '{output}' (has: {sorted(outputs)})")
-        return self.input_dir(stage) / outputs[output]
-
-    def input_metrics(self, stage: str) -> dict[str, Any]:
-        return self.upstream[stage].get("metrics", {})
 
 
 def read_manifest(stage_dir: Path) -> dict[str, Any] | None:

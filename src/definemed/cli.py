@@ -11,16 +11,6 @@ import traceback
 
 from definemed import __version__
 
-STAGE_HELP = {
-    "corpus": "build the medical corpus (datatrove)",
-    "cpt": "continual pre-training",
-    "merge": "merge CPT checkpoint with the instruct model",
-    "evaluate": "benchmarks, generation, pairwise judging",
-    "analyze": "failure-mode analysis of the answers",
-    "report": "write report.md and report.html",
-}
-
-
 def _setup_logging(verbose: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
@@ -112,8 +102,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     from definemed import registry
+    from definemed.stages import STAGES
 
+    print("stage:")
+    for stage in STAGES:
+        after = f" (after {', '.join(stage.upstream)})" if stage.upstream else ""
+        print(f"  {stage.name:<14} {stage.help}{after}")
     for kind, entries in registry.describe().items():
+        if kind == "stage":
+            continue
         print(f"{kind}:")
         for name, desc in sorted(entries.items()):
             print(f"  {name:<14} {desc}")
@@ -133,6 +130,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from definemed.stages import STAGES
+
     parser = argparse.ArgumentParser(
         prog="definemed", description="Adapt an instruct LLM to German medicine and measure whether it worked.")
     parser.add_argument("--version", action="version", version=f"definemed {__version__}")
@@ -148,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="YAML config file")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. cpt.max_steps=40")
         if stages:
-            p.add_argument("--stages", help=f"comma-separated subset of {','.join(STAGE_HELP)}")
+            p.add_argument("--stages", help=f"comma-separated subset of {','.join(s.name for s in STAGES)}")
         p.add_argument("--force", action="store_true", help="rerun selected stages even if current")
 
     add_run_args(sub.add_parser("run", help="run the pipeline (resumable; current stages are skipped)",
@@ -165,9 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "materialize"])
     p.add_argument("model_id", nargs="?", default="HuggingFaceTB/SmolLM2-135M-Instruct")
     p.add_argument("--force", action="store_true")
-    for stage, help_text in STAGE_HELP.items():
-        add_run_args(sub.add_parser(stage, help=f"run only the {stage} stage: {help_text}", parents=[common]),
-                     stages=False)
+    for stage in STAGES:
+        add_run_args(sub.add_parser(stage.name, help=f"run only the {stage.name} stage: {stage.help}",
+                                    parents=[common]), stages=False)
     # Saved corpus classifiers on new or gold text: classify, audit.
     from definemed.corpus.score_cli import add_commands
 

@@ -1,7 +1,10 @@
-"""Named, pluggable components (stages, classifiers, judges, generators, merge methods, executors).
+"""Named, pluggable components (classifiers, labellers, judges, generators, merge methods, executors).
 
-Entries are import strings resolved on first use, so `definemed ls` and `--help` never import torch. Tests and
-plugins register real objects the same way (`register("judge", "dummy", DummyJudge)`).
+Entries are import strings resolved on first use, so `definemed ls` and `--help` never import torch. A component
+may carry its config model: the config's open `kind:` unions (`schema.OpenKind`) are built from these models, so a
+plugin module named in $DEFINEMED_PLUGINS that calls `register("judge", "dummy", DummyJudge, config=DummyConfig)`
+adds a kind that `validate`, `run` and `ls` accept (docs/extending.md). The stages themselves are not registry
+entries: they are the `Stage` objects listed in `definemed.stages`.
 """
 
 from __future__ import annotations
@@ -10,14 +13,6 @@ import importlib
 from typing import Any
 
 _ENTRIES: dict[str, dict[str, tuple[str | Any, str]]] = {
-    "stage": {
-        "corpus": ("definemed.corpus.stage:run", "datatrove pipeline: read, language, quality, medical classifier"),
-        "cpt": ("definemed.train.stage:run", "continual pre-training with packing (transformers Trainer)"),
-        "merge": ("definemed.merge.stage:run", "merge CPT checkpoint back into the instruct model (mergekit)"),
-        "evaluate": ("definemed.evaluate.stage:run", "lm-eval multiple choice, generation, pairwise judging"),
-        "analyze": ("definemed.analyze.stage:run", "language mixing and length statistics of answers"),
-        "report": ("definemed.report.stage:run", "report.md and self-contained report.html"),
-    },
     "classifier": {
         "tfidf_logreg": ("definemed.corpus.classifiers:TfidfLogRegClassifier", "scikit-learn TF-IDF + logistic regression"),
         "fasttext": ("definemed.corpus.classifiers:FastTextClassifier", "fastText supervised, quantised"),
@@ -53,7 +48,16 @@ _ENTRIES: dict[str, dict[str, tuple[str | Any, str]]] = {
         "openai": ("definemed.evaluate.judges:OpenAIJudge", "any OpenAI-compatible chat endpoint, async, cached"),
         "hf": ("definemed.evaluate.hf_judge:HfJudge", "local transformers model: verdict log-probabilities"),
     },
+    "labeller": {
+        "openai": ("definemed.corpus.labelling.openai_backend:OpenAILabeller",
+                   "any OpenAI-compatible chat endpoint: JSON reply or yes/no log-probabilities"),
+        "hf": ("definemed.corpus.labelling.hf_backend:HfLabeller", "local transformers model: yes/no probability"),
+        "file": ("definemed.corpus.labelling.file_backend:FileLabeller", "labels computed elsewhere (JSONL)"),
+    },
 }
+# Config model of each component, by family and name: the members of the config's open unions. Built-in config
+# modules attach theirs when imported (`attach_config`); plugins pass `config=` to `register`.
+_CONFIGS: dict[str, dict[str, type]] = {}
 
 
 def load_plugins(spec: str | None = None) -> list[str]:
@@ -71,8 +75,29 @@ def load_plugins(spec: str | None = None) -> list[str]:
     return loaded
 
 
-def register(kind: str, name: str, obj: Any, description: str = "") -> None:
+def register(kind: str, name: str, obj: Any, description: str = "", config: type | None = None) -> None:
+    """Add or replace a component. With `config`, its model joins the config's `kind:` union for this family
+    (for classifiers: the model of its parameter section, `corpus.classifier.<name>:`)."""
     _ENTRIES.setdefault(kind, {})[name] = (obj, description)
+    if config is not None:
+        attach_config(kind, name, config, rebuild=True)
+
+
+def attach_config(kind: str, name: str, config: type, rebuild: bool = False) -> None:
+    """Record the config model of component `name`; `rebuild` rebuilds the config schema (a plugin, after import)."""
+    _CONFIGS.setdefault(kind, {})[name] = config
+    if rebuild:
+        from definemed.schema import rebuild_models
+
+        rebuild_models()
+
+
+def config_models(kind: str) -> dict[str, type]:
+    return dict(_CONFIGS.get(kind, {}))
+
+
+def config_model(kind: str, name: str) -> type | None:
+    return _CONFIGS.get(kind, {}).get(name)
 
 
 def names(kind: str) -> list[str]:

@@ -6,8 +6,10 @@ from tests.helpers import minimal_config_dict
 
 from definemed.analyze.langid import identify, split_lines
 from definemed.analyze.stage import analyze_answers, repetition_share, run, summarize
-from definemed.artifacts import StageContext, read_json, read_jsonl, write_jsonl
-from definemed.config import AnalyzeConfig, DefinemedConfig
+from definemed.artifacts import read_json, read_jsonl, write_jsonl
+from definemed.stage import StageContext
+from definemed.analyze.config import AnalyzeConfig
+from definemed.config import DefinemedConfig
 
 GERMAN = "Bei anhaltendem Fieber sollten Sie unbedingt einen Arzt aufsuchen und viel trinken."
 ENGLISH = "It is important to see a doctor if the fever lasts longer than three days."

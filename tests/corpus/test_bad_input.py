@@ -15,7 +15,7 @@ from typing import Any
 
 from tests.corpus.conftest import fineweb2_row, write_parquet
 
-from definemed.artifacts import StageContext
+from definemed.stage import StageContext
 from definemed.corpus.readers import RobustJsonlReader, RobustParquetReader
 
 REPO = Path(__file__).resolve().parents[2]

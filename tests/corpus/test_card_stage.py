@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from definemed.artifacts import StageContext, write_json
+from definemed.artifacts import write_json
+from definemed.stage import StageContext
 from definemed.config import DefinemedConfig
 from definemed.corpus import stats
 from definemed.corpus.stage import run

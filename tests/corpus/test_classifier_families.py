@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from definemed import registry
-from definemed.config import ClassifierConfig, EmbeddingParams
+from definemed.corpus.classifier_config import ClassifierConfig, EmbeddingParams
 from definemed.corpus.classifiers import build_classifier
 from definemed.corpus.encoders import CACHE_FILE, EmbeddingClassifier
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from definemed.config import ThresholdConfig
+from definemed.corpus.classifier_config import ThresholdConfig
 from definemed.corpus.cascade import REJECT_SCORE, CascadeClassifier
 from definemed.corpus.classifiers import TfidfLogRegClassifier
 from definemed.corpus.training import binary_metrics
@@ -85,7 +85,7 @@ def test_heldout_report_has_f1_share_and_cost(german_texts) -> None:
 
 def test_cascade_config_round_trip_through_the_registry(tmp_path: Path, german_texts) -> None:
     from definemed import registry
-    from definemed.config import ClassifierConfig
+    from definemed.corpus.classifier_config import ClassifierConfig
     from definemed.corpus.classifiers import build_classifier
 
     cfg = ClassifierConfig(kind="cascade", cascade={"stage1": "tfidf_logreg", "stage2": "fasttext", "folds": 2},

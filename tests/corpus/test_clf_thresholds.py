@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from definemed.config import ThresholdConfig
+from definemed.corpus.classifier_config import ThresholdConfig
 from definemed.corpus.thresholds import (
     pr_curve,
     precision_recall_at,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from definemed.artifacts import write_jsonl
-from definemed.config import ClassifierConfig, FileLabels
+from definemed.corpus.classifier_config import ClassifierConfig
+from definemed.corpus.config import FileLabels
 from definemed.corpus.training import (
     REPORT,
     Split,

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from definemed.config import ClassifierConfig, FileLabels
+from definemed.corpus.classifier_config import ClassifierConfig
+from definemed.corpus.config import FileLabels
 from definemed.corpus.classifiers import FastTextClassifier, TfidfLogRegClassifier
 from definemed.corpus.training import binary_metrics, is_heldout, load_labels
 

@@ -16,7 +16,8 @@ import pytest
 from tests.conftest import GERMAN_MEDICAL
 from tests.openai_fake import FakeOpenAIServer, Reply, fail, last_message_text, ok
 
-from definemed.artifacts import StageContext, read_jsonl, write_jsonl
+from definemed.artifacts import read_jsonl, write_jsonl
+from definemed.stage import StageContext
 from definemed.corpus.labelling.runner import FailureBudgetExceeded
 from definemed.corpus.stage import run
 

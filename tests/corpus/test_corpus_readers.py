@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from datatrove.data import Document
 
-from definemed.config import LocalExecutorConfig, ParquetInput, QualityConfig, RayExecutorConfig
+from definemed.corpus.config import LocalExecutorConfig, ParquetInput, QualityConfig, RayExecutorConfig
 from definemed.corpus.filters import GermanLanguageFilter, load_stopwords
 from definemed.corpus.quality import build_quality_filters
 from definemed.corpus.readers import RobustJsonlReader, RobustParquetReader, build_readers
@@ -90,7 +90,7 @@ def test_ray_executor_without_ray_names_the_package(tmp_path: Path) -> None:
 
 
 def test_sample_input_files_is_seeded_relative_and_never_empty(tmp_path: Path) -> None:
-    from definemed.config import ParquetInput
+    from definemed.corpus.config import ParquetInput
     from definemed.corpus.readers import sample_input_files
 
     (tmp_path / "in").mkdir()

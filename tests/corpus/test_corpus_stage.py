@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from definemed.artifacts import StageContext, write_json
+from definemed.artifacts import write_json
+from definemed.stage import StageContext
 from definemed.corpus.stage import run
 
 

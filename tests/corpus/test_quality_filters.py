@@ -12,7 +12,7 @@ from datatrove.pipeline.filters import GopherRepetitionFilter as DatatroveRepeti
 from datatrove.utils.typeshelper import Languages
 from datatrove.utils.word_tokenizers import SpaCyTokenizer
 
-from definemed.config import QualityConfig
+from definemed.corpus.config import QualityConfig
 from definemed.corpus.quality import GermanWordTokenizer, GopherRepetitionFilter, build_quality_filters
 
 ROOT = Path(__file__).resolve().parents[2]

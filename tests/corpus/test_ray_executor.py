@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from tests.corpus.conftest import corpus_config
 
-from definemed.artifacts import StageContext
-from definemed.config import RayExecutorConfig, SlurmExecutorConfig
+from definemed.stage import StageContext
+from definemed.corpus.config import RayExecutorConfig, SlurmExecutorConfig
 from definemed.corpus.executors import run_to_completion
 
 

@@ -13,8 +13,9 @@ import pytest
 import yaml
 from datatrove.data import Document
 
-from definemed.artifacts import StageContext
-from definemed.config import ClassifierConfig, QualityConfig, ThresholdConfig
+from definemed.stage import StageContext
+from definemed.corpus.classifier_config import ClassifierConfig, ThresholdConfig
+from definemed.corpus.config import QualityConfig
 from definemed.corpus.classifiers import _fasttext_line, build_classifier, function_words
 from definemed.corpus.filter_costs import filter_costs
 from definemed.corpus.quality import build_quality_filters

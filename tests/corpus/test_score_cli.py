@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from definemed.cli import main
-from definemed.config import ClassifierConfig
+from definemed.corpus.classifier_config import ClassifierConfig
 from definemed.corpus.gold_audit import audit_scores, load_classifier, read_gold
 from definemed.corpus.training import Split, fit_and_evaluate
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from definemed.config import ClassifierConfig, DefinemedConfig, LabellingSettings
+from definemed.config import DefinemedConfig
+from definemed.corpus.classifier_config import ClassifierConfig
+from definemed.corpus.labelling.settings import LabellingSettings
 from tests.helpers import minimal_config_dict
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from definemed.config import HfJudgeConfig, OpenAIGenerationConfig, VllmGenerationConfig
+from definemed.evaluate.config import HfJudgeConfig, OpenAIGenerationConfig, VllmGenerationConfig
 from definemed.evaluate.generate_backends import OpenAIGenerator, VllmGenerator
 from definemed.evaluate.verdicts import JudgeItem
 from definemed.llm import FailureBudgetExceeded

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from definemed.config import EvaluateConfig, McqConfig, OpenAIJudgeConfig
+from definemed.evaluate.config import EvaluateConfig, McqConfig, OpenAIJudgeConfig
 
 
 def test_duplicate_task_names_rejected() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from definemed.config import HfGenerationConfig
+from definemed.evaluate.config import HfGenerationConfig
 from definemed.evaluate.generate import HfGenerator, count_generated
 
 PROMPTS = ["Was ist Bluthochdruck?", "Wie wirkt Metformin bei Diabetes mellitus Typ 2?", "Was ist ein EKG?"]

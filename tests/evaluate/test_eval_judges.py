@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from definemed.config import ReferenceJudgeConfig
+from definemed.evaluate.config import ReferenceJudgeConfig
 from definemed.evaluate import pairwise
 from definemed.evaluate.judges import JudgeItem, ReferenceJudge, Verdict, chrf, parse_verdict
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from definemed.config import McqConfig
+from definemed.evaluate.config import McqConfig
 from definemed.evaluate.lm_tasks import asset_dir, build_task_manager, validate_task
 from definemed.evaluate.resolve import ModelRef
 

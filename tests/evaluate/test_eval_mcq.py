@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from definemed.artifacts import read_json, read_jsonl
-from definemed.config import LocalMcqTaskConfig, McqConfig
+from definemed.evaluate.config import LocalMcqTaskConfig, McqConfig
 from definemed.evaluate.lm_tasks import asset_dir, local_task_yaml, task_files
 from definemed.evaluate.mcq import per_subject
 from definemed.evaluate.resolve import ModelRef

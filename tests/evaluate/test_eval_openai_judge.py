@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from definemed.config import OpenAIJudgeConfig
+from definemed.evaluate.config import OpenAIJudgeConfig
 from definemed.evaluate.judges import JudgeItem, OpenAIJudge
 from tests.openai_fake import FakeOpenAIServer, ScriptedResponder, fail, ok
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from definemed import registry
-from definemed.artifacts import StageContext, read_json, read_jsonl
+from definemed.artifacts import read_json, read_jsonl
+from definemed.stage import StageContext
 from definemed.config import DefinemedConfig
 from definemed.evaluate.judges import JudgeItem, Verdict
 from tests.evaluate.test_eval_mcq import write_questions

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from definemed import registry
-from definemed.artifacts import StageContext, write_json
+from definemed.artifacts import write_json
+from definemed.stage import StageContext
 from definemed.config import DefinemedConfig
 from definemed.evaluate.judges import JudgeItem, Verdict
 from tests.evaluate.test_eval_stage import PROMPTS, make_setup
@@ -123,7 +124,7 @@ def test_fold_change_models_must_be_evaluated(tmp_path: Path, tiny_llama_dir: Pa
 
 
 def test_config_round_trip_keeps_task_kinds(tmp_path: Path) -> None:
-    from definemed.config import EvaluateConfig, LmEvalMcqTaskConfig, LocalMcqTaskConfig
+    from definemed.evaluate.config import EvaluateConfig, LmEvalMcqTaskConfig, LocalMcqTaskConfig
 
     ev = EvaluateConfig.model_validate({"mcq": {"tasks": [
         {"name": "local_de", "path": "x"}, {"kind": "lm_eval", "name": "definemed_mmlux_de_med"}]}})

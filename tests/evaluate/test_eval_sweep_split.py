@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from definemed.artifacts import StageContext, read_jsonl
+from definemed.artifacts import read_jsonl
+from definemed.stage import StageContext
 from definemed.config import DefinemedConfig
 from definemed.evaluate import stage as evaluate_stage
 from tests.evaluate.test_eval_mcq import write_questions

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from definemed.config import OpenAIGenerationConfig, OpenAIJudgeConfig
+from definemed.evaluate.config import OpenAIGenerationConfig, OpenAIJudgeConfig
 from definemed.corpus.labelling.openai_backend import OpenAILabeller
 from definemed.corpus.labelling.runner import label_documents
 from definemed.corpus.labelling.schema import Document

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from definemed.artifacts import StageContext
-from definemed.config import DefinemedConfig, FileLabels
+from definemed.stage import StageContext
+from definemed.config import DefinemedConfig
+from definemed.corpus.config import FileLabels
 from definemed.corpus.training import load_split
 from definemed.report.stage import run
 from tests.helpers import minimal_config_dict

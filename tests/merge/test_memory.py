@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from definemed.config import SlerpMergeConfig
+from definemed.merge.config import SlerpMergeConfig
 from definemed.merge import stage
 from definemed.merge.methods import slerp_config
 from tests.merge.test_merge import _weights

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from definemed.artifacts import StageContext
-from definemed.config import DefinemedConfig, SlerpMergeConfig
+from definemed.stage import StageContext
+from definemed.config import DefinemedConfig
+from definemed.merge.config import SlerpMergeConfig
 from definemed.merge import stage
 from definemed.merge.checks import MergeCompatibilityError
 from definemed.merge.methods import layer_factors, slerp_config

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from definemed.artifacts import StageContext, StageResult
+from definemed.stage import StageContext, StageResult
 from definemed.config import DefinemedConfig
 from definemed.merge import stage
 from definemed.merge.checks import MergeCompatibilityError

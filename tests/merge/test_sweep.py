@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from definemed.artifacts import StageContext, read_json, write_jsonl
+from definemed.artifacts import read_json, write_jsonl
+from definemed.stage import StageContext
 from definemed.config import DefinemedConfig
 from definemed.merge import stage
 from definemed.merge.proxies import PROXY_FIELDS

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from definemed.artifacts import StageContext
+from definemed.stage import StageContext
 from definemed.corpus.stage import run
 from definemed.train.data import is_heldout
 from tests.corpus.conftest import corpus_inputs, fineweb2_row, make_config, write_parquet  # noqa: F401 - fixtures

@@ -9,7 +9,8 @@ from pathlib import Path
 from tests.helpers import minimal_config_dict
 from tests.report.test_report_stage import MODELS, _fake_upstream
 
-from definemed.artifacts import StageContext, write_json
+from definemed.artifacts import write_json
+from definemed.stage import StageContext
 from definemed.config import DefinemedConfig
 from definemed.report.stage import run
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from tests.helpers import minimal_config_dict
 
-from definemed.artifacts import StageContext, write_json, write_jsonl
+from definemed.artifacts import write_json, write_jsonl
+from definemed.stage import StageContext
 from definemed.config import DefinemedConfig
 from definemed.report.stage import run
 

@@ -6,7 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
-from definemed.artifacts import StageContext
+from definemed.stage import StageContext
 
 
 def write_shards(folder: Path, texts: list[str], prefix: str, shards: int = 2) -> Path:

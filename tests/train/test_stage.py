@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from definemed.artifacts import StageContext
+from definemed.stage import StageContext
 from definemed.config import DefinemedConfig
 from definemed.train import stage
 from definemed.train import trainer as trainer_module

@@ -19,8 +19,10 @@ from typing import Any
 
 from definemed.analyze.intrusion import EnglishIntrusionDetector
 from definemed.analyze.langid import identify, split_lines
-from definemed.artifacts import StageContext, StageResult, read_jsonl, write_json, write_jsonl
-from definemed.config import AnalyzeConfig, DefinemedConfig
+from definemed.artifacts import read_jsonl, write_json, write_jsonl
+from definemed.stage import StageContext, StageResult
+from definemed.analyze.config import AnalyzeConfig
+from definemed.config import DefinemedConfig
 
 logger = logging.getLogger("definemed")
 EXAMPLES_PER_MODE = 3

@@ -33,7 +33,7 @@ from definemed.corpus.classifiers import (
 from definemed.corpus.thresholds import threshold_for_recall
 
 if TYPE_CHECKING:
-    from definemed.config import ClassifierConfig
+    from definemed.corpus.classifier_config import ClassifierConfig
 
 REJECT_SCORE = 0.0
 

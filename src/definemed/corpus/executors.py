@@ -18,7 +18,7 @@ from definemed import registry
 if TYPE_CHECKING:
     from datatrove.executor.base import PipelineExecutor
 
-    from definemed.config import LocalExecutorConfig, RayExecutorConfig, SlurmExecutorConfig
+    from definemed.corpus.config import LocalExecutorConfig, RayExecutorConfig, SlurmExecutorConfig
 
 logger = logging.getLogger("definemed")
 # How often to look at the completion markers of a submitted Slurm array.

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from definemed.config import DefinemedConfig, FileLabels
+from definemed.config import DefinemedConfig
+from definemed.corpus.config import FileLabels
 
 if TYPE_CHECKING:
     from definemed.corpus.stats import TokenizerChoice

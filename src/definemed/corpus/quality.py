@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from datatrove.data import Document
     from datatrove.pipeline.filters.base_filter import BaseFilter
 
-    from definemed.config import QualityConfig
+    from definemed.corpus.config import QualityConfig
 
 SPACY_LANGUAGE = "de"
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from datatrove.pipeline.readers.base import BaseDiskReader
     from datatrove.pipeline.writers.disk_base import DiskWriter
 
-    from definemed.config import JsonlInput, ParquetInput
+    from definemed.corpus.config import JsonlInput, ParquetInput
 
 CORRUPT_FILES = "corrupt_files"
 MISSING_TEXT = "missing_text"

@@ -27,8 +27,10 @@ import shutil
 import time
 from typing import Any
 
-from definemed.artifacts import StageContext, StageResult, write_json
-from definemed.config import DefinemedConfig, FileLabels
+from definemed.artifacts import write_json
+from definemed.stage import StageContext, StageResult
+from definemed.config import DefinemedConfig
+from definemed.corpus.config import FileLabels
 from definemed.corpus import stats as corpus_stats
 from definemed.corpus.executors import run_to_completion
 from definemed.corpus.gold_checks import filter_costs_of, real_test_of, versus_gold

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from definemed.config import ThresholdConfig
+from definemed.corpus.classifier_config import ThresholdConfig
 
 logger = logging.getLogger("definemed")
 # PR-curve points kept in reports: enough to draw the curve, small enough for a JSON report.

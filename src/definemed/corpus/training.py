@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 
 from definemed.artifacts import file_sha256, read_json, write_json, write_jsonl
-from definemed.config import ClassifierConfig, FileLabels, stable_hash
+from definemed.corpus.classifier_config import ClassifierConfig
+from definemed.corpus.config import FileLabels
+from definemed.schema import stable_hash
 
 logger = logging.getLogger("definemed")
 REPORT = "report.json"

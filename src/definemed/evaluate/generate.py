@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from definemed.config import HfGenerationConfig
+from definemed.evaluate.config import HfGenerationConfig
 
 logger = logging.getLogger("definemed")
 

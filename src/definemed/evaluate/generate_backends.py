@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from definemed.config import OpenAIGenerationConfig, VllmGenerationConfig
+from definemed.evaluate.config import OpenAIGenerationConfig, VllmGenerationConfig
 from definemed.evaluate.generate import Generation
 from definemed.llm import Endpoint, FailureBudget, LLMClient, SendPolicy, run_sync
 

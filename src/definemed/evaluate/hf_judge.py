@@ -17,7 +17,8 @@ import gc
 from pathlib import Path
 from typing import Any
 
-from definemed.config import HfJudgeConfig, stable_hash
+from definemed.evaluate.config import HfJudgeConfig
+from definemed.schema import stable_hash
 from definemed.evaluate.verdicts import (
     JudgeItem,
     Verdict,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from definemed.config import ReferenceJudgeConfig
+from definemed.evaluate.config import ReferenceJudgeConfig
 from definemed.evaluate.openai_judge import OpenAIJudge
 from definemed.evaluate.verdicts import JudgeItem, PairwiseJudge, Verdict, Winner, parse_verdict
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from definemed.artifacts import write_text
-from definemed.config import LmEvalMcqTaskConfig, LocalMcqTaskConfig, McqConfig
+from definemed.evaluate.config import LmEvalMcqTaskConfig, LocalMcqTaskConfig, McqConfig
 from definemed.runfolder import safe_join
 
 BASE_YAML = "_mcq_de_base.yaml"

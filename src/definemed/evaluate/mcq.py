@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from definemed.artifacts import write_json, write_jsonl
-from definemed.config import McqConfig
+from definemed.evaluate.config import McqConfig
 from definemed.evaluate.lm_tasks import build_task_manager, local_task_yaml, task_files
 from definemed.evaluate.resolve import ModelRef
 from definemed.runfolder import safe_join

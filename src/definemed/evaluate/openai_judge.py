@@ -23,7 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from definemed.config import OpenAIJudgeConfig, stable_hash
+from definemed.evaluate.config import OpenAIJudgeConfig
+from definemed.schema import stable_hash
 from definemed.evaluate.verdicts import (
     JudgeItem,
     Verdict,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from definemed import models
-from definemed.artifacts import StageContext
-from definemed.config import STAGE_MODELS, DefinemedConfig
+from definemed.stage import StageContext
+from definemed.config import DefinemedConfig
+from definemed.evaluate.config import STAGE_MODELS
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from definemed import registry
-from definemed.artifacts import StageContext, StageResult, read_json, read_jsonl, write_json, write_jsonl
+from definemed.artifacts import read_json, read_jsonl, write_json, write_jsonl
+from definemed.stage import StageContext, StageResult
 from definemed.config import DefinemedConfig
 from definemed.evaluate import judge_stats, pairwise
 from definemed.evaluate.lm_tasks import task_files

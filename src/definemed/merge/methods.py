@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from definemed.config import (
+from definemed.merge.config import (
     CPT_MODEL,
     DareTiesMergeConfig,
     Factor,

@@ -15,8 +15,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from definemed.artifacts import StageContext, read_jsonl, write_jsonl
-from definemed.config import DefinemedConfig, HfGenerationConfig
+from definemed.artifacts import read_jsonl, write_jsonl
+from definemed.stage import StageContext
+from definemed.config import DefinemedConfig
+from definemed.evaluate.config import HfGenerationConfig
 from definemed.runfolder import safe_join
 from definemed.train.monitor import perplexity
 

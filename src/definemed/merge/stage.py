@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from definemed import registry
-from definemed.artifacts import StageContext, StageResult, read_json, write_json, write_text
-from definemed.config import CPT_MODEL, DareTiesMergeConfig, DefinemedConfig
+from definemed.artifacts import read_json, write_json, write_text
+from definemed.stage import StageContext, StageResult
+from definemed.config import DefinemedConfig
+from definemed.merge.config import CPT_MODEL, DareTiesMergeConfig
 from definemed.merge.card import model_card
 from definemed.merge.checks import check_compatible, local_model_dir, read_config
 from definemed.merge.methods import method_parameters

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from definemed.artifacts import StageContext, write_json, write_text
+from definemed.artifacts import write_json, write_text
+from definemed.stage import StageContext
 from definemed.config import DefinemedConfig
 from definemed.merge.proxies import PROXY_FIELDS, ProxyScorer
 

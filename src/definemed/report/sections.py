@@ -7,7 +7,8 @@ from typing import Any
 
 import yaml
 
-from definemed.artifacts import StageContext, read_json, read_jsonl
+from definemed.artifacts import read_json, read_jsonl
+from definemed.stage import StageContext
 from definemed.config import DefinemedConfig
 from definemed.report import plots
 from definemed.report.document import Example, Figure, Link, Section, Table, fmt

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from definemed.artifacts import StageContext, StageResult, write_text
+from definemed.artifacts import write_text
+from definemed.stage import StageContext, StageResult
 from definemed.config import DefinemedConfig
 from definemed.report.document import Section, render_html, render_markdown
 from definemed.report.sections import BUILDERS

@@ -1,8 +1,8 @@
 """What a CPT run will cost, before it runs: tokens per step, steps, FLOPs and GPU-hours. Imports no torch.
 
 Compute is the usual dense-transformer estimate FLOPs = 6 x parameters x training tokens (forward + backward,
-attention FLOPs ignored), converted to time at an assumed model FLOPs utilisation (`cpt.mfu`) of a GPU's dense
-bf16 peak (`cpt.gpu_peak_tflops`, H100 SXM: 989 TFLOP/s). Both are assumptions and printed as such.
+attention FLOPs ignored), converted to time at an assumed model FLOPs utilisation (`plan.mfu`) of a GPU's dense
+bf16 peak (`plan.gpu_peak_tflops`, H100 SXM: 989 TFLOP/s). Both are assumptions and printed as such.
 """
 
 from __future__ import annotations
@@ -99,9 +99,9 @@ def _compute_line(cfg: DefinemedConfig, train_tokens: int) -> str:
     if params is None:
         return f"     compute: unknown parameter count for {spec.id} (not in the table, no local config.json)"
     flops = 6 * params * train_tokens
-    gpu_hours = flops / (cpt.mfu * cpt.gpu_peak_tflops * 1e12) / 3600
+    gpu_hours = flops / (cfg.plan.mfu * cfg.plan.gpu_peak_tflops * 1e12) / 3600
     return (f"     compute: 6 x {params / 1e9:.3g}B params x {train_tokens:,} tokens = {flops:.3g} FLOPs = "
-            f"{_hours(gpu_hours)} GPU-hours (assumed: MFU {cpt.mfu:g} of {cpt.gpu_peak_tflops:g} TFLOP/s dense "
+            f"{_hours(gpu_hours)} GPU-hours (assumed: MFU {cfg.plan.mfu:g} of {cfg.plan.gpu_peak_tflops:g} TFLOP/s dense "
             f"bf16 peak per GPU), {_hours(gpu_hours / world_size())} h wall on {world_size()} GPU(s)")
 
 

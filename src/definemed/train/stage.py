@@ -15,8 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from definemed.artifacts import StageContext, StageResult, read_json, write_json
-from definemed.config import CptConfig, DefinemedConfig, ModelSpec
+from definemed.artifacts import read_json, write_json
+from definemed.stage import StageContext, StageResult
+from definemed.config import DefinemedConfig
+from definemed.schema import ModelSpec
+from definemed.train.config import CptConfig
 from definemed.models import resolve
 from definemed.train.data import BlockList, HeldoutSet, build_heldout, is_heldout
 from definemed.train.heldout import as_log_row, compare, evaluate_sets

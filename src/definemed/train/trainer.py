@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from definemed.config import CptConfig
+from definemed.train.config import CptConfig
 from definemed.train.monitor import add_perplexities, metrics_writer, token_progress
 from definemed.train.schedule import Schedule, lambda_lr
 

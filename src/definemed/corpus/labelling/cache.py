@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from definemed.artifacts import write_jsonl
-from definemed.config import stable_hash
+from definemed.schema import stable_hash
 from definemed.corpus.labelling.schema import DocLabels, LabelResult, parse_reply
 
 logger = logging.getLogger("definemed")

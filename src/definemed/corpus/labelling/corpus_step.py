@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from definemed.artifacts import file_sha256, read_jsonl, write_json, write_jsonl
-from definemed.config import AuditSettings, FileLabels, LabellingSettings, SampleSettings
+from definemed.corpus.config import FileLabels
+from definemed.corpus.labelling.settings import AuditSettings, LabellingSettings, SampleSettings
 from definemed.corpus.labelling.audit import audit_labels, load_gold, select_labeller
 from definemed.corpus.labelling.cache import CACHE_FILE
 from definemed.corpus.labelling.runner import (

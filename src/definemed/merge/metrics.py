@@ -1,0 +1,11 @@
+"""Metrics of the merge stage (manifest.json `metrics`), read as attributes downstream."""
+
+from __future__ import annotations
+
+from pydantic import ConfigDict
+
+from definemed.stage import Metrics
+
+
+class MergeMetrics(Metrics):
+    model_config = ConfigDict(extra="allow")  # PLACEHOLDER: typed fields come next (#12)
