@@ -40,6 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--answers", type=int, default=2000)
     args = parser.parse_args()
+    from definemed.analyze.contract import bind
     from definemed.analyze.stage import run
 
     rows = synthetic_answers(args.answers)
@@ -53,9 +54,10 @@ def main() -> None:
         ctx = StageContext(run_dir=run_dir, stage="analyze",
                            upstream={"evaluate": {"outputs": {"answers": "answers"}, "metrics": {}}})
         ctx.stage_dir.mkdir()
-        run(cfg, ctx)  # warm-up: loads fastText and the word-frequency tables once
+        inputs = bind(cfg)
+        run(inputs, ctx)  # warm-up: loads fastText and the word-frequency tables once
         t0 = time.perf_counter()
-        run(cfg, ctx)
+        run(inputs, ctx)
         seconds = time.perf_counter() - t0
     print(f"answers: {len(rows)}  mean words/answer: {words:.0f}")
     print(f"analyze stage: {len(rows) / seconds:,.0f} answers/s ({seconds:.2f} s; target >= 1,000 answers/s)")

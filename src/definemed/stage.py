@@ -31,7 +31,8 @@ class Inputs(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     def fingerprints(self) -> dict[str, Any]:
-        """Content fingerprints of the local files these inputs name: every `Path` value, walked recursively.
+        """Content fingerprints of the local files these inputs name: every `Path` value and every model given as a
+        local folder, walked recursively.
         Stages with inputs that are not `Path` values (corpus shards named as strings) extend this."""
         found: dict[str, Any] = {}
         _walk_paths(self, found)
@@ -159,6 +160,12 @@ def listing(paths: list[str], glob: str) -> dict[str, list[int]]:
 
 
 def _walk_paths(obj: Any, found: dict[str, Any]) -> None:
+    from definemed.schema import ModelSpec
+
+    if isinstance(obj, ModelSpec) and "://" not in obj.id and Path(obj.id).expanduser().is_dir():
+        # A model given as a local folder: retraining it in place must rerun the stages that read it.
+        _walk_paths(Path(obj.id).expanduser(), found)
+        return
     if isinstance(obj, Path):
         key = str(obj)
         if key not in found:

@@ -4,12 +4,14 @@ from pathlib import Path
 
 from tests.helpers import minimal_config_dict
 
+from definemed.analyze.config import AnalyzeConfig
+from definemed.analyze.contract import bind
 from definemed.analyze.langid import identify, split_lines
+from definemed.analyze.metrics import AnalyzeMetrics
 from definemed.analyze.stage import analyze_answers, repetition_share, run, summarize
 from definemed.artifacts import read_json, read_jsonl, write_jsonl
-from definemed.stage import StageContext
-from definemed.analyze.config import AnalyzeConfig
 from definemed.config import DefinemedConfig
+from definemed.stage import StageContext
 
 GERMAN = "Bei anhaltendem Fieber sollten Sie unbedingt einen Arzt aufsuchen und viel trinken."
 ENGLISH = "It is important to see a doctor if the fever lasts longer than three days."
@@ -49,16 +51,27 @@ def test_repetition_share() -> None:
 
 
 def test_stage_writes_outputs_and_examples(tmp_path: Path) -> None:
-    cfg = DefinemedConfig.model_validate(minimal_config_dict(tmp_path))
+    data = minimal_config_dict(tmp_path)
+    data["analyze"] = {"reference_model": "b"}
+    cfg = DefinemedConfig.model_validate(data)
     answers = tmp_path / "run" / "evaluate" / "answers"
     write_jsonl(answers / "a.jsonl", [{"prompt_id": "p1", "model": "a", "answer": GERMAN + "\n" + ENGLISH,
                                        "reference": GERMAN, "n_tokens": 10}])
+    write_jsonl(answers / "b.jsonl", [{"prompt_id": "p1", "model": "b", "answer": GERMAN, "reference": GERMAN,
+                                       "n_tokens": 5, "hit_limit": True}])
     ctx = StageContext(run_dir=tmp_path / "run", stage="analyze",
                        upstream={"evaluate": {"outputs": {"answers": "answers"}, "metrics": {}}})
     ctx.stage_dir.mkdir(parents=True)
-    result = run(cfg, ctx)
-    assert result.metrics["models"]["a"]["mixing_rate"] == 1.0
-    assert len(read_jsonl(ctx.stage_dir / "per_answer.jsonl")) == 1
+    result = run(bind(cfg), ctx)
+    m = result.metrics
+    assert isinstance(m, AnalyzeMetrics) and m.n_answers == 2 and m.expected_language == "de"
+    assert m.models["a"].mixing_rate == 1.0 and m.models["b"].mixing_rate == 0.0
+    ratio = (len(GERMAN.split()) + len(ENGLISH.split())) / len(GERMAN.split())
+    assert m.models["a"].length_ratio_to_reference_model == round(ratio, 4)
+    # b's only answer was cut: no untruncated length to compare against
+    assert m.models["b"].words_mean_untruncated is None and m.models["a"].length_ratio_untruncated is None
+    assert AnalyzeMetrics.model_validate(m.model_dump(mode="json")) == m  # what the manifest stores reads back
+    assert len(read_jsonl(ctx.stage_dir / "per_answer.jsonl")) == 2
     examples = read_json(ctx.stage_dir / "examples.json")
     assert examples["language_mixing"]["a"][0]["foreign_lines"][0]["line"] == ENGLISH
 

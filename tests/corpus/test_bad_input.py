@@ -15,8 +15,8 @@ from typing import Any
 
 from tests.corpus.conftest import fineweb2_row, write_parquet
 
-from definemed.stage import StageContext
 from definemed.corpus.readers import RobustJsonlReader, RobustParquetReader
+from definemed.stage import StageContext
 
 REPO = Path(__file__).resolve().parents[2]
 GERMAN = ("Die Patientin wurde mit akuten Bauchschmerzen in die Notaufnahme gebracht. Nach der Untersuchung "
@@ -106,12 +106,13 @@ def test_max_doc_chars_drops_longer_documents(tmp_path: Path) -> None:
     assert len(list(uncapped.run())) == 2
 
 
-def _run_stage(cfg: Any) -> tuple[dict[str, Any], Path]:
+def _run_stage(cfg: Any) -> tuple[Any, Path]:
+    from definemed.corpus.contract import bind
     from definemed.corpus.stage import run
 
     ctx = StageContext(run_dir=cfg.run.run_dir, stage="corpus")
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
-    return run(cfg, ctx).metrics, ctx.stage_dir
+    return run(bind(cfg), ctx).metrics, ctx.stage_dir
 
 
 def test_stage_counts_bad_input_and_balances(corpus_inputs: dict, make_config: Any) -> None:
@@ -130,29 +131,29 @@ def test_stage_counts_bad_input_and_balances(corpus_inputs: dict, make_config: A
     m, stage_dir = _run_stage(make_config(corpus_inputs))
     assert time.perf_counter() - t0 < 120
     records = corpus_inputs["n_rows"] + len(rows)
-    assert m["dropped"]["input"] == 2
-    assert (m["dropped_by_reason"]["invalid_utf8"], m["dropped_by_reason"]["too_long"]) == (1, 1)
-    assert m["missing_text"] == 3  # the fixture's record without text, "" and whitespace
-    assert m["corrupt_files"] == 1 and m["input_files"] == 4
-    assert records == m["docs_in"] + m["missing_text"]
-    assert m["docs_in"] == m["docs_kept"] + sum(m["dropped"].values())
+    assert m.dropped["input"] == 2
+    assert (m.dropped_by_reason["invalid_utf8"], m.dropped_by_reason["too_long"]) == (1, 1)
+    assert m.missing_text == 3  # the fixture's record without text, "" and whitespace
+    assert m.corrupt_files == 1 and m.input_files == 4
+    assert records == m.docs_in + m.missing_text
+    assert m.docs_in == m.docs_kept + sum(m.dropped.values())
 
     stats = json.loads((stage_dir / "stats.json").read_text())
-    assert stats["steps"][0] == {"step": "input", "in": m["docs_in"], "kept": m["docs_in"] - 2, "dropped": 2,
+    assert stats["steps"][0] == {"step": "input", "in": m.docs_in, "kept": m.docs_in - 2, "dropped": 2,
                                  "reasons": {"invalid_utf8": 1, "too_long": 1}}
-    assert stats["steps"][1]["step"] == "language" and stats["steps"][1]["in"] == m["docs_in"] - 2
+    assert stats["steps"][1]["step"] == "language" and stats["steps"][1]["in"] == m.docs_in - 2
     assert "| input |" in (stage_dir / "README.md").read_text()
     # the readers' drops are written out like every filter's, with reason, source file and position
     every = _docs(stage_dir / "rejected" / "input")
     rejected = {d["id"]: d for d in every if d["metadata"]["filter_reason"] != "missing_text"}
     assert set(rejected) == {"<urn:uuid:cp1252>", "<urn:uuid:huge>"}
     # records without text are written there too, with their reason: none vanishes without a trace
-    assert sum(d["metadata"]["filter_reason"] == "missing_text" for d in every) == m["missing_text"] == 3
+    assert sum(d["metadata"]["filter_reason"] == "missing_text" for d in every) == m.missing_text == 3
     # the corrupt shard is named with its error in the metrics, stats.json, the dataset card
-    [bad] = m["corrupt_file_list"]
-    assert bad["file"].endswith(".parquet") and bad["error"]
-    assert stats["corrupt_file_list"] == m["corrupt_file_list"]
-    assert bad["file"] in (stage_dir / "README.md").read_text()
+    [bad] = m.corrupt_file_list
+    assert bad.file.endswith(".parquet") and bad.error
+    assert stats["corrupt_file_list"] == [bad.model_dump()]
+    assert bad.file in (stage_dir / "README.md").read_text()
     cp1252, huge_doc = rejected["<urn:uuid:cp1252>"], rejected["<urn:uuid:huge>"]
     assert cp1252["metadata"]["filter_reason"] == "invalid_utf8" and "\ufffd" in cp1252["text"]
     assert cp1252["metadata"]["source_file"] == "003_00000.parquet" and cp1252["metadata"]["id_in_file"] == 0
@@ -249,7 +250,7 @@ def test_five_megabyte_document_through_the_filters_uncapped(tmp_path: Path, cor
     rng = random.Random(0)
     vocab = sorted({w for s in german_texts["medical"] + german_texts["general"] for w in s.split()})
     text = "\n".join(" ".join(rng.choices(vocab, k=20)) + "." for _ in range(40_000))[:5_000_000]
-    steps = filter_steps(make_config(corpus_inputs), CorpusLayout(tmp_path / "stage"))
+    steps = filter_steps(make_config(corpus_inputs).corpus, CorpusLayout(tmp_path / "stage"))
     t0 = time.perf_counter()
     verdicts = {name: step.filter(Document(text=text, id="huge")) for name, step in steps}
     elapsed = time.perf_counter() - t0

@@ -12,10 +12,12 @@ import pytest
 import yaml
 
 from definemed.artifacts import write_json
-from definemed.stage import StageContext
 from definemed.config import DefinemedConfig
 from definemed.corpus import stats
+from definemed.corpus.contract import bind
+from definemed.corpus.metrics import CorpusMetrics
 from definemed.corpus.stage import run
+from definemed.stage import StageContext
 
 QUESTION = ("Eine 67-jährige Patientin mit Vorhofflimmern und einem CHA2DS2-VASc-Score von 4 fragt nach der "
             "Schlaganfallprophylaxe. Welche Behandlung empfehlen die aktuellen Leitlinien in erster Linie?")
@@ -79,7 +81,7 @@ def _docs(folder: Path) -> list[dict[str, Any]]:
 def _run(cfg: DefinemedConfig) -> tuple[Any, Path]:
     ctx = StageContext(run_dir=cfg.run.run_dir, stage="corpus")
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
-    return run(cfg, ctx), ctx.stage_dir
+    return run(bind(cfg), ctx), ctx.stage_dir
 
 
 def test_stage_decontaminates_deduplicates_counts_tokens_and_writes_card(
@@ -89,42 +91,42 @@ def test_stage_decontaminates_deduplicates_counts_tokens_and_writes_card(
     cfg = _config(make_config, corpus_inputs, planted, str(tiny_tokenizer_dir))
     result, stage_dir = _run(cfg)
     m = result.metrics
-    assert m["docs_in"] == corpus_inputs["n_rows"] - 1 + 6
-    assert m["docs_in"] == m["docs_kept"] + sum(m["dropped"].values())
-    assert list(m["dropped"])[-3:] == ["not_medical", "decontamination", "dedup"]
+    assert m.docs_in == corpus_inputs["n_rows"] - 1 + 6
+    assert m.docs_in == m.docs_kept + sum(m.dropped.values())
+    assert list(m.dropped)[-3:] == ["not_medical", "decontamination", "dedup"]
 
     leaked = _docs(stage_dir / "rejected" / "decontamination")
     assert {(d["id"], d["metadata"]["decontam_item"]) for d in leaked} == {
         ("<urn:uuid:leak-question>", "medmcq/q1"), ("<urn:uuid:leak-reference>", "prompts/p1")}
     assert {d["metadata"]["filter_reason"] for d in leaked} == {"benchmark_overlap"}
-    assert m["decontam_removed"] == 2 and m["decontamination"]["matched_sources"] == {"medmcq": 1, "prompts": 1}
+    assert m.decontam_removed == 2 and m.decontamination.matched_sources == {"medmcq": 1, "prompts": 1}
 
     medical, dups = _docs(stage_dir / "medical"), _docs(stage_dir / "rejected" / "dedup")
     kept_ids = {d["id"] for d in medical}
     assert len(kept_ids & planted["copies"]) == 1 and not kept_ids & planted["leaks"]
     assert planted["copies"] - kept_ids <= {d["id"] for d in dups}
-    assert m["dedup_removed"] == len(dups) >= 3 and m["docs_kept"] == len(medical)
+    assert m.dedup_removed == len(dups) >= 3 and m.docs_kept == len(medical)
 
     tok = Tokenizer.from_file(str(tiny_tokenizer_dir / "tokenizer.json"))
-    assert m["tokenizer"]["kind"] == "model" and m["tokenizer"]["name"] == str(tiny_tokenizer_dir)
-    assert m["tokens_kept"] == sum(len(tok.encode(d["text"]).ids) for d in medical)
-    assert m["kept_words"] == sum(len(d["text"].split()) for d in medical)
-    assert 0 < m["kept_tokens_share"] < m["token_retention"]["classifier_token_share"] <= 1
-    assert m["subdomains"] == {"clinical": len(kept_ids & planted["copies"])}
+    assert m.tokenizer.kind == "model" and m.tokenizer.name == str(tiny_tokenizer_dir)
+    assert m.tokens_kept == sum(len(tok.encode(d["text"]).ids) for d in medical)
+    assert m.kept_words == sum(len(d["text"].split()) for d in medical)
+    assert 0 < m.kept_tokens_share < m.token_retention.classifier_token_share <= 1
+    assert m.subdomains == {"clinical": len(kept_ids & planted["copies"])}
     _check_card(stage_dir, m)
 
 
-def _check_card(stage_dir: Path, m: dict[str, Any]) -> None:
+def _check_card(stage_dir: Path, m: CorpusMetrics) -> None:
     text = (stage_dir / "README.md").read_text(encoding="utf-8")
     header = yaml.safe_load(text.split("---\n")[1])
     assert header["license"] == "odc-by" and header["language"] == ["de"]
     assert header["task_categories"] == ["text-generation"] and header["size_categories"] == ["n<1K"]
     assert header["pretty_name"] == "FineMed-de (test)"
     assert header["configs"][0]["data_files"][0]["path"] == "medical/*.jsonl.gz"
-    assert f"| dedup | {m['docs_kept'] + m['dedup_removed']} | {m['docs_kept']} | {m['dedup_removed']} |" in text
-    assert f"| read | {m['input_files']} files | {m['docs_in']} |" in text and m['input_files'] == 4
+    assert f"| dedup | {m.docs_kept + m.dedup_removed} | {m.docs_kept} | {m.dedup_removed} |" in text
+    assert f"| read | {m.input_files} files | {m.docs_in} |" in text and m.input_files == 4
     assert "benchmark_overlap 2" in text and "the table balances" in text
-    assert f"precision {m['classifier']['precision']:.3f}" in text
+    assert f"precision {m.classifier.precision:.3f}" in text
     assert "definemed run CONFIG.yaml --stages corpus" in text
     for plot in ("plots/token_lengths.png", "plots/subdomains.png"):
         assert f"]({plot})" in text and (stage_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -140,14 +142,14 @@ def test_resume_after_kill_in_dedup_and_classify(corpus_inputs: dict, planted: d
     second, _ = _run(cfg)
     assert sorted(d["id"] for d in _docs(stage_dir / "medical")) == before
     for key in ("docs_in", "docs_kept", "dropped", "tokens_in", "tokens_kept", "dedup_removed"):
-        assert second.metrics[key] == first.metrics[key], key
-    assert first.metrics["tokenizer"]["kind"] == "whitespace"
-    assert first.metrics["tokens_kept"] == first.metrics["kept_words"]
+        assert getattr(second.metrics, key) == getattr(first.metrics, key), key
+    assert first.metrics.tokenizer.kind == "whitespace"
+    assert first.metrics.tokens_kept == first.metrics.kept_words
 
 
 def test_tokenizer_that_cannot_load_falls_back_to_words(tmp_path: Path, make_config: Any) -> None:
     cfg = make_config({"shards": tmp_path, "labels": tmp_path / "l.jsonl"})  # model id "x": not on the hub offline
-    choice = stats.choose_tokenizer(cfg, tmp_path / "tok")
+    choice = stats.choose_tokenizer(bind(cfg).tokenizer, tmp_path / "tok")
     assert choice.kind == "whitespace" and choice.path is None
     assert "tokenizer of x not loadable" in choice.note
 

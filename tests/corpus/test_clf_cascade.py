@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from definemed.corpus.classifier_config import ThresholdConfig
 from definemed.corpus.cascade import REJECT_SCORE, CascadeClassifier
+from definemed.corpus.classifier_config import ThresholdConfig
 from definemed.corpus.classifiers import TfidfLogRegClassifier
 from definemed.corpus.training import binary_metrics
 
@@ -78,7 +78,8 @@ def test_heldout_report_has_f1_share_and_cost(german_texts) -> None:
     assert report["stage2_alone"] == {"threshold": 0.5, **{k: alone[k] for k in ("precision", "recall", "f1")}}
     cascade = binary_metrics(labels, (scores >= 0.5).tolist())
     assert report["cascade"] == {k: cascade[k] for k in ("precision", "recall", "f1")}
-    assert 0 < report["cascade"]["f1"] <= report["stage2_alone"]["f1"]  # stand-in has no false positives: the gate can only lose recall
+    # the stand-in has no false positives: the gate can only lose recall
+    assert 0 < report["cascade"]["f1"] <= report["stage2_alone"]["f1"]
     c1, c2 = report["stage1_s_per_doc"], report["stage2_s_per_doc"]
     assert report["cost_saved"] == round(1 - (c1 + share * c2) / c2, 4)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from definemed.corpus.classifier_config import ClassifierConfig
-from definemed.corpus.config import FileLabels
 from definemed.corpus.classifiers import FastTextClassifier, TfidfLogRegClassifier
+from definemed.corpus.config import FileLabels
 from definemed.corpus.training import binary_metrics, is_heldout, load_labels
 
 

@@ -17,9 +17,10 @@ from tests.conftest import GERMAN_MEDICAL
 from tests.openai_fake import FakeOpenAIServer, Reply, fail, last_message_text, ok
 
 from definemed.artifacts import read_jsonl, write_jsonl
-from definemed.stage import StageContext
+from definemed.corpus.contract import bind
 from definemed.corpus.labelling.runner import FailureBudgetExceeded
 from definemed.corpus.stage import run
+from definemed.stage import StageContext
 
 FAST = {"bucket": 20_000, "cutoff": 2_000, "epoch": 30, "lr": 0.5}
 GERMAN_IDS = [f"<urn:uuid:{kind}-{i:02d}>" for kind in ("medical", "general") for i in range(14)]
@@ -28,7 +29,7 @@ GERMAN_IDS = [f"<urn:uuid:{kind}-{i:02d}>" for kind in ("medical", "general") fo
 def _run(cfg: Any) -> tuple[Any, Path]:
     ctx = StageContext(run_dir=cfg.run.run_dir, stage="corpus")
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
-    return run(cfg, ctx), ctx.stage_dir
+    return run(bind(cfg), ctx), ctx.stage_dir
 
 
 def _is_medical(prompt: str) -> bool:
@@ -85,23 +86,23 @@ def test_openai_labeller_in_the_stage_counts_errors_and_completes(tmp_path: Path
         cfg = make_config(corpus_inputs, labels=None, labelling={
             "labeller": _openai(server), "max_failure_share": 0.1})
         result, stage_dir = _run(cfg)
-    lab = result.metrics["labelling"]
-    counts = lab["counts"]
-    assert counts["total"] == 28 and counts["ok"] == 27 and counts["invalid_json"] == 1
-    assert counts["http_error"] == counts["timeout"] == 0
+    lab = result.metrics.labelling
+    counts = lab.counts
+    assert counts.total == 28 and counts.ok == 27 and counts.invalid_json == 1
+    assert counts.http_error == counts.timeout == 0
     # 28 documents, two of them retried once (500, 429); the prose reply is final (asked again only on a rerun)
-    assert counts["requests"] == 30 == server.hits
+    assert counts.requests == 30 == server.hits
     report = json.loads((stage_dir / "labelling" / "labelling_report.json").read_text())
     assert report["errors"]["invalid_json"][0]["error"].startswith("invalid JSON")
     labels = read_jsonl(stage_dir / "labelling" / "labels.jsonl")
-    assert len(labels) == 27 == lab["labels"]["docs"]
+    assert len(labels) == 27 == lab.labels.docs
     assert all(row["medical"] == ("medical-" in row["id"]) for row in labels)
-    clf = result.metrics["classifier"]
-    assert clf["n_train"] + clf["n_heldout"] == 27 and clf["f1"] >= 0.8
+    clf = result.metrics.classifier
+    assert clf.n_train + clf.n_heldout == 27 and clf.f1 >= 0.8
     assert result.outputs["labelling"] == "labelling"
     # Pipeline B's profile reads the produced labels: kept documents get the labeller's subdomains
-    assert set(result.metrics["subdomains"]) <= {"clinical", "none"} and result.metrics["subdomains"]["clinical"] >= 8
-    assert lab["audit"] is None and lab["selection"] is None and lab["chosen"] == "openai:fake-labeller"
+    assert set(result.metrics.subdomains) <= {"clinical", "none"} and result.metrics.subdomains["clinical"] >= 8
+    assert lab.audit is None and lab.selection is None and lab.chosen == "openai:fake-labeller"
 
 
 def test_failure_budget_stops_the_stage_with_a_clear_message(tmp_path: Path, corpus_inputs: dict,
@@ -131,14 +132,14 @@ def test_the_better_labeller_wins_the_audit(tmp_path: Path, corpus_inputs: dict,
                                {"name": "good", "kind": "file", "path": str(good)}],
                  "audit": {"gold": str(gold), "resamples": 200}}
     result, stage_dir = _run(make_config(corpus_inputs, labels=None, labelling=labelling))
-    lab = result.metrics["labelling"]
-    assert lab["chosen"] == "good" and lab["selection"]["best"] == "good"
-    assert [r["labeller"] for r in lab["selection"]["ranking"]] == ["good", "poor"]
-    audits = lab["audits"]
-    assert audits["poor"]["metrics"]["recall"]["value"] < 0.6 < audits["good"]["metrics"]["f1"]["value"]
+    lab = result.metrics.labelling
+    assert lab.chosen == "good" and lab.selection.best == "good"
+    assert [r.labeller for r in lab.selection.ranking] == ["good", "poor"]
+    audits = lab.audits
+    assert audits["poor"].metrics.recall.value < 0.6 < audits["good"].metrics.f1.value
     for audit in audits.values():
-        f1 = audit["metrics"]["f1"]
-        assert f1["ci_low"] <= f1["value"] <= f1["ci_high"] and sum(audit["confusion"].values()) == audit["n"]
+        f1 = audit.metrics.f1
+        assert f1.ci_low <= f1.value <= f1.ci_high and sum(audit.confusion.model_dump().values()) == audit.n
     # the classifier learned the chosen labeller's labels
     learned = {r["id"]: r["medical"] for r in read_jsonl(stage_dir / "labelling" / "labels.jsonl")}
     assert learned == {r["id"]: r["medical"] for r in read_jsonl(good)}
@@ -146,9 +147,9 @@ def test_the_better_labeller_wins_the_audit(tmp_path: Path, corpus_inputs: dict,
     audited = {r["id"] for r in read_jsonl(stage_dir / "labelling" / "audit" / "gold.jsonl")}
     heldout = {r["id"] for r in read_jsonl(stage_dir / "classifier" / "heldout_scores.jsonl")}
     assert audited and heldout and not audited & heldout
-    assert len(audited) + len(heldout) == 28 == lab["audit"]["docs"] + lab["audit"]["heldout_excluded"]
-    vs_gold = result.metrics["classifier"]["vs_gold"]
-    assert vs_gold["n"] == len(heldout) == result.metrics["classifier"]["n_heldout"]
+    assert len(audited) + len(heldout) == 28 == lab.audit.docs + lab.audit.heldout_excluded
+    vs_gold = result.metrics.classifier.vs_gold
+    assert vs_gold.n == len(heldout) == result.metrics.classifier.n_heldout
     card = (stage_dir / "README.md").read_text()
     assert "| good (chosen) | file |" in card and "## Labels" in card
 
@@ -191,13 +192,13 @@ def test_interrupted_labelling_resumes_without_asking_twice(tmp_path: Path, corp
         assert len(cache.read_text().splitlines()) == 12
         result, _ = _run(cfg)
     assert max(asked.values()) == 1 and len(asked) == server.hits == 28  # each text asked once over both runs
-    lab = result.metrics["labelling"]
-    assert lab["counts"]["total"] == lab["labels"]["docs"] == 28
-    assert lab["counts"]["cached"] == 12 and lab["counts"]["requests"] == 16
-    assert lab["audits"]["openai:fake-labeller"]["cached"] == 5
+    lab = result.metrics.labelling
+    assert lab.counts.total == lab.labels.docs == 28
+    assert lab.counts.cached == 12 and lab.counts.requests == 16
+    assert lab.audits["openai:fake-labeller"].cached == 5
     m = result.metrics
-    assert m["docs_in"] == m["docs_kept"] + sum(m["dropped"].values()) == corpus_inputs["n_rows"] - 1
-    assert m["classifier"]["n_train"] + m["classifier"]["n_heldout"] == 28
+    assert m.docs_in == m.docs_kept + sum(m.dropped.values()) == corpus_inputs["n_rows"] - 1
+    assert m.classifier.n_train + m.classifier.n_heldout == 28
 
 
 def test_compare_trains_every_listed_family_on_the_same_split(tmp_path: Path, corpus_inputs: dict,
@@ -206,16 +207,16 @@ def test_compare_trains_every_listed_family_on_the_same_split(tmp_path: Path, co
                   "not_compared": {"finetune": "no encoder offline"}, "fasttext": FAST,
                   "cascade": {"stage1": "fasttext", "stage2": "tfidf_logreg", "target_recall": 0.95}}
     result, stage_dir = _run(make_config(corpus_inputs, classifier=classifier))
-    rows = result.metrics["classifier_comparison"]
-    assert [(r["kind"], r["status"]) for r in rows] == [("tfidf_logreg", "ok"), ("fasttext", "ok"),
-                                                       ("cascade", "ok"), ("finetune", "not run")]
-    assert rows[0]["main"] and rows[0]["f1"] == result.metrics["classifier"]["f1"]
-    assert rows[3]["note"] == "no encoder offline"
-    heldout = result.metrics["classifier"]["n_heldout"]
+    rows = result.metrics.classifier_comparison
+    assert [(r.kind, r.status) for r in rows] == [("tfidf_logreg", "ok"), ("fasttext", "ok"),
+                                                 ("cascade", "ok"), ("finetune", "not run")]
+    assert rows[0].main and rows[0].f1 == result.metrics.classifier.f1
+    assert rows[3].note == "no encoder offline"
+    heldout = result.metrics.classifier.n_heldout
     for row in rows[:3]:
-        assert row["heldout_docs"] == heldout and 0 <= row["f1"] <= 1 and row["docs_per_s"] > 0
+        assert row.heldout_docs == heldout and 0 <= row.f1 <= 1 and row.docs_per_s > 0
     cascade = rows[2]
-    assert 0 < cascade["pass_share"] <= 1 and cascade["cost_saved"] is not None and cascade["f1_lost"] is not None
+    assert 0 < cascade.pass_share <= 1 and cascade.cost_saved is not None and cascade.f1_lost is not None
     for kind in ("fasttext", "cascade"):
         assert (stage_dir / "classifier" / "compare" / kind / "report.json").is_file()
     assert not (stage_dir / "classifier" / "compare" / "tfidf_logreg").exists()  # the main one is not retrained
@@ -245,7 +246,7 @@ def test_a_retrained_classifier_reclassifies_an_interrupted_attempt(tmp_path: Pa
     write_jsonl(labels, [{"id": i, "medical": "general-" in i} for i in GERMAN_IDS])  # the other way round
     result, _ = _run(cfg)
     assert kept() and all("general-" in i for i in kept())
-    assert result.metrics["docs_kept"] == len(kept())
+    assert result.metrics.docs_kept == len(kept())
 
 
 def test_single_pass_labels_the_sample_and_classifies_everything(tmp_path: Path, corpus_inputs: dict,
@@ -265,7 +266,7 @@ def test_single_pass_labels_the_sample_and_classifies_everything(tmp_path: Path,
         result, stage_dir = _run(cfg)
     m = result.metrics
     assert len((stage_dir / "sample" / "paths_0.txt").read_text().split()) == 2
-    assert m["single_pass"]["sample_docs_in"] == 14 and m["docs_in"] == 28
-    assert m["labelling"]["counts"]["total"] == 14  # the sample survivors only, not the 28 documents
-    assert m["docs_in"] == m["docs_kept"] + sum(m["dropped"].values())
-    assert m["subdomains"].get("clinical", 0) >= 1 and m["tokens_in_estimated"]
+    assert m.single_pass.sample_docs_in == 14 and m.docs_in == 28
+    assert m.labelling.counts.total == 14  # the sample survivors only, not the 28 documents
+    assert m.docs_in == m.docs_kept + sum(m.dropped.values())
+    assert m.subdomains.get("clinical", 0) >= 1 and m.tokens_in_estimated

@@ -10,6 +10,7 @@ import pytest
 from datatrove.data import Document
 
 from definemed.config import DefinemedConfig
+from definemed.corpus.contract import CorpusInputs, bind
 from definemed.corpus.decontam import (
     REASON,
     BenchmarkDecontaminationFilter,
@@ -44,20 +45,21 @@ def bench(tmp_path: Path) -> dict[str, Path]:
     return {"mcq": folder, "prompts": prompts}
 
 
-def _config(tmp_path: Path, bench: dict[str, Path], **decontam: Any) -> DefinemedConfig:
-    return DefinemedConfig.model_validate({
+def _inputs(tmp_path: Path, bench: dict[str, Path], **decontam: Any) -> CorpusInputs:
+    """The corpus stage's bound inputs: decontamination on, with the benchmarks of the evaluate section."""
+    return bind(DefinemedConfig.model_validate({
         "models": {"instruct": {"id": "x"}},
         "corpus": {"input": {"paths": [str(tmp_path)]}, "labels": {"path": str(tmp_path / "l.jsonl")},
                    "decontamination": decontam},
         "evaluate": {"mcq": {"tasks": [{"name": "medmcq", "path": str(bench["mcq"])}]},
-                     "prompts": str(bench["prompts"])}})
+                     "prompts": str(bench["prompts"])}}))
 
 
 def _filter(tmp_path: Path, bench: dict[str, Path], **decontam: Any) -> BenchmarkDecontaminationFilter:
-    cfg = _config(tmp_path, bench, **decontam)
+    inputs = _inputs(tmp_path, bench, **decontam)
     items = tmp_path / "items.jsonl"
-    write_benchmark_items(cfg, items)
-    d = cfg.corpus.decontamination
+    d = inputs.corpus.decontamination
+    write_benchmark_items(inputs.benchmarks, d, items)
     return BenchmarkDecontaminationFilter(str(items), ngram=d.ngram, min_matches=d.min_matches,
                                           min_item_words=d.min_item_words)
 
@@ -70,11 +72,12 @@ def test_normalisation_ignores_case_and_punctuation() -> None:
 
 
 def test_benchmark_items_cover_questions_options_prompts_and_references(tmp_path: Path, bench: dict) -> None:
-    items = {i["id"]: i for i in benchmark_items(_config(tmp_path, bench))}
+    inputs = _inputs(tmp_path, bench)
+    items = {i["id"]: i for i in benchmark_items(inputs.benchmarks)}
     assert set(items) == {"medmcq/q-long", "medmcq/q-short", "medmcq/q-tiny", "prompts/open-1"}
     assert items["medmcq/q-long"]["texts"] == [LONG_QUESTION, f"{LONG_QUESTION} STEMI Perikarditis LE NSTEMI"]
     assert items["prompts/open-1"]["texts"][1] == REFERENCE
-    info = write_benchmark_items(_config(tmp_path, bench), tmp_path / "items.jsonl")
+    info = write_benchmark_items(inputs.benchmarks, inputs.corpus.decontamination, tmp_path / "items.jsonl")
     assert info["items"] == 4 and info["sources"] == {"medmcq": 3, "prompts": 1}
     assert info["items_too_short"] == 1  # the 5-word question
 
@@ -138,13 +141,14 @@ def test_index_counts_distinct_ngrams_per_item() -> None:
 def test_missing_benchmark_path_is_an_error(tmp_path: Path, bench: dict) -> None:
     bench["mcq"] = tmp_path / "nope"
     with pytest.raises(FileNotFoundError, match="benchmark data not found"):
-        benchmark_items(_config(tmp_path, bench))
+        benchmark_items(_inputs(tmp_path, bench).benchmarks)
 
 
 def test_hub_tasks_without_local_files_are_skipped_not_fatal(tmp_path) -> None:
     from tests.helpers import minimal_config_dict
 
     from definemed.config import DefinemedConfig
+    from definemed.corpus.contract import BenchmarkRefs
     from definemed.corpus.decontam import benchmark_items
 
     data = minimal_config_dict(tmp_path)
@@ -153,7 +157,8 @@ def test_hub_tasks_without_local_files_are_skipped_not_fatal(tmp_path) -> None:
     data["evaluate"] = {"models": ["instruct"], "mcq": {"tasks": [
         {"kind": "lm_eval", "name": "definemed_global_mmlu_de_med"},
         {"kind": "local", "name": "mine", "path": str(qa)}]}}
-    items = benchmark_items(DefinemedConfig.model_validate(data))
+    evaluate = DefinemedConfig.model_validate(data).evaluate
+    items = benchmark_items(BenchmarkRefs(tasks=tuple(evaluate.mcq.tasks), prompts=evaluate.prompts))
     assert [i["id"] for i in items] == ["mine/q1"]
 
 
@@ -172,7 +177,8 @@ def test_indexed_lookup_finds_exactly_what_every_window_finds(min_item_words: in
     import random
 
     rng = random.Random(min_item_words)
-    vocab = ["der", "die", "das", "Fieber", "Husten", "Patient", "Arzt", "Blut", "Herz", "und", "oder", "mit", "ohne", "heute", "Niere", "Leber"]
+    vocab = ["der", "die", "das", "Fieber", "Husten", "Patient", "Arzt", "Blut", "Herz", "und", "oder", "mit", "ohne",
+             "heute", "Niere", "Leber"]
     items = [{"id": f"i{k}", "source": "s", "texts": [" ".join(rng.choices(vocab, k=rng.randint(1, 20)))
                                                        for _ in range(2)]} for k in range(40)]
     index = NgramIndex.build(items, ngram=5, min_item_words=min_item_words)

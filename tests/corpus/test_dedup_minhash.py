@@ -66,10 +66,10 @@ def test_minhash_removes_planted_near_duplicates_only(tmp_path: Path, german_tex
     _write(layout.classified, "00000.jsonl.gz", shard0)
     _write(layout.classified, "00001.jsonl.gz", shard1)
 
-    pipelines = build_dedup_pipelines(cfg, layout)
+    pipelines = build_dedup_pipelines(cfg.corpus, layout)
     assert [p.tasks for p in pipelines] == [None, 14, 1, None]  # buckets: one task per bucket; cluster: one
     for pipeline in pipelines:
-        _run_pipeline(cfg, layout, pipeline)
+        _run_pipeline(cfg.corpus, layout, pipeline, cfg.run.name)
 
     kept, removed = _ids(layout.medical), _ids(layout.rejected_for("dedup"))
     group = {"distinct-00", "copy-reformatted", "copy-edited", "copy-extended"}
@@ -87,8 +87,8 @@ def test_minhash_removes_planted_near_duplicates_only(tmp_path: Path, german_tex
 def test_dedup_off_builds_no_pipelines(tmp_path: Path, make_config: Any) -> None:
     inputs = {"shards": tmp_path, "labels": tmp_path / "labels.jsonl"}
     layout = CorpusLayout(tmp_path)
-    assert build_dedup_pipelines(make_config(inputs), layout) == []
-    assert build_dedup_pipelines(make_config(inputs, dedup={"enabled": False}), layout) == []
+    assert build_dedup_pipelines(make_config(inputs).corpus, layout) == []
+    assert build_dedup_pipelines(make_config(inputs, dedup={"enabled": False}).corpus, layout) == []
 
 
 def test_similarity_threshold_follows_bands(make_config: Any, tmp_path: Path) -> None:

@@ -13,14 +13,15 @@ import pytest
 import yaml
 from datatrove.data import Document
 
-from definemed.stage import StageContext
 from definemed.corpus.classifier_config import ClassifierConfig, ThresholdConfig
-from definemed.corpus.config import QualityConfig
 from definemed.corpus.classifiers import _fasttext_line, build_classifier, function_words
+from definemed.corpus.config import QualityConfig
+from definemed.corpus.contract import bind
 from definemed.corpus.filter_costs import filter_costs
 from definemed.corpus.quality import build_quality_filters
 from definemed.corpus.stage import run
 from definemed.corpus.thresholds import precision_recall_at, select_threshold
+from definemed.stage import StageContext
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,27 +120,28 @@ def test_stage_scores_every_family_on_the_real_test_set_and_writes_model_cards(
                                                  "fasttext": {"bucket": 20_000}, "real_test": str(real)})
     ctx = StageContext(run_dir=cfg.run.run_dir, stage="corpus")
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
-    m = run(cfg, ctx).metrics
-    real_m = m["real_test"]
-    assert real_m["n"] == 12 and real_m["medical"] == 6 and real_m["bad_lines"] == 1
-    assert set(real_m["families"]) == {"tfidf_logreg", "fasttext"}
-    rows_by_kind = {r["kind"]: r for r in m["classifier_comparison"]}
+    m = run(bind(cfg), ctx).metrics
+    real_m = m.real_test
+    assert real_m.n == 12 and real_m.medical == 6 and real_m.bad_lines == 1
+    assert set(real_m.families) == {"tfidf_logreg", "fasttext"}
+    rows_by_kind = {r.kind: r for r in m.classifier_comparison}
     for kind, folder in (("tfidf_logreg", ctx.stage_dir / "classifier"),
                          ("fasttext", ctx.stage_dir / "classifier" / "compare" / "fasttext")):
         audit = json.loads((folder / "real_test.json").read_text(encoding="utf-8"))
         assert audit["n"] == 12 and sum(audit["confusion"].values()) == 12
-        assert rows_by_kind[kind]["real_f1"] == audit["f1"]
-        assert rows_by_kind[kind]["real_fpr_technical"] == audit["technical_false_positive_rate"]
+        assert rows_by_kind[kind].real_f1 == audit["f1"]
+        assert rows_by_kind[kind].real_fpr_technical == audit["technical_false_positive_rate"]
         card = (folder / "README.md").read_text(encoding="utf-8")
         assert card.startswith("---\n") and "## Metrics on real text" in card and f"F1 {audit['f1']:.3f}" in card
         assert f"{json.loads((folder / 'report.json').read_text())['threshold']:.6g}, chosen by `f1`" in card
-    assert m["classifier"]["real_test"]["real_f1"] == rows_by_kind["tfidf_logreg"]["real_f1"]
+    assert m.classifier.real_test.real_f1 == rows_by_kind["tfidf_logreg"].real_f1
     dataset_card = (ctx.stage_dir / "README.md").read_text(encoding="utf-8")
     assert "On 12 real documents no training or threshold saw" in dataset_card
-    assert f"F1 {m['classifier']['real_test']['real_f1']:.3f}" in dataset_card
-    costs = m["filter_costs"]  # no audit gold file: the training labels say which documents are medical
-    assert costs["source"] == "labels" and costs["medical_recall"] == {"docs": 14, "dropped": 0, "recall": 1.0}
+    assert f"F1 {m.classifier.real_test.real_f1:.3f}" in dataset_card
+    costs = m.filter_costs  # no audit gold file: the training labels say which documents are medical
+    assert costs.source == "labels" and costs.medical_recall.model_dump() == {"docs": 14, "dropped": 0, "recall": 1.0}
     # The readers' drops (records without text, bad bytes) sit in rejected/input next to the filters' steps.
-    assert costs["steps"]["input"] == {"dropped": m["missing_text"], "medical_dropped": 0, "real_medical_dropped": 0}
-    assert {step: v["dropped"] for step, v in costs["steps"].items() if v["dropped"] and step != "input"} == \
-        {step: n for step, n in m["dropped"].items() if n}
+    assert costs.steps["input"].model_dump() == {"dropped": m.missing_text, "medical_dropped": 0,
+                                                 "real_medical_dropped": 0}
+    assert {step: v.dropped for step, v in costs.steps.items() if v.dropped and step != "input"} == \
+        {step: n for step, n in m.dropped.items() if n}

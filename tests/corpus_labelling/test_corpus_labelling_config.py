@@ -61,5 +61,5 @@ def test_compare_lists_are_checked() -> None:
         ClassifierConfig(compare=["fasttext"], not_compared={"fasttext": "x"})
     with pytest.raises(ValidationError, match="compare lists"):
         ClassifierConfig(kind="fasttext", compare=["tfidf_logreg"], embedding={"max_chars": 400})
-    with pytest.raises(ValidationError, match="Input should be"):
+    with pytest.raises(ValidationError, match="'bert' is not a registered classifier; registered: cascade"):
         ClassifierConfig(compare=["bert"])

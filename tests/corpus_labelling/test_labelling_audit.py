@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from definemed.corpus.labelling.audit import audit_labels, binary_metrics, load_gold, select_labeller
+from definemed.corpus.labelling.audit import audit_labels, load_gold, select_labeller
+from definemed.corpus.scores import binary_scores
 
 REPO = Path(__file__).resolve().parents[2]
 # gold:      T T T T F F F F F F      -> tp 3 (g0-g2), fn 1 (g3), fp 2 (g4, g5), tn 4
@@ -69,17 +70,24 @@ def test_bootstrap_interval_contains_the_point_estimate_and_is_reproducible(gold
     assert big["metrics"] != audit_labels(predictions(repeat=20), big_gold_file, resamples=1000, seed=2)["metrics"]
 
 
-def test_binary_metrics_agree_with_scikit_learn() -> None:
+def test_binary_scores_agree_with_scikit_learn_also_per_bootstrap_row() -> None:
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
     rng = np.random.default_rng(0)
     gold, pred = rng.random(500) < 0.4, rng.random(500) < 0.5
     p, r, f, _ = precision_recall_fscore_support(gold, pred, average="binary")
-    ours = binary_metrics(gold, pred)
+    ours = binary_scores(gold, pred)
     assert [ours["precision"], ours["recall"], ours["f1"], ours["accuracy"]] == pytest.approx(
         [p, r, f, accuracy_score(gold, pred)])
-    none = binary_metrics(np.zeros(4, bool), np.zeros(4, bool))
+    none = binary_scores(np.zeros(4, bool), np.zeros(4, bool))
     assert (none["precision"], none["f1"], none["accuracy"]) == (0, 0, 1)
+    # bootstrap resamples (one row each) are scored in one call; each row equals scoring that row alone
+    idx = rng.integers(0, 500, size=(50, 500))
+    rows = binary_scores(gold[idx], pred[idx])
+    for i in (0, 17, 49):
+        alone = binary_scores(gold[idx[i]], pred[idx[i]])
+        assert [rows[k][i] for k in alone] == [alone[k] for k in alone]
+    assert binary_scores(gold[None], pred[None])["f1"].tolist() == [ours["f1"]]  # a single row
 
 
 def test_select_labeller_prefers_the_better_f1_and_says_whether_it_is_clear(gold_file: Path,

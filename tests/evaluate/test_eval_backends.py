@@ -45,9 +45,27 @@ def test_openai_generation_tokens_limit_and_retries() -> None:
     assert body["messages"][1]["role"] == "user" and body["temperature"] == 0.0
 
 
+def test_generate_answers_stores_the_endpoint_accounting_in_typed_metrics(tmp_path: Path) -> None:
+    from definemed.evaluate.metrics import GenerationStats
+    from definemed.evaluate.resolve import ModelRef
+    from definemed.evaluate.stage import generate_answers
+
+    prompts = [{"id": "p1", "prompt": "Frage <<short>>", "category": "", "reference": None},
+               {"id": "p2", "prompt": "Frage <<flaky>>", "category": "", "reference": None}]
+    with FakeOpenAIServer(ScriptedResponder(SCRIPT)) as server:
+        cfg = generator(server).cfg
+        row = generate_answers(cfg, 7, ModelRef("cpt", "/models/cpt"), prompts, tmp_path)
+    assert row.pop("seconds") >= 0  # the stage keeps timings under metrics.seconds
+    stats = GenerationStats.model_validate(row)
+    assert stats.endpoint is not None and stats.endpoint.requests == stats.requests == server.hits == 4
+    assert stats.endpoint.retries == {"server_error": 1, "rate_limited": 1} and stats.endpoint.failed == {}
+    assert stats.completion_tokens == 3 + 4 and stats.n == 2 and stats.hit_limit == 0
+
+
 def test_openai_generation_fails_loudly_after_retries() -> None:
     with FakeOpenAIServer(ScriptedResponder(SCRIPT)) as server:
-        with pytest.raises(FailureBudgetExceeded, match="evaluate.generation .served-cpt.: 1 of 2 failed.*server_error=1"):
+        with pytest.raises(FailureBudgetExceeded,
+                           match="evaluate.generation .served-cpt.: 1 of 2 failed.*server_error=1"):
             generator(server, max_retries=1).generate(["Frage <<short>>", "Frage <<down>>"])
         assert server.responder.hits["<<down>>"] == 2  # type: ignore[attr-defined]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from definemed.evaluate.config import ReferenceJudgeConfig
 from definemed.evaluate import pairwise
+from definemed.evaluate.config import ReferenceJudgeConfig
 from definemed.evaluate.judges import JudgeItem, ReferenceJudge, Verdict, chrf, parse_verdict
 
 REFERENCE = ("Metformin ist das Mittel der ersten Wahl bei Diabetes mellitus Typ 2, sofern keine "
@@ -19,12 +19,35 @@ def test_chrf_bounds() -> None:
     assert 0.0 < chrf(UNRELATED, REFERENCE) < 0.5
 
 
-def test_chrf_close_to_sacrebleu() -> None:
-    sacrebleu = pytest.importorskip("sacrebleu")
-    hyp = "Metformin gilt bei Typ-2-Diabetes als erste Wahl."
-    ours = chrf(hyp, REFERENCE) * 100
-    theirs = sacrebleu.sentence_chrf(hyp, [REFERENCE]).score
-    assert ours == pytest.approx(theirs, abs=0.5)
+def _popovic_chrf(hyp: str, ref: str, max_n: int = 6, beta: float = 2.0) -> float:
+    """chrF recomputed from its definition (the hand-written version the reference judge used before sacrebleu):
+    precision and recall averaged over the orders where both sides have n-grams, then F-beta."""
+    from collections import Counter
+
+    def grams(text: str, n: int) -> Counter[str]:
+        chars = "".join(text.split())
+        return Counter(chars[i:i + n] for i in range(len(chars) - n + 1))
+
+    precisions, recalls = [], []
+    for n in range(1, max_n + 1):
+        h, r = grams(hyp, n), grams(ref, n)
+        if h and r:
+            overlap = sum((h & r).values())
+            precisions.append(overlap / sum(h.values()))
+            recalls.append(overlap / sum(r.values()))
+    p = sum(precisions) / len(precisions) if precisions else 0.0
+    r = sum(recalls) / len(recalls) if recalls else 0.0
+    return (1 + beta**2) * p * r / (beta**2 * p + r) if p + r else 0.0
+
+
+@pytest.mark.parametrize("hyp", ["Metformin gilt bei Typ-2-Diabetes als erste Wahl.", UNRELATED, "Met", "x y z",
+                                 REFERENCE.upper(), REFERENCE[:40] + " und sonst nichts."])
+def test_chrf_is_the_definition_the_verdicts_were_built_on(hyp: str) -> None:
+    # sacrebleu's defaults (char order 6, no word n-grams, beta 2, effective-order averaging) must keep the
+    # reference judge's verdicts where they were; an eps-smoothed or chrF++ default would move them.
+    assert chrf(hyp, REFERENCE) == pytest.approx(_popovic_chrf(hyp, REFERENCE), abs=1e-12)
+    assert chrf(hyp, REFERENCE, max_n=3, beta=1.0) == pytest.approx(
+        _popovic_chrf(hyp, REFERENCE, 3, 1.0), abs=1e-12)
 
 
 def test_reference_judge_prefers_reference_in_both_orders_and_ties_equal() -> None:

@@ -10,9 +10,11 @@ import pytest
 
 from definemed import registry
 from definemed.artifacts import read_json, read_jsonl
-from definemed.stage import StageContext
 from definemed.config import DefinemedConfig
+from definemed.evaluate.contract import EvaluateInputs, bind
 from definemed.evaluate.judges import JudgeItem, Verdict
+from definemed.evaluate.metrics import EvaluateMetrics, JudgeMetrics
+from definemed.stage import StageContext
 from tests.evaluate.test_eval_mcq import write_questions
 from tests.helpers import minimal_config_dict
 
@@ -26,8 +28,22 @@ PROMPTS = [
 ]
 
 
+def merge_metrics(sweep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Valid merge-stage metrics (`MergeMetrics`), with a sweep when given one (proxy settings and dev ids)."""
+    out: dict[str, Any] = {"method": "slerp", "base": "instruct", "t": 0.5, "seconds": 0.0, "parameters": {},
+                           "inputs": {}}
+    if sweep is not None:
+        row = {"candidate": 0, "t": 0.5, "mcq_acc": None, "medical_loss": None, "medical_ppl": None,
+               "general_loss": None, "general_ppl": None, "mixing_rate": None, "objective": 0.0, "terms": {},
+               "seconds": 0.0}
+        out["sweep"] = {"rows": [row], "chosen": row, "objective": {"maximize": {"mcq_acc": 1.0}}, **sweep}
+    return out
+
+
 def make_setup(tmp_path: Path, instruct: Path, cpt: Path, merged: Path,
-               evaluate: dict[str, Any]) -> tuple[DefinemedConfig, StageContext]:
+               evaluate: dict[str, Any]) -> tuple[EvaluateInputs, StageContext]:
+    """The stage's bound inputs (what the runner passes) and a context whose cpt / merge outputs are `cpt` and
+    `merged`."""
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in PROMPTS), encoding="utf-8")
     data = minimal_config_dict(tmp_path, model_id=str(instruct))
@@ -39,11 +55,11 @@ def make_setup(tmp_path: Path, instruct: Path, cpt: Path, merged: Path,
     for stage, model in (("cpt", cpt), ("merge", merged)):
         (run_dir / stage).mkdir(parents=True)
         (run_dir / stage / "model").symlink_to(model)
-    upstream = {s: {"run_id": s, "key": s, "outputs": {"model": "model"}, "metrics": {}}
-                for s in ("cpt", "merge")}
+    upstream = {s: {"run_id": s, "key": s, "outputs": {"model": "model"}, "metrics": m}
+                for s, m in (("cpt", {}), ("merge", merge_metrics()))}
     ctx = StageContext(run_dir=run_dir, stage="evaluate", upstream=upstream)
     ctx.stage_dir.mkdir(parents=True)
-    return cfg, ctx
+    return bind(cfg), ctx
 
 
 def test_stage_with_reference_judge(tmp_path: Path, tiny_llama_dir: Path, tiny_qwen2_dir: Path,
@@ -51,39 +67,44 @@ def test_stage_with_reference_judge(tmp_path: Path, tiny_llama_dir: Path, tiny_q
     from definemed.evaluate.stage import run
 
     questions = write_questions(tmp_path / "mcq", n=8)
-    cfg, ctx = make_setup(tmp_path, tiny_llama_dir, tiny_qwen2_dir, tiny_llama_other_dir, {
+    inputs, ctx = make_setup(tmp_path, tiny_llama_dir, tiny_qwen2_dir, tiny_llama_other_dir, {
         "mcq": {"tasks": [{"name": "mini_de", "path": str(questions)}], "batch_size": 4},
         "judge": {"kind": "reference", "tie_margin": 0.0}})
-    result = run(cfg, ctx)
+    result = run(inputs, ctx)
     out = ctx.stage_dir
 
     assert result.outputs == {"mcq": "mcq", "answers": "answers", "judgments": "judgments.jsonl",
                               "pairwise": "pairwise.json"}
     assert all((out / p).exists() for p in result.outputs.values())
     m = result.metrics
-    assert set(m["mcq"]) == {"instruct", "cpt", "merged"}
-    assert all(0 <= m["mcq"][k]["mini_de"]["acc"] <= 1 and m["mcq"][k]["mini_de"]["n"] == 8 for k in m["mcq"])
-    assert m["models"]["cpt"] == str(ctx.run_dir / "cpt" / "model")
+    assert isinstance(m, EvaluateMetrics)
+    assert EvaluateMetrics.model_validate(m.model_dump(mode="json")) == m  # what the manifest stores reads back
+    assert m.mcq is not None and set(m.mcq) == {"instruct", "cpt", "merged"}
+    assert all(0 <= m.mcq[k]["mini_de"].acc <= 1 and m.mcq[k]["mini_de"].n == 8 for k in m.mcq)
+    assert m.models["cpt"] == str(ctx.run_dir / "cpt" / "model")
     for name in ("instruct", "cpt", "merged"):
         rows = read_jsonl(out / "answers" / f"{name}.jsonl")
         assert [r["prompt_id"] for r in rows] == ["p1", "p2", "p3"]
         assert all(r["model"] == name and r["n_tokens"] <= 4 and r["reference"] for r in rows)
-        assert m["generation"][name]["n"] == 3
+        assert m.generation is not None and m.generation[name].n == 3 and m.generation[name].endpoint is None
     judgments = read_jsonl(out / "judgments.jsonl")
     assert len(judgments) == 3 * 3 * 2  # pairs x prompts x orders
-    assert "weak proxy" in m["judge"].pop("note")
-    assert m["judge"] == {"kind": "reference", "model": "chrF", "n_judgments": 18, "cached": 0, "invalid": 0,
-                          "invalid_verdicts": 0, "errors": 0, "invalid_by_cause": {}, "requests": 0,
-                          "prompt_tokens": 0, "completion_tokens": 0, "endpoint": None}
-    assert m["resumed"] == {"mcq": [], "generation": []}
-    assert set(m["ratings"]["bradley_terry"]) == {"instruct", "cpt", "merged"}
-    assert m["ratings"]["bradley_terry"]["instruct"]["score"] == pytest.approx(1000)  # anchored at the baseline
-    assert set(m["ratings"]["lc_winrate"]) == {"cpt", "merged"}
-    assert m["judge_audit"]["position_consistency"]["consistency"] == 1.0 and m["judge_audit"]["kappa"] is None
-    pairs = m["pairwise"]["pairs"]
-    assert len(pairs) == 6 and all(p["wins"] + p["ties"] + p["losses"] + p["invalid"] == 3 for p in pairs)
-    assert set(m["pairwise"]["vs_baseline"]) == {"cpt", "merged"}
-    assert m["pairwise"]["order_consistency"] == 1.0  # chrF cannot see the position
+    assert m.judge is not None and "weak proxy" in (m.judge.note or "")
+    assert m.judge == JudgeMetrics(kind="reference", model="chrF", note=m.judge.note, n_judgments=18, cached=0,
+                                   invalid=0, invalid_verdicts=0, errors=0, invalid_by_cause={}, requests=0,
+                                   prompt_tokens=0, completion_tokens=0, endpoint=None)
+    assert m.resumed.mcq == [] and m.resumed.generation == []
+    assert m.ratings is not None and m.ratings.bradley_terry is not None
+    assert set(m.ratings.bradley_terry) == {"instruct", "cpt", "merged"}
+    assert m.ratings.bradley_terry["instruct"].score == pytest.approx(1000)  # anchored at the baseline
+    assert set(m.ratings.lc_winrate) == {"cpt", "merged"}
+    assert m.judge_audit is not None and m.judge_audit.kappa is None
+    assert m.judge_audit.position_consistency.consistency == 1.0
+    assert m.pairwise is not None
+    pairs = m.pairwise.pairs
+    assert len(pairs) == 6 and all(p.wins + p.ties + p.losses + p.invalid == 3 for p in pairs)
+    assert set(m.pairwise.vs_baseline) == {"cpt", "merged"}
+    assert m.pairwise.order_consistency == 1.0  # chrF cannot see the position
     stored = read_json(out / "pairwise.json")
     assert stored["judge"]["n_judgments"] == 18
     # the artifacts feed the statistics modules as they are
@@ -94,8 +115,9 @@ def test_stage_with_reference_judge(tmp_path: Path, tiny_llama_dir: Path, tiny_q
     battles = [b for b in stored["outcomes"] if b["winner"] != "invalid"]
     assert all(b["len_a"] <= 4 and b["len_b"] <= 4 for b in battles)
     theirs = {(r["model"], r["opponent"]): r["win_rate"] for r in win_table(battles)}
-    assert theirs == {(p["model"], p["opponent"]): p["win_rate"] for p in pairs}
-    assert set(m["seconds"]) == {"mcq", "generation", "judging"}
+    assert theirs == {(p.model, p.opponent): p.win_rate for p in pairs}
+    assert set(m.seconds.mcq or {}) == set(m.seconds.generation or {}) == {"instruct", "cpt", "merged"}
+    assert m.seconds.judging is not None
     assert sorted(p.name for p in (out / "mcq").glob("*.json")) == ["cpt.json", "instruct.json", "merged.json"]
 
 
@@ -118,15 +140,16 @@ def test_stage_with_fake_judge_counts_position_bias_and_invalid(
     from definemed.evaluate.stage import run
 
     monkeypatch.setitem(registry._ENTRIES["judge"], "reference", (SlotAJudge, "test double"))
-    cfg, ctx = make_setup(tmp_path, tiny_llama_dir, tiny_qwen2_dir, tiny_llama_other_dir, {})
-    result = run(cfg, ctx)
+    inputs, ctx = make_setup(tmp_path, tiny_llama_dir, tiny_qwen2_dir, tiny_llama_other_dir, {})
+    result = run(inputs, ctx)
 
-    assert "mcq" not in result.outputs and "mcq" not in result.metrics
-    pairs = result.metrics["pairwise"]["pairs"]
+    m = result.metrics
+    assert "mcq" not in result.outputs and m.mcq is None and m.seconds.mcq is None
+    pairs = m.pairwise.pairs
     # slot A wins in both orders -> the two orders disagree -> tie; the Metformin prompt is invalid everywhere
-    assert all((p["wins"], p["ties"], p["losses"], p["invalid"]) == (0, 2, 0, 1) for p in pairs)
-    assert result.metrics["pairwise"]["vs_baseline"] == {"cpt": 0.5, "merged": 0.5}
-    assert result.metrics["judge"]["invalid"] == 3 and result.metrics["judge"]["invalid_verdicts"] == 6
+    assert all((p.wins, p.ties, p.losses, p.invalid) == (0, 2, 0, 1) for p in pairs)
+    assert m.pairwise.vs_baseline == {"cpt": 0.5, "merged": 0.5}
+    assert m.judge.invalid == 3 and m.judge.invalid_verdicts == 6 and m.judge.invalid_by_cause == {"invalid": 6}
     invalid_rows = [r for r in read_jsonl(ctx.stage_dir / "judgments.jsonl") if r["winner"] == "invalid"]
     assert {r["prompt_id"] for r in invalid_rows} == {"p2"} and len(invalid_rows) == 6
 
@@ -134,10 +157,10 @@ def test_stage_with_fake_judge_counts_position_bias_and_invalid(
 def test_missing_upstream_model_is_a_clear_error(tmp_path: Path, tiny_llama_dir: Path) -> None:
     from definemed.evaluate.stage import run
 
-    cfg, ctx = make_setup(tmp_path, tiny_llama_dir, tiny_llama_dir, tiny_llama_dir, {})
+    inputs, ctx = make_setup(tmp_path, tiny_llama_dir, tiny_llama_dir, tiny_llama_dir, {})
     ctx.upstream.pop("merge")
     with pytest.raises(RuntimeError, match="merge"):
-        run(cfg, ctx)
+        run(inputs, ctx)
 
 
 def test_duplicate_prompt_ids_are_rejected(tmp_path: Path) -> None:

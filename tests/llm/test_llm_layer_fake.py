@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from definemed.evaluate.config import OpenAIGenerationConfig, OpenAIJudgeConfig
 from definemed.corpus.labelling.openai_backend import OpenAILabeller
 from definemed.corpus.labelling.runner import label_documents
 from definemed.corpus.labelling.schema import Document
 from definemed.corpus.labelling.settings import OpenAILabellerSettings
+from definemed.evaluate.config import OpenAIGenerationConfig, OpenAIJudgeConfig
 from definemed.evaluate.generate_backends import OpenAIGenerator
 from definemed.evaluate.openai_judge import OpenAIJudge
 from definemed.evaluate.verdicts import JudgeItem

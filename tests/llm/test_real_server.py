@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from definemed.evaluate.config import OpenAIGenerationConfig, OpenAIJudgeConfig
 from definemed.corpus.labelling.openai_backend import OpenAILabeller
 from definemed.corpus.labelling.runner import label_documents
 from definemed.corpus.labelling.schema import Document
 from definemed.corpus.labelling.settings import OpenAILabellerSettings
+from definemed.evaluate.config import OpenAIGenerationConfig, OpenAIJudgeConfig
 from definemed.evaluate.generate_backends import OpenAIGenerator
 from definemed.evaluate.openai_judge import OpenAIJudge
 from definemed.evaluate.verdicts import JudgeItem
@@ -232,19 +232,20 @@ def test_evaluate_stage_with_the_real_judge_fails_when_verdicts_are_invalid_and_
                  "api_key_env": "DEFINEMED_TEST_UNSET_KEY"}
     (tmp_path / "bad").mkdir()
     (tmp_path / "good").mkdir()
-    cfg, ctx = make_setup(tmp_path / "bad", tiny_llama_dir, tiny_llama_dir, tiny_llama_dir,
-                          {"judge": judge_cfg | {"method": "generate", "max_tokens": 2}})
+    inputs, ctx = make_setup(tmp_path / "bad", tiny_llama_dir, tiny_llama_dir, tiny_llama_dir,
+                             {"judge": judge_cfg | {"method": "generate", "max_tokens": 2}})
     write_answers(ctx)
     with pytest.raises(DefinemedError) as err:  # the CLI prints it as one error: line and exits 2
-        run(cfg, ctx)
+        run(inputs, ctx)
     assert "evaluate.judge" in str(err.value) and "cut=" in str(err.value)
 
-    cfg, ctx = make_setup(tmp_path / "good", tiny_llama_dir, tiny_llama_dir, tiny_llama_dir,
-                          {"judge": judge_cfg | {"method": "logprob"}})
+    inputs, ctx = make_setup(tmp_path / "good", tiny_llama_dir, tiny_llama_dir, tiny_llama_dir,
+                             {"judge": judge_cfg | {"method": "logprob"}})
     write_answers(ctx)
-    judge = run(cfg, ctx).metrics["judge"]
-    assert judge["kind"] == "openai" and judge["model"] == MODEL and judge["invalid_by_cause"] == {}
-    assert judge["requests"] == judge["endpoint"]["requests"] == judge["n_judgments"] - judge["cached"]
-    assert judge["prompt_tokens"] > 0 and judge["endpoint"]["logprobs"] == "/chat/completions"
+    judge = run(inputs, ctx).metrics.judge
+    assert judge.kind == "openai" and judge.model == MODEL and judge.invalid_by_cause == {}
+    assert judge.endpoint is not None
+    assert judge.requests == judge.endpoint.requests == judge.n_judgments - judge.cached
+    assert judge.prompt_tokens > 0 and judge.endpoint.logprobs == "/chat/completions"
     rows = [json.loads(line) for line in (ctx.stage_dir / "judgments.jsonl").read_text().splitlines()]
     assert {r["order"] for r in rows} == {"ab", "ba"} and all(r["winner"] in ("A", "B", "tie") for r in rows)

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from definemed.stage import StageContext
 from definemed.config import DefinemedConfig
-from definemed.merge.config import SlerpMergeConfig
 from definemed.merge import stage
 from definemed.merge.checks import MergeCompatibilityError
-from definemed.merge.methods import layer_factors, slerp_config
+from definemed.merge.config import SlerpMergeConfig
+from definemed.merge.contract import bind
+from definemed.merge.methods import layer_factors, module_factors, slerp_config
+from definemed.stage import StageContext
 from tests.helpers import minimal_config_dict
 
 Q0 = "model.layers.0.self_attn.q_proj.weight"
@@ -29,7 +30,7 @@ def _merge(tmp_path: Path, base: Path, other: Path, t: float | list[float]) -> t
     shutil.copytree(other, run_dir / "cpt" / "model")
     ctx = StageContext(run_dir=run_dir, stage="merge",
                        upstream={"cpt": {"outputs": {"model": "model"}, "run_id": "x", "key": "y"}})
-    return stage.run(cfg, ctx), ctx
+    return stage.run(bind(cfg), ctx), ctx
 
 
 def _weights(folder: Path) -> dict[str, Any]:
@@ -61,7 +62,8 @@ def test_t0_reproduces_base_and_t1_reproduces_other(tmp_path: Path, tiny_llama_d
         merged = _weights(ctx.stage_dir / "model")
         assert merged.keys() == expected.keys()
         assert max(float((merged[k].float() - expected[k].float()).abs().max()) for k in merged) < 1e-5
-        assert result.metrics["method"] == "slerp" and result.metrics["t"] == t
+        assert result.metrics.method == "slerp" and result.metrics.t == t and result.metrics.sweep is None
+        assert result.metrics.base == str(tiny_llama_dir) and result.metrics.inputs["instruct"] == str(tiny_llama_dir.resolve())
 
 
 def test_half_way_slerp_matches_a_reference_and_the_model_generates(
@@ -84,7 +86,7 @@ def test_half_way_slerp_matches_a_reference_and_the_model_generates(
     tok = AutoTokenizer.from_pretrained(out)
     assert tok.get_vocab() == AutoTokenizer.from_pretrained(tiny_llama_dir).get_vocab()
     ids = model.generate(**tok("Die Lunge", return_tensors="pt"), max_new_tokens=3, do_sample=False)
-    assert ids.shape[1] > 2 and result.metrics["seconds"] > 0
+    assert ids.shape[1] > 2 and result.metrics.seconds > 0
 
 
 def test_gradient_t_spreads_anchors_over_layers(tmp_path: Path, tiny_llama_dir: Path,
@@ -93,6 +95,9 @@ def test_gradient_t_spreads_anchors_over_layers(tmp_path: Path, tiny_llama_dir: 
 
     assert layer_factors([0.2, 0.8], 2) == [0.2, 0.8]
     assert layer_factors([0.0, 1.0, 0.0], 5) == [0.0, 0.5, 1.0, 0.5, 0.0]
+    assert layer_factors(0.3, 3) == [0.3, 0.3, 0.3] and layer_factors([0.1, 0.9], 1) == [0.9]  # one layer: t=1
+    assert module_factors({"mlp": [0.0, 1.0], "default": 0.25}, 3) == {"mlp": [0.0, 0.5, 1.0],
+                                                                       "default": [0.25, 0.25, 0.25]}
     _, ctx = _merge(tmp_path, tiny_llama_dir, tiny_llama_other_dir, [0.2, 0.8])
     base, other, merged = _weights(tiny_llama_dir), _weights(tiny_llama_other_dir), _weights(ctx.stage_dir / "model")
     for name, t in ((Q0, 0.2), (Q1, 0.8), (EMBED, 0.2)):

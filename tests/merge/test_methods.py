@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from definemed.stage import StageContext, StageResult
 from definemed.config import DefinemedConfig
 from definemed.merge import stage
 from definemed.merge.checks import MergeCompatibilityError
+from definemed.merge.contract import bind
 from definemed.merge.methods import factor_setting
+from definemed.stage import StageContext, StageResult
 from tests.helpers import minimal_config_dict
 from tests.merge.test_merge import Q0, Q1, _reference_slerp, _weights
 
@@ -43,7 +44,7 @@ def _run(tmp_path: Path, models: dict[str, Path], cpt: Path, merge: dict[str, An
     shutil.copytree(cpt, cfg.run.run_dir / "cpt" / "model")
     ctx = StageContext(run_dir=cfg.run.run_dir, stage="merge",
                        upstream={"cpt": {"outputs": {"model": "model"}, "run_id": "x", "key": "y"}})
-    return stage.run(cfg, ctx), ctx.stage_dir / "model"
+    return stage.run(bind(cfg), ctx), ctx.stage_dir / "model"
 
 
 def _loadable(folder: Path) -> None:
@@ -61,8 +62,8 @@ def test_linear_with_weights_one_zero_reproduces_the_first_model(
     base, merged = _weights(tiny_llama_dir), _weights(out)
     assert merged.keys() == base.keys()
     assert max(float((merged[k] - base[k]).abs().max()) for k in base) < 1e-6
-    assert result.metrics["method"] == "linear" and result.metrics["t"] is None
-    assert result.metrics["parameters"]["models"][1] == {"model": "cpt", "weight": 0.0}
+    assert result.metrics.method == "linear" and result.metrics.t is None
+    assert result.metrics.parameters["models"][1] == {"model": "cpt", "weight": 0.0}
     _loadable(out)
     card = (out / "README.md").read_text()
     assert "LINEAR merge" in card and "weight: 0.0" in card and str(tiny_llama_dir) in card
@@ -80,7 +81,7 @@ def test_task_arithmetic_chat_vector_adds_instruct_minus_base_to_cpt(
     cpt, inst, base, merged = (_weights(p) for p in (tiny_llama_other_dir, tiny_llama_dir, pre, out))
     for name in (Q0, UP1, "model.embed_tokens.weight"):
         torch.testing.assert_close(merged[name], cpt[name] + (inst[name] - base[name]), atol=1e-5, rtol=1e-5)
-    assert result.metrics["inputs"].keys() == {"instruct", "pretrained", "cpt"}
+    assert result.metrics.inputs.keys() == {"instruct", "pretrained", "cpt"}
     _loadable(out)
     assert "mergekit base model" in (out / "README.md").read_text()
 
@@ -101,7 +102,7 @@ def test_ties_and_dare_ties_run_and_differ_from_linear(tmp_path: Path, tiny_llam
     delta = merged[Q0] - base[Q0]
     # Sparsified: a large share of entries keeps exactly the base value (both task vectors dropped there).
     assert float((delta == 0).float().mean()) > 0.2 and torch.isfinite(merged[Q0]).all()
-    assert result.metrics["parameters"]["density"] == 0.3
+    assert result.metrics.parameters["density"] == 0.3
     _loadable(out)
     if kind == "dare_ties":  # the seed makes the random drop reproducible
         _, again = _run(tmp_path / "again", models, tiny_llama_other_dir, merge)
@@ -121,7 +122,7 @@ def test_per_module_curve_gives_attention_its_own_factor(tmp_path: Path, tiny_ll
     for name, factor in expected.items():
         torch.testing.assert_close(m[name].double(), _reference_slerp(factor, a[name], b[name]),
                                    atol=1e-5, rtol=1e-4)
-    assert result.metrics["t"] == 0.4 and result.metrics["parameters"]["t"] == t
+    assert result.metrics.t == 0.4 and result.metrics.parameters["t"] == t
     assert "| self_attn | 0.100, 0.900 |" in (out / "README.md").read_text()
 
 

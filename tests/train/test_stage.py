@@ -7,11 +7,14 @@ from typing import Any
 
 import pytest
 
-from definemed.stage import StageContext
+from definemed.artifacts import read_json
 from definemed.config import DefinemedConfig
+from definemed.stage import StageContext
 from definemed.train import stage
 from definemed.train import trainer as trainer_module
+from definemed.train.contract import CptInputs, bind
 from definemed.train.estimate import describe_cpt_plan
+from definemed.train.metrics import CptMetrics
 from tests.helpers import minimal_config_dict
 from tests.train.corpus_fixture import corpus_context
 
@@ -24,30 +27,37 @@ def _medical(texts: dict[str, list[str]]) -> list[str]:
     return [f"{a} {b} {c}" for i, a in enumerate(med) for j, b in enumerate(med) for c in med[(i + j) % 10:][:1]]
 
 
-def _setup(tmp_path: Path, model_dir: Path, texts: dict[str, list[str]], **cpt: Any) -> tuple[DefinemedConfig,
+def _setup(tmp_path: Path, model_dir: Path, texts: dict[str, list[str]], **cpt: Any) -> tuple[CptInputs,
                                                                                               StageContext]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     data = minimal_config_dict(tmp_path, model_id=str(model_dir))
     data["cpt"] = {**BASE_CPT, **cpt}
     cfg = DefinemedConfig.model_validate(data)
     ctx = corpus_context(cfg.run.run_dir, _medical(texts), texts["general"] * 3)
-    return cfg, ctx
+    return bind(cfg), ctx
 
 
 def test_cpt_lowers_medical_heldout_loss_and_writes_a_loadable_model(
-        tmp_path: Path, tiny_llama_dir: Path, german_texts: dict[str, list[str]]) -> None:
+        tmp_path: Path, tiny_llama_dir: Path, german_texts: dict[str, list[str]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    cfg, ctx = _setup(tmp_path, tiny_llama_dir, german_texts, max_steps=12, eval_steps=4)
-    result = stage.run(cfg, ctx)
+    inputs, ctx = _setup(tmp_path, tiny_llama_dir, german_texts, max_steps=12, eval_steps=4)
+    result = stage.run(inputs, ctx)
 
     assert result.outputs == {"model": "model", "log": "metrics.jsonl"}
     m = result.metrics
-    med, gen = m["heldout"]["medical"], m["heldout"]["general"]
-    assert med["loss_after"] < med["loss_before"] - 0.2
-    assert med["ppl_after"] < med["ppl_before"] and 0 < med["blocks"] <= 8 and gen["blocks"] > 0
-    assert m["steps"] == 12 and m["packing_efficiency"] == 1.0 and m["train_tokens"] == m["train_blocks"] * 32
-    assert m["tokens_per_step"] == 128 and m["final_train_loss"] is not None and m["seconds"] > 0
+    assert isinstance(m, CptMetrics)
+    med, gen = m.heldout["medical"], m.heldout["general"]
+    assert med.loss_after < med.loss_before - 0.2
+    assert med.ppl_after < med.ppl_before and 0 < med.blocks <= 8 and gen.blocks > 0
+    assert m.steps == 12 and m.packing_efficiency == 1.0 and m.train_tokens == m.train_blocks * 32
+    assert m.tokens_per_step == 128 and m.final_train_loss is not None and m.seconds > 0
+    # An attempt interrupted after training (before its manifest) reads the result file back as these metrics.
+    assert CptMetrics.model_validate(read_json(ctx.stage_dir / stage.RESULT_FILE)) == m
+    with monkeypatch.context() as patch:
+        patch.setattr(stage, "load_model", lambda *a: pytest.fail("a finished attempt must not train again"))
+        assert stage.run(inputs, ctx).metrics == m
 
     model_dir = ctx.stage_dir / "model"
     assert (model_dir / "model.safetensors").exists() and not (ctx.stage_dir / "checkpoints").exists()
@@ -61,10 +71,10 @@ def test_cpt_lowers_medical_heldout_loss_and_writes_a_loadable_model(
     evals = [r for r in rows if "eval_medical_loss" in r]
     assert [r["step"] for r in evals] == [0, 4, 8, 12]  # before, every eval_steps (the last one is "after")
     assert all(r["eval_general_loss"] > 0 and r["eval_medical_ppl"] > 1 for r in evals)
-    assert evals[0]["eval_medical_loss"] == pytest.approx(med["loss_before"], abs=1e-5)
-    assert evals[-1]["eval_medical_loss"] == pytest.approx(med["loss_after"], abs=1e-5)
-    assert m["packing_mode"] == "position_ids" and m["attn_implementation"] == "sdpa"
-    assert m["replay_blocks"] == 0 and m["domain_blocks_per_pass"] > 0
+    assert evals[0]["eval_medical_loss"] == pytest.approx(med.loss_before, abs=1e-5)
+    assert evals[-1]["eval_medical_loss"] == pytest.approx(med.loss_after, abs=1e-5)
+    assert m.packing_mode == "position_ids" and m.attn_implementation == "sdpa"
+    assert m.replay_blocks == 0 and m.domain_blocks_per_pass > 0
 
 
 def _kill_after_save(step: int) -> Any:
@@ -86,30 +96,29 @@ def test_interrupted_cpt_resumes_from_checkpoint_and_matches_an_uninterrupted_ru
     # resumed run must still see exactly the batches of the uninterrupted one.
     extra = {"max_steps": 6, "eval_steps": 3, "shuffle_buffer": 8, "replay": {"ratio": 0.3, "sources": [
         "corpus:general"]}, "lr_scheduler": "wsd", "warmup_steps": 1, "keep_checkpoints": 1}
-    cfg_a, ctx_a = _setup(tmp_path / "a", tiny_llama_dir, german_texts, **extra)
-    whole = stage.run(cfg_a, ctx_a).metrics
+    inputs_a, ctx_a = _setup(tmp_path / "a", tiny_llama_dir, german_texts, **extra)
+    whole = stage.run(inputs_a, ctx_a).metrics
 
-    cfg_b, ctx_b = _setup(tmp_path / "b", tiny_llama_dir, german_texts, **extra)
+    inputs_b, ctx_b = _setup(tmp_path / "b", tiny_llama_dir, german_texts, **extra)
     def killing(trainer: Any, checkpoint_dir: Path) -> Any:
         trainer.add_callback(_kill_after_save(4))
         return trainer_module.train(trainer, checkpoint_dir)
 
     monkeypatch.setattr(stage, "train", killing)
     with pytest.raises(KeyboardInterrupt):
-        stage.run(cfg_b, ctx_b)
+        stage.run(inputs_b, ctx_b)
     assert (ctx_b.stage_dir / "checkpoints" / "checkpoint-4" / "trainer_state.json").exists()
     assert not (ctx_b.stage_dir / "checkpoints" / "checkpoint-2").exists()  # keep_checkpoints: 1
     assert not (ctx_b.stage_dir / "model").exists()
 
     monkeypatch.setattr(stage, "train", trainer_module.train)
     with caplog.at_level(logging.INFO, logger="definemed"):
-        resumed = stage.run(cfg_b, ctx_b).metrics
+        resumed = stage.run(inputs_b, ctx_b).metrics
     assert "checkpoint-4" in caplog.text
-    assert resumed["steps"] == 6
-    assert resumed["final_train_loss"] == pytest.approx(whole["final_train_loss"], abs=1e-5)
-    assert resumed["heldout"]["medical"]["loss_after"] == pytest.approx(
-        whole["heldout"]["medical"]["loss_after"], abs=1e-5)
-    assert resumed["replay_blocks"] == whole["replay_blocks"] > 0
+    assert resumed.steps == 6
+    assert resumed.final_train_loss == pytest.approx(whole.final_train_loss, abs=1e-5)
+    assert resumed.heldout["medical"].loss_after == pytest.approx(whole.heldout["medical"].loss_after, abs=1e-5)
+    assert resumed.replay_blocks == whole.replay_blocks > 0
     _assert_same_weights(ctx_a.stage_dir / "model", ctx_b.stage_dir / "model")
     log_a = (ctx_a.stage_dir / "metrics.jsonl").read_text().splitlines()
     log_b = (ctx_b.stage_dir / "metrics.jsonl").read_text().splitlines()
@@ -124,22 +133,21 @@ def _row_losses(line: str) -> list[float]:
 
 def test_init_from_rewarms_a_trained_checkpoint(tmp_path: Path, tiny_llama_dir: Path,
                                                 german_texts: dict[str, list[str]]) -> None:
-    cfg_a, ctx_a = _setup(tmp_path / "a", tiny_llama_dir, german_texts, max_steps=8)
-    first = stage.run(cfg_a, ctx_a).metrics
-    cfg_b, ctx_b = _setup(tmp_path / "b", tiny_llama_dir, german_texts, max_steps=4, warmup_steps=2,
+    inputs_a, ctx_a = _setup(tmp_path / "a", tiny_llama_dir, german_texts, max_steps=8)
+    first = stage.run(inputs_a, ctx_a).metrics
+    inputs_b, ctx_b = _setup(tmp_path / "b", tiny_llama_dir, german_texts, max_steps=4, warmup_steps=2,
                           init_from=str(ctx_a.stage_dir / "model"), packing={"mode": "eos"})
-    second = stage.run(cfg_b, ctx_b).metrics
+    second = stage.run(inputs_b, ctx_b).metrics
     # "before" of the re-warmed run is the trained model (same held-out docs; eos packing scores a few more
     # tokens, hence the tolerance), far below the base model's loss.
-    assert second["heldout"]["medical"]["loss_before"] == pytest.approx(
-        first["heldout"]["medical"]["loss_after"], abs=0.15)
-    assert second["packing_mode"] == "eos" and second["init_from"].endswith("model")
+    assert second.heldout["medical"].loss_before == pytest.approx(first.heldout["medical"].loss_after, abs=0.15)
+    assert second.packing_mode == "eos" and second.init_from.endswith("model")
     rows = [json.loads(x) for x in (ctx_b.stage_dir / "metrics.jsonl").read_text().splitlines()]
     lrs = [r["learning_rate"] for r in rows if "learning_rate" in r]
     assert lrs[0] == 0.0 and max(lrs) == pytest.approx(3e-3)  # a fresh warm-up to the peak
     with pytest.raises(FileNotFoundError, match="not a model folder"):
-        cfg_c, ctx_c = _setup(tmp_path / "c", tiny_llama_dir, german_texts, max_steps=2, init_from=str(tmp_path))
-        stage.run(cfg_c, ctx_c)
+        inputs_c, ctx_c = _setup(tmp_path / "c", tiny_llama_dir, german_texts, max_steps=2, init_from=str(tmp_path))
+        stage.run(inputs_c, ctx_c)
 
 
 def _assert_same_weights(a: Path, b: Path) -> None:
@@ -205,3 +213,18 @@ def test_estimate_module_does_not_import_torch(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], input=json.dumps(data), capture_output=True, text=True,
                          check=True)
     assert "GPU-hours" in out.stdout and out.stdout.strip().endswith("False")
+
+
+def test_cpt_key_follows_local_replay_shards_and_leaves_plan_knobs_out(tmp_path: Path) -> None:
+    from definemed.pipeline import stage_key
+
+    shards = tmp_path / "replay" / "de"
+    shards.mkdir(parents=True)
+    (shards / "00000.jsonl").write_text('{"id": "a", "text": "Ein Satz."}\n', encoding="utf-8")
+    data = minimal_config_dict(tmp_path)
+    data["cpt"] = {"replay": {"ratio": 0.2, "sources": [str(tmp_path / "replay")]}}
+    upstream = {"corpus": {"run_id": "c"}}
+    before = stage_key(DefinemedConfig.model_validate(data), "cpt", upstream)
+    assert stage_key(DefinemedConfig.model_validate({**data, "plan": {"mfu": 0.3}}), "cpt", upstream) == before
+    (shards / "00001.jsonl").write_text('{"id": "b", "text": "Noch ein Satz."}\n', encoding="utf-8")
+    assert stage_key(DefinemedConfig.model_validate(data), "cpt", upstream) != before

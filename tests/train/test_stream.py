@@ -68,7 +68,7 @@ def test_replay_never_reads_the_general_heldout_documents(tmp_path: Path, tiny_t
     general = [f"Allgemeiner Text Nummer {i} über Züge und Kuchen." for i in range(200)]
     ctx = corpus_context(cfg.run.run_dir, [f"Medizin {i}" for i in range(50)], general)
     tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
-    stream = _train_stream(cfg, ctx, tok, "eos")
+    stream = _train_stream(cfg.cpt, cfg.run.seed, ctx, tok, "eos")
     gen_dir = ctx.input_path("corpus", "general")
     replay_ids = {d["id"] for d in stream.replay.documents(None)}
     heldout_ids = {d["id"] for d in iter_documents(gen_dir) if is_heldout(d, 0.3)}

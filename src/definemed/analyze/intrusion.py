@@ -11,8 +11,9 @@ Evidence per word, summed over a span as English-vs-German log10 odds:
 * German orthography (ä, ö, ü, ß) is decisive for German;
 * casing: German capitalises nouns, English words inside a German sentence are almost never capitalised, so a
   capitalised word that does not start a sentence gets `capital_penalty` subtracted;
-* an English function-word list adds 1 (the, of, with, which, ...); German/English homographs ("in", "an", "also", "will",
-  "man", "die", ...) carry no evidence at all: they can join a span next to an English word but never fire alone;
+* an English function-word list adds 1 (the, of, with, which, ...); German/English homographs ("in", "an",
+  "also", "will", "man", "die", ...) carry no evidence at all: they can join a span next to an English word but
+  never fire alone;
 * an allow-list of German medical loanwords and Latin terms ("Stent", "Compliance", "Diabetes mellitus", drug
   names, units) is neutral, as are numbers and abbreviations written in capitals (EKG, MRT, COPD).
 
@@ -21,36 +22,38 @@ least one word above `word_threshold` becomes a span, trimmed to its English wor
 and is reported when its summed evidence reaches `threshold`. Word look-ups are cached, so throughput is
 dominated by the regex tokeniser. Optionally fastText LID vetoes longer spans it reads as German.
 
-The word lists live in `definemed/assets/lexicon/` and are loaded on first use.
+Per-word evidence and the word lists (`definemed/assets/lexicon/`, loaded on first use) are in `lexicon.py`.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
-from importlib import resources
+from functools import cache
 
-_WORD = r"(\w+(?:['’\-]\w+)*)"
-_PUNCT = r"([,;:.!?()\[\]{}\"“”„«»–—/|•\n])"
-_LINK = r"((?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b[\w-]+(?:\.[\w-]+)*\.(?:de|com|org|net|eu|at|ch)\b)"
-# group 1: URLs, e-mail addresses and domain names (skipped), group 2: words, group 3: clause punctuation.
-# Links are rare and the link alternative triples tokenising time, so texts without a hint of one use _PLAIN,
-# whose group 1 never matches.
-_TOKEN = re.compile(f"{_LINK}|{_WORD}|{_PUNCT}")
-_PLAIN = re.compile(f"(?!)(.)|{_WORD}|{_PUNCT}")
+from definemed.analyze.lexicon import (
+    ALLOW,
+    BREAK,
+    EVIDENCE_KINDS,
+    FUNCTION,
+    HOMOGRAPH,
+    INFLECTIONS,
+    NEUTRAL,
+    PLAIN,
+    TITLE,
+    TOKEN,
+    WORD,
+    load_lexicon,
+    word_evidence,
+)
+
+__all__ = ["EnglishIntrusionDetector", "Span", "default_detector", "detect_english_spans", "detect_many",
+           "evaluate_detector", "intrusion_rate", "word_evidence"]
+
 _DOMAIN_HINT = re.compile(r"\.(?:de|com|org|net|eu|at|ch)\b")
 _ARTICLE_A = re.compile(r" +[^\W\d_]")
 _SENTENCE_ENDS = frozenset('.!?:\n•"“„«')
-_GERMAN_CHARS = frozenset("äöüß")
-_INFLECTIONS = ("s", "e", "n", "en", "es", "er")
-
-# word kinds; only WORD, FUNCTION and TITLE (capitalised mid-sentence, English-looking) carry evidence
-WORD, FUNCTION, HOMOGRAPH, ALLOW = "word", "function", "homograph", "allow"
-NEUTRAL, BREAK, TITLE = "neutral", "break", "title"
-_EVIDENCE_KINDS = (WORD, FUNCTION, TITLE)
 _Tok = tuple[int, int, float, str, int]  # start, end, evidence, kind, number of words
 
 
@@ -62,105 +65,6 @@ class Span:
     end: int
     text: str
     score: float
-
-
-@dataclass(frozen=True)
-class Lexicon:
-    """The word lists of `definemed/assets/lexicon/`, lower-cased."""
-
-    allow: frozenset[str]
-    allow_phrases: dict[str, tuple[tuple[str, ...], ...]]  # first word -> word tuples of multiword entries
-    function_words: frozenset[str]
-    homographs: frozenset[str]
-    drug_endings: tuple[str, ...]
-
-
-def _read_list(name: str) -> list[str]:
-    text = resources.files("definemed").joinpath("assets", "lexicon", name).read_text(encoding="utf-8")
-    return [ln.strip().lower() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-
-
-@cache
-def load_lexicon() -> Lexicon:
-    """Allow-list, English function words and homographs from the package assets (read once)."""
-    allow, phrases = set(), {}
-    for entry in _read_list("allow_de_medical.txt"):
-        words = tuple(word for _, word, _ in _TOKEN.findall(entry) if word)
-        if len(words) == 1:
-            allow.add(words[0])
-        elif words:
-            phrases.setdefault(words[0], []).append(words)
-    return Lexicon(
-        allow=frozenset(allow),
-        allow_phrases={k: tuple(sorted(v, key=len, reverse=True)) for k, v in phrases.items()},
-        function_words=frozenset(_read_list("function_words_en.txt")),
-        homographs=frozenset(_read_list("homographs_de_en.txt")),
-        drug_endings=tuple(_read_list("inn_stems.txt")),
-    )
-
-
-@cache
-def _frequency_tables() -> tuple[dict[str, float], dict[str, float]]:
-    """English and German word frequencies from wordfreq (about 1 s to load, then a dict look-up per word
-    instead of the ~20 us `zipf_frequency` spends re-tokenising its argument)."""
-    try:
-        from wordfreq import get_frequency_dict
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise RuntimeError(
-            "English-intrusion detection needs the 'wordfreq' package: pip install wordfreq"
-        ) from err
-    return get_frequency_dict("en"), get_frequency_dict("de")
-
-
-def _zipf(word: str, table: dict[str, float]) -> float:
-    """wordfreq's Zipf value (log10 of frequency per billion words, 2 decimals); 0.0 for unknown words."""
-    freq = table.get(word, 0.0)
-    return round(math.log10(freq) + 9.0, 2) if freq > 0.0 else 0.0
-
-
-def _allowed(word: str, lex: Lexicon) -> bool:
-    """Allow-listed (also inflected: Stents, Screenings) or shaped like a drug name (INN stem ending)."""
-    if word in lex.allow:
-        return True
-    if any(word.endswith(suf) and word[: -len(suf)] in lex.allow for suf in _INFLECTIONS):
-        return True
-    bare = word.removesuffix("e")
-    return len(bare) > 5 and bare.endswith(lex.drug_endings)
-
-
-@lru_cache(maxsize=500_000)
-def word_evidence(word: str) -> tuple[float, str]:
-    """(English-vs-German log10 odds, kind) of a lower-cased word, before casing and context."""
-    lex = load_lexicon()
-    if any(ch.isdigit() for ch in word):
-        return 0.0, NEUTRAL
-    if _allowed(word, lex):
-        return 0.0, ALLOW
-    if "-" in word:
-        return _compound_evidence(word)
-    if _GERMAN_CHARS.intersection(word):
-        return -4.0, WORD
-    en_table, de_table = _frequency_tables()
-    en, de = _zipf(word, en_table), _zipf(word, de_table)
-    if en <= 0.0 and de <= 0.0:
-        return 0.0, NEUTRAL
-    diff = max(-4.0, min(4.0, en - de))
-    if word in lex.homographs:
-        return diff, HOMOGRAPH  # the lean only decides whether it may join a neighbouring span
-    if word in lex.function_words:
-        return max(diff, 0.0) + 1.0, FUNCTION
-    return diff, WORD
-
-
-def _compound_evidence(word: str) -> tuple[float, str]:
-    """Hyphenated words: German if any part is clearly German (Follow-up-Termin), else the mean of the parts."""
-    parts = [word_evidence(p) for p in word.split("-") if p]
-    scored = [s for s, kind in parts if kind in (WORD, FUNCTION)]
-    if not scored:
-        return 0.0, ALLOW if any(kind == ALLOW for _, kind in parts) else NEUTRAL
-    if min(scored) <= -1.5:
-        return min(scored), WORD
-    return sum(scored) / len(scored), WORD
 
 
 class EnglishIntrusionDetector:
@@ -248,7 +152,7 @@ class EnglishIntrusionDetector:
         sentence_start = True
         cache = self._cache  # the hot loop: one dict look-up per word once the vocabulary is warm
         has_link = "@" in text or "://" in text or "www." in text or _DOMAIN_HINT.search(text) is not None
-        for match in (_TOKEN if has_link else _PLAIN).finditer(text):
+        for match in (TOKEN if has_link else PLAIN).finditer(text):
             start, end = match.span()
             if match.lastindex != 2:
                 tokens.append((start, end, 0.0, BREAK, 0))
@@ -274,7 +178,7 @@ class EnglishIntrusionDetector:
 
         def matches(i: int, part: str) -> bool:
             word = text[tokens[i][0] : tokens[i][1]].lower()
-            return word == part or (word.startswith(part) and word[len(part) :] in _INFLECTIONS)
+            return word == part or (word.startswith(part) and word[len(part) :] in INFLECTIONS)
 
         for first in starts:
             window = [i for i in range(first, min(first + 8, len(tokens))) if tokens[i][3] != BREAK]
@@ -304,13 +208,13 @@ class EnglishIntrusionDetector:
                 opener = kind
             else:
                 segment.append(token)
-                anchored = anchored or (token[2] >= anchor and kind in _EVIDENCE_KINDS)
+                anchored = anchored or (token[2] >= anchor and kind in EVIDENCE_KINDS)
         return out
 
     def _span_of(self, text: str, segment: list[_Tok]) -> tuple[Span, int] | None:
         """The segment trimmed to its English anchors plus joining neighbours, if its evidence suffices."""
         anchors = [
-            i for i, t in enumerate(segment) if t[2] >= self.word_threshold and t[3] in _EVIDENCE_KINDS
+            i for i, t in enumerate(segment) if t[2] >= self.word_threshold and t[3] in EVIDENCE_KINDS
         ]
         if not anchors:
             return None
@@ -320,7 +224,7 @@ class EnglishIntrusionDetector:
         while last < len(segment) - 1 and self._joins(segment[last + 1], left=False):
             last += 1
         chosen = segment[first : last + 1]
-        score = sum(t[2] for t in chosen if t[3] in _EVIDENCE_KINDS)
+        score = sum(t[2] for t in chosen if t[3] in EVIDENCE_KINDS)
         if score < self.threshold:
             return None
         start, end = chosen[0][0], chosen[-1][1]
@@ -333,7 +237,7 @@ class EnglishIntrusionDetector:
         English phrase ("in most cases", "so that"); on the right they usually start German again ("pain in
         der Brust").
         """
-        kinds = (WORD, FUNCTION, HOMOGRAPH) if left else _EVIDENCE_KINDS
+        kinds = (WORD, FUNCTION, HOMOGRAPH) if left else EVIDENCE_KINDS
         return token[3] in kinds and token[2] >= self.edge_min
 
     def _lid_veto(self, found: list[list[tuple[Span, int]]]) -> list[list[tuple[Span, int]]]:
@@ -390,11 +294,12 @@ def _gold_offsets(text: str, spans: Sequence[str]) -> list[tuple[int, int]]:
     return offsets
 
 
-def _prf(tp_p: int, n_pred: int, tp_r: int, n_gold: int) -> dict[str, float]:
-    precision = tp_p / n_pred if n_pred else 1.0
-    recall = tp_r / n_gold if n_gold else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
+def _f1(precision: float, recall: float) -> float:
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def _rounded(precision: float, recall: float, f1: float) -> dict[str, float]:
+    return {"precision": round(float(precision), 4), "recall": round(float(recall), 4), "f1": round(float(f1), 4)}
 
 
 def evaluate_detector(
@@ -402,23 +307,27 @@ def evaluate_detector(
 ) -> dict[str, dict[str, float]]:
     """Sentence- and span-level precision/recall/F1 against rows of {"text", "mixed", "english_spans"}.
 
-    A sentence is predicted mixed when any span is found. A gold span is found when a predicted span overlaps
-    it; a predicted span is correct when it overlaps a gold span.
+    A sentence is predicted mixed when any span is found (scikit-learn's binary scores; 1.0 where nothing was
+    predicted or nothing is gold). A gold span is found when a predicted span overlaps it; a predicted span is
+    correct when it overlaps a gold span. Span-level precision and recall thus count different things (a long
+    predicted span may cover two gold spans), which is no confusion matrix: they stay two shares and their
+    harmonic mean (ADR 0007, "Own code kept").
     """
+    from sklearn.metrics import precision_recall_fscore_support
+
     predicted = detector.detect_many([row["text"] for row in rows])
-    sent_tp = sent_pred = sent_gold = 0
-    span_ok = n_pred = gold_found = n_gold = 0
+    gold_mixed, pred_mixed = [], []
+    pred_correct: list[bool] = []  # per predicted span: overlaps a gold span
+    gold_found: list[bool] = []  # per gold span: overlapped by a predicted span
     for row, spans in zip(rows, predicted, strict=True):
         gold = _gold_offsets(row["text"], row.get("english_spans") or [])
-        sent_pred += bool(spans)
-        sent_gold += bool(row["mixed"])
-        sent_tp += bool(spans) and bool(row["mixed"])
+        gold_mixed.append(bool(row["mixed"]))
+        pred_mixed.append(bool(spans))
         overlaps = [[s.start < g_end and g_start < s.end for g_start, g_end in gold] for s in spans]
-        n_pred += len(spans)
-        span_ok += sum(any(row_) for row_ in overlaps)
-        n_gold += len(gold)
-        gold_found += sum(any(o[j] for o in overlaps) for j in range(len(gold)))
-    return {
-        "sentence": _prf(sent_tp, sent_pred, sent_tp, sent_gold),
-        "span": _prf(span_ok, n_pred, gold_found, n_gold),
-    }
+        pred_correct += [any(o) for o in overlaps]
+        gold_found += [any(o[j] for o in overlaps) for j in range(len(gold))]
+    sentence = precision_recall_fscore_support(gold_mixed, pred_mixed, average="binary", pos_label=True,
+                                               zero_division=1.0)[:3]
+    span_p = sum(pred_correct) / len(pred_correct) if pred_correct else 1.0
+    span_r = sum(gold_found) / len(gold_found) if gold_found else 1.0
+    return {"sentence": _rounded(*sentence), "span": _rounded(span_p, span_r, _f1(span_p, span_r))}

@@ -17,12 +17,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from definemed.analyze.config import AnalyzeConfig
+from definemed.analyze.contract import AnalyzeInputs
 from definemed.analyze.intrusion import EnglishIntrusionDetector
 from definemed.analyze.langid import identify, split_lines
+from definemed.analyze.metrics import AnalyzeMetrics, ModelFailureModes
 from definemed.artifacts import read_jsonl, write_json, write_jsonl
 from definemed.stage import StageContext, StageResult
-from definemed.analyze.config import AnalyzeConfig
-from definemed.config import DefinemedConfig
 
 logger = logging.getLogger("definemed")
 EXAMPLES_PER_MODE = 3
@@ -145,22 +146,23 @@ def pick_examples(per_answer: list[dict[str, Any]], answers: dict[tuple[str, str
     return examples
 
 
-def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
+def run(inputs: AnalyzeInputs, ctx: StageContext) -> StageResult[AnalyzeMetrics]:
+    cfg = inputs.analyze
     answers_dir = ctx.input_path("evaluate", "answers")
     rows: list[dict[str, Any]] = []
     for path in sorted(Path(answers_dir).glob("*.jsonl")):
         rows.extend(read_jsonl(path))
     if not rows:
         logger.warning("[analyze] no answers found in %s", answers_dir)
-    per_answer = analyze_answers(rows, cfg.analyze)
-    summary = summarize(per_answer, cfg.analyze.reference_model)
+    per_answer = analyze_answers(rows, cfg)
+    summary = summarize(per_answer, cfg.reference_model)
     texts = {(r.get("model"), r.get("prompt_id")): r.get("answer") or "" for r in rows}
     write_jsonl(ctx.stage_dir / "per_answer.jsonl", per_answer)
     write_json(ctx.stage_dir / "examples.json", pick_examples(per_answer, texts))
     for model, s in summary.items():
         logger.info("[analyze] %-10s mixing %.2f  words %.0f  truncated %.2f  repetition %.3f", model,
                     s["mixing_rate"] or 0, s["words_mean"] or 0, s["truncation_rate"] or 0, s["repetition_mean"] or 0)
-    return StageResult(
-        outputs={"per_answer": "per_answer.jsonl", "examples": "examples.json"},
-        metrics={"models": summary, "n_answers": len(per_answer), "expected_language": cfg.analyze.expected_language,
-                 "min_line_tokens": cfg.analyze.min_line_tokens, "lid_threshold": cfg.analyze.lid_threshold})
+    metrics = AnalyzeMetrics(models={m: ModelFailureModes.model_validate(s) for m, s in summary.items()},
+                             n_answers=len(per_answer), expected_language=cfg.expected_language,
+                             min_line_tokens=cfg.min_line_tokens, lid_threshold=cfg.lid_threshold)
+    return StageResult(outputs={"per_answer": "per_answer.jsonl", "examples": "examples.json"}, metrics=metrics)

@@ -3,8 +3,8 @@
 A YAML header the hub reads (licence, language, size category, data files), then provenance, the pipeline with
 the counts of every step, where the labels come from (with the labeller audit), the classifier with its held-out
 metrics and the family comparison, decontamination and deduplication results, distributions, limitations and how
-to rebuild. Everything comes from the stage's metrics and config: the card is
-rewritten on every build, never edited by hand.
+to rebuild. Everything comes from the stage's metrics (`CorpusMetrics`, read as attributes) and its inputs: the
+card is rewritten on every build, never edited by hand.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from definemed.artifacts import write_text
+from definemed.schema import ModelSpec
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from definemed.config import DefinemedConfig
+    from definemed.corpus.contract import CorpusInputs
+    from definemed.corpus.metrics import CorpusMetrics, Interval
     from definemed.corpus.pipelines import CorpusLayout
 
 FINEWEB2 = "HuggingFaceFW/fineweb-2"
@@ -30,11 +32,11 @@ def size_category(n: int) -> str:
     return next((label for bound, label in _SIZES if n < bound), "n>1B")
 
 
-def _header(cfg: DefinemedConfig, m: dict[str, Any], layout: CorpusLayout) -> str:
+def _header(inputs: CorpusInputs, m: CorpusMetrics, layout: CorpusLayout) -> str:
     import yaml
 
     meta = {"license": "odc-by", "language": ["de"], "task_categories": ["text-generation"],
-            "size_categories": [size_category(m["docs_kept"])], "pretty_name": cfg.corpus.card.pretty_name,
+            "size_categories": [size_category(m.docs_kept)], "pretty_name": inputs.corpus.card.pretty_name,
             "source_datasets": [FINEWEB2], "tags": ["medical", "german", "fineweb-2", "continual-pretraining"],
             "configs": [{"config_name": "default", "data_files": [
                 {"split": "train", "path": f"{layout.medical.name}/*.jsonl.gz"}]}]}
@@ -49,20 +51,19 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f} %"
 
 
-def _intro(cfg: DefinemedConfig, m: dict[str, Any]) -> str:
-    tok = m["tokenizer"]
-    return (f"# {cfg.corpus.card.pretty_name}\n\n"
-            f"{_n(m['docs_kept'])} German medical web documents ({_n(m['tokens_kept'])} tokens, "
-            f"{_pct(m['kept_tokens_share'])} of the input tokens; tokenizer: {tok['name']}) selected from "
-            f"{_n(m['docs_in'])} documents, following FineMed-de (Doll et al., 2026, arXiv 2604.19394): language "
+def _intro(inputs: CorpusInputs, m: CorpusMetrics) -> str:
+    return (f"# {inputs.corpus.card.pretty_name}\n\n"
+            f"{_n(m.docs_kept)} German medical web documents ({_n(m.tokens_kept)} tokens, "
+            f"{_pct(m.kept_tokens_share)} of the input tokens; tokenizer: {m.tokenizer.name}) selected from "
+            f"{_n(m.docs_in)} documents, following FineMed-de (Doll et al., 2026, arXiv 2604.19394): language "
             f"and quality filters, a medical relevance classifier trained on labelled documents, benchmark "
             f"decontamination and MinHash deduplication. Built by DeFineMed on "
             f"{datetime.now(UTC).date().isoformat()}; `manifest.json` next to this card records the config hash, "
             f"package versions and git revision.\n")
 
 
-def _provenance(cfg: DefinemedConfig) -> str:
-    paths = cfg.corpus.input.paths
+def _provenance(inputs: CorpusInputs) -> str:
+    paths = inputs.corpus.input.paths
     lines = ["## Provenance and licence",
              f"- Source: FineWeb2 (`{FINEWEB2}`), German split `deu_Latn`: CommonCrawl pages, language-identified "
              "with GlotLID, heuristically filtered and MinHash-deduplicated by FineWeb2, e-mail and IP addresses "
@@ -77,60 +78,60 @@ def _provenance(cfg: DefinemedConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pipeline(m: dict[str, Any], steps: list[dict[str, Any]]) -> str:
+def _pipeline(m: CorpusMetrics, steps: list[dict[str, Any]]) -> str:
     rows = ["| step | in | kept | dropped | reasons |", "|---|---:|---:|---:|---|",
-            f"| read | {_n(m['input_files'])} files | {_n(m['docs_in'])} | - | {m['corrupt_files']} corrupt "
-            f"files skipped, {m['missing_text']} records without text |"]
+            f"| read | {_n(m.input_files)} files | {_n(m.docs_in)} | - | {m.corrupt_files} corrupt "
+            f"files skipped, {m.missing_text} records without text |"]
     for row in steps:
         reasons = ", ".join(f"{k} {_n(v)}" for k, v in sorted(row["reasons"].items(), key=lambda kv: -kv[1]))
         rows.append(f"| {row['step']} | {_n(row['in'])} | {_n(row['kept'])} | {_n(row['dropped'])} | {reasons} |")
-    corrupt = m.get("corrupt_file_list") or []
-    if corrupt:  # named here, not only counted: the reader knows which shard to fetch again
+    if m.corrupt_file_list:  # named here, not only counted: the reader knows which shard to fetch again
         rows += ["", "Corrupt input files (skipped; documents read before the damage are kept):", ""]
-        rows += [f"- `{bad['file']}`: {bad['error']}" for bad in corrupt]
-    balance = "balances" if m["docs_in"] == m["docs_kept"] + sum(m["dropped"].values()) else "DOES NOT balance"
+        rows += [f"- `{bad.file}`: {bad.error}" for bad in m.corrupt_file_list]
+    balance = "balances" if m.docs_in == m.docs_kept + sum(m.dropped.values()) else "DOES NOT balance"
     return ("## Pipeline and counts\n\nOrder: language -> Gopher repetition -> Gopher quality -> FineWeb quality "
             "-> medical classifier -> decontamination -> deduplication (steps that are off are absent). Every "
             f"document read is kept or dropped by exactly one step; the table {balance}. Dropped documents "
             "are under `rejected/<step>/` with `metadata.filter_reason`.\n\n" + "\n".join(rows) + "\n")
 
 
-def _ci(metric: dict[str, float]) -> str:
-    return f"{metric['value']:.3f} [{metric['ci_low']:.3f}, {metric['ci_high']:.3f}]"
+def _ci(metric: Interval) -> str:
+    return f"{metric.value:.3f} [{metric.ci_low:.3f}, {metric.ci_high:.3f}]"
 
 
-def _labels(cfg: DefinemedConfig, m: dict[str, Any]) -> str:
-    lab = m.get("labelling")
+def _labels(inputs: CorpusInputs, m: CorpusMetrics) -> str:
+    lab = m.labelling
     if lab is None:
-        path = cfg.corpus.labels.path if cfg.corpus.labels is not None else "?"
+        labels = inputs.corpus.labels
+        path = labels.path if labels is not None else "?"
         return f"## Labels\n\nThe classifier learned the precomputed labels in `{path}` (`corpus.labels`).\n"
-    c, s = lab["counts"], lab["sample"]
-    drawn = "" if s["requested"] is None else f" (a random sample, seed {s['seed']})"
-    parts = ["## Labels\n", f"`{lab['chosen']}` labelled {_n(s['docs'])} of the {_n(s['survivors'])} filter "
+    c, s = lab.counts, lab.sample
+    drawn = "" if s.requested is None else f" (a random sample, seed {s.seed})"
+    parts = ["## Labels\n", f"`{lab.chosen}` labelled {_n(s.docs)} of the {_n(s.survivors)} filter "
              f"survivors{drawn}: "
-             f"{_n(lab['labels']['docs'])} got valid labels, {_n(lab['labels']['medical'])} of them medical "
-             f"({_pct(lab['labels']['medical_share'])}); {c['failed']} failed, {c['cached']} came from the cache. "
+             f"{_n(lab.labels.docs)} got valid labels, {_n(lab.labels.medical)} of them medical "
+             f"({_pct(lab.labels.medical_share)}); {c.failed} failed, {c.cached} came from the cache. "
              f"Files: `labelling/`.\n"]
-    if (a := lab["audit"]) is not None:
-        parts.append(f"Every candidate labelled the same {a['docs']} gold documents ({a['medical']} medical) of "
-                     f"`{a['gold']}` that survived the filters outside the classifier's held-out split "
-                     f"({a['heldout_excluded']} held-out gold documents left out). Precision, recall and F1 of "
+    if (a := lab.audit) is not None:
+        parts.append(f"Every candidate labelled the same {a.docs} gold documents ({a.medical} medical) of "
+                     f"`{a.gold}` that survived the filters outside the classifier's held-out split "
+                     f"({a.heldout_excluded} held-out gold documents left out). Precision, recall and F1 of "
                      "the medical class with percentile-bootstrap 95 % intervals:\n")
         parts += ["| labeller | kind | precision | recall | F1 | accuracy | failed | docs/s |",
                   "|---|---|---|---|---|---|---:|---:|"]
-        for name, x in lab["audits"].items():
-            mark = " (chosen)" if name == lab["chosen"] else ""
-            parts.append(f"| {name}{mark} | {x['kind']} | {_ci(x['metrics']['precision'])} | "
-                         f"{_ci(x['metrics']['recall'])} | {_ci(x['metrics']['f1'])} | "
-                         f"{x['metrics']['accuracy']['value']:.3f} | {x['failed']} | {x['docs_per_s'] or '-'} |")
-        parts += [f"| {name} | disqualified | {why[:120]} | | | | | |" for name, why in lab["disqualified"].items()]
-        if lab["selection"] is not None:
-            parts.append(f"\nChoice: {lab['selection']['reason']}.")
+        for name, x in lab.audits.items():
+            mark = " (chosen)" if name == lab.chosen else ""
+            parts.append(f"| {name}{mark} | {x.kind} | {_ci(x.metrics.precision)} | "
+                         f"{_ci(x.metrics.recall)} | {_ci(x.metrics.f1)} | "
+                         f"{x.metrics.accuracy.value:.3f} | {x.failed} | {x.docs_per_s or '-'} |")
+        parts += [f"| {name} | disqualified | {why[:120]} | | | | | |" for name, why in lab.disqualified.items()]
+        if lab.selection is not None:
+            parts.append(f"\nChoice: {lab.selection.reason}.")
     return "\n".join(parts) + "\n"
 
 
-def _comparison(m: dict[str, Any], plots: dict[str, str]) -> str:
-    rows = m.get("classifier_comparison")
+def _comparison(m: CorpusMetrics, plots: dict[str, str]) -> str:
+    rows = m.classifier_comparison
     if not rows:
         return ""
     fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
@@ -138,97 +139,97 @@ def _comparison(m: dict[str, Any], plots: dict[str, str]) -> str:
              "saved against stage 2 alone and the F1 it gives up:\n",
              "| family | status | precision | recall | F1 | AP | threshold | docs/s | cascade pass share | cost saved "
              "| F1 lost | note |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['kind']} | {r['status']} | " + " | ".join(fmt(r.get(k)) for k in (
+    lines += [f"| {r.kind} | {r.status} | " + " | ".join(fmt(getattr(r, k)) for k in (
         "precision", "recall", "f1", "ap", "threshold", "docs_per_s", "pass_share", "cost_saved", "f1_lost"))
-        + f" | {r.get('note') or ''} |" for r in rows]
+        + f" | {r.note or ''} |" for r in rows]
     if "pr_curves" in plots:
         lines.append(f"\n![precision-recall curves]({plots['pr_curves']})")
     return "\n".join(lines) + "\n"
 
 
-def _classifier(m: dict[str, Any], plots: dict[str, str]) -> str:
-    c, r = m["classifier"], m["token_retention"]
-    conf = c.get("confusion", {})
-    gold = c.get("vs_gold")
+def _classifier(m: CorpusMetrics, plots: dict[str, str]) -> str:
+    c, r = m.classifier, m.token_retention
+    conf, gold = c.confusion, c.vs_gold
     gold_text = "" if gold is None else (
-        f"Against gold (`{gold['gold']}`) on the {gold['n']} held-out documents that have a gold label: classifier "
-        f"F1 {gold['classifier']['f1']:.3f} (P {gold['classifier']['precision']:.3f}, R "
-        f"{gold['classifier']['recall']:.3f}); the labels it learned score F1 {gold['training_labels']['f1']:.3f} "
+        f"Against gold (`{gold.gold}`) on the {gold.n} held-out documents that have a gold label: classifier "
+        f"F1 {gold.classifier.f1:.3f} (P {gold.classifier.precision:.3f}, R "
+        f"{gold.classifier.recall:.3f}); the labels it learned score F1 {gold.training_labels.f1:.3f} "
         "there. The audit did not use these documents.\n\n")
+    unit = r.unit or "tokens"
     return ("## Medical classifier\n\n"
-            f"`{c['kind']}` trained on {_n(c['n_train'])} labelled documents and scored on {_n(c['n_heldout'])} "
-            f"held-out ones (split by a hash of the id): precision {c['precision']:.3f}, recall "
-            f"{c['recall']:.3f}, F1 {c['f1']:.3f}, accuracy {c['accuracy']:.3f} (tp {conf.get('tp')}, fp "
-            f"{conf.get('fp')}, fn {conf.get('fn')}, tn {conf.get('tn')}). The paper reports precision 0.95 and "
+            f"`{c.kind}` trained on {_n(c.n_train)} labelled documents and scored on {_n(c.n_heldout)} "
+            f"held-out ones (split by a hash of the id): precision {c.precision:.3f}, recall "
+            f"{c.recall:.3f}, F1 {c.f1:.3f}, accuracy {c.accuracy:.3f} (tp {conf.tp}, fp "
+            f"{conf.fp}, fn {conf.fn}, tn {conf.tn}). The paper reports precision 0.95 and "
             f"recall 0.80 for its XLM-RoBERTa classifier.\n\n"
-            f"Threshold {c['threshold']}: it kept {_n(m['classifier_kept'])} of {_n(m['filter_survivors'])} "
-            f"filtered documents and {_n(r['classifier_kept_tokens'])} of {_n(r['filter_survivors_tokens'])} "
-            f"{r.get('unit', 'tokens')} ({_pct(r['classifier_token_share'])} of the {r.get('unit', 'tokens')} that "
+            f"Threshold {c.threshold}: it kept {_n(m.classifier_kept)} of {_n(m.filter_survivors)} "
+            f"filtered documents and {_n(r.classifier_kept_tokens)} of {_n(r.filter_survivors_tokens)} "
+            f"{unit} ({_pct(r.classifier_token_share)} of the {unit} that "
             "passed the filters; the paper kept "
             "about 1.7 % of the German documents).\n\n" + gold_text + _real_text(m) + _comparison(m, plots))
 
 
-def _real_text(m: dict[str, Any]) -> str:
+def _real_text(m: CorpusMetrics) -> str:
     """The main classifier on the real test set and what the filters cost the medical class."""
     parts = []
-    real, costs = (m["classifier"].get("real_test") or {}), m.get("filter_costs")
-    if real:
-        parts.append(f"On {real['real_n']} real documents no training or threshold saw (`{m['real_test']['path']}`): "
-                     f"F1 {real['real_f1']:.3f} (95 % interval {real['real_f1_lo']:.3f}-{real['real_f1_hi']:.3f}), "
-                     f"precision {real['real_precision']:.3f}, recall {real['real_recall']:.3f}; false-positive "
-                     f"rate on technical text {real['real_fpr_technical']}, recall on short medical documents "
-                     f"{real['real_recall_short']}.")
-    if costs:
-        lost = ", ".join(f"{step} {v['medical_dropped']}" for step, v in costs["steps"].items() if v["medical_dropped"])
-        parts.append(f"The language and quality filters kept {costs['medical_recall']['recall']} of the "
-                     f"{costs['medical_recall']['docs']} known medical documents ({costs['source']}); real ones: "
-                     f"{costs['real_medical_recall']['recall']} of {costs['real_medical_recall']['docs']}. Medical "
+    real, costs = m.classifier.real_test, m.filter_costs
+    if real is not None and m.real_test is not None:
+        parts.append(f"On {real.real_n} real documents no training or threshold saw (`{m.real_test.path}`): "
+                     f"F1 {real.real_f1:.3f} (95 % interval {real.real_f1_lo:.3f}-{real.real_f1_hi:.3f}), "
+                     f"precision {real.real_precision:.3f}, recall {real.real_recall:.3f}; false-positive "
+                     f"rate on technical text {real.real_fpr_technical}, recall on short medical documents "
+                     f"{real.real_recall_short}.")
+    if costs is not None:
+        lost = ", ".join(f"{step} {v.medical_dropped}" for step, v in costs.steps.items() if v.medical_dropped)
+        parts.append(f"The language and quality filters kept {costs.medical_recall.recall} of the "
+                     f"{costs.medical_recall.docs} known medical documents ({costs.source}); real ones: "
+                     f"{costs.real_medical_recall.recall} of {costs.real_medical_recall.docs}. Medical "
                      f"documents dropped per step: {lost or 'none'}.")
     return "".join(p + "\n\n" for p in parts)
 
 
-def _decontam_dedup(m: dict[str, Any]) -> str:
+def _decontam_dedup(m: CorpusMetrics) -> str:
     parts = ["## Decontamination and deduplication\n"]
-    if (d := m["decontamination"]) is None:
+    if (d := m.decontamination) is None:
         parts.append("- Decontamination: off. Documents were not checked against the evaluation benchmarks.")
     else:
-        hits = ", ".join(f"{k} {v}" for k, v in d["matched_sources"].items()) or "none"
-        sources = ", ".join(f"{k}: {v}" for k, v in d["sources"].items())
-        parts.append(f"- Decontamination: {_n(d['removed'])} documents removed. A document goes when it shares at "
-                     f"least {d['min_matches']} word {d['ngram']}-gram(s) (case-folded, punctuation stripped) with "
-                     f"one of {_n(d['items'])} benchmark items ({sources}; {_n(d['indexed_ngrams'])} n-grams; "
-                     f"benchmark texts of {d['min_item_words']} to {d['ngram'] - 1} words match as a whole, "
-                     f"{d['items_too_short']} items too short to check). Hits by benchmark: {hits}. Each removed "
+        hits = ", ".join(f"{k} {v}" for k, v in d.matched_sources.items()) or "none"
+        sources = ", ".join(f"{k}: {v}" for k, v in d.sources.items())
+        parts.append(f"- Decontamination: {_n(d.removed)} documents removed. A document goes when it shares at "
+                     f"least {d.min_matches} word {d.ngram}-gram(s) (case-folded, punctuation stripped) with "
+                     f"one of {_n(d.items)} benchmark items ({sources}; {_n(d.indexed_ngrams)} n-grams; "
+                     f"benchmark texts of {d.min_item_words} to {d.ngram - 1} words match as a whole, "
+                     f"{d.items_too_short} items too short to check). Hits by benchmark: {hits}. Each removed "
                      "document names its item in `metadata.decontam_item`.")
-    if (x := m["dedup"]) is None:
+    if (x := m.dedup) is None:
         parts.append("- Deduplication: off (FineWeb2 itself is MinHash-deduplicated across all crawls).")
     else:
-        parts.append(f"- MinHash deduplication: {x['n_grams']}-word shingles, {x['num_buckets']} buckets x "
-                     f"{x['hashes_per_bucket']} hashes (pairs above a Jaccard similarity of about "
-                     f"{x['similarity_threshold']} are caught); {_n(x.get('duplicate_pairs', 0))} duplicate pairs, "
-                     f"{_n(x.get('clusters', 0))} clusters, {_n(x['removed'])} documents removed, one kept per "
+        parts.append(f"- MinHash deduplication: {x.n_grams}-word shingles, {x.num_buckets} buckets x "
+                     f"{x.hashes_per_bucket} hashes (pairs above a Jaccard similarity of about "
+                     f"{x.similarity_threshold} are caught); {_n(x.duplicate_pairs or 0)} duplicate pairs, "
+                     f"{_n(x.clusters or 0)} clusters, {_n(x.removed)} documents removed, one kept per "
                      "cluster.")
     return "\n".join(parts) + "\n"
 
 
-def _estimated(m: dict[str, Any]) -> str:
-    if not m.get("tokens_in_estimated"):
+def _estimated(m: CorpusMetrics) -> str:
+    if not m.tokens_in_estimated or m.single_pass is None:
         return ""
-    sp = m["single_pass"]
-    return (f" (estimated: single pass, input tokens counted on the {_n(sp['sample_docs_in'])} documents of the "
-            f"sampled {_pct(sp['sample_files_share'])} of input files and scaled to all {_n(m['docs_in'])})")
+    sp = m.single_pass
+    return (f" (estimated: single pass, input tokens counted on the {_n(sp.sample_docs_in)} documents of the "
+            f"sampled {_pct(sp.sample_files_share)} of input files and scaled to all {_n(m.docs_in)})")
 
 
-def _distributions(m: dict[str, Any], plots: dict[str, str]) -> str:
-    tok = m["tokenizer"]
-    note = f" {tok['note']}." if tok["note"] else ""
+def _distributions(m: CorpusMetrics, plots: dict[str, str]) -> str:
+    tok = m.tokenizer
+    note = f" {tok.note}." if tok.note else ""
     parts = ["## Size and distributions\n",
-             f"{_n(m['tokens_kept'])} tokens ({tok['kind']} counts: {tok['name']}), {m['tokens_per_doc_mean']} "
-             f"per document on average, {_pct(m['kept_tokens_share'])} of the {_n(m['tokens_in'])} input tokens"
-             f"{_estimated(m)}; {_n(m['kept_words'])} whitespace words.{note}\n"]
+             f"{_n(m.tokens_kept)} tokens ({tok.kind} counts: {tok.name}), {m.tokens_per_doc_mean} "
+             f"per document on average, {_pct(m.kept_tokens_share)} of the {_n(m.tokens_in)} input tokens"
+             f"{_estimated(m)}; {_n(m.kept_words)} whitespace words.{note}\n"]
     if "token_lengths" in plots:
         parts.append(f"![tokens per document]({plots['token_lengths']})\n")
-    if subs := m["subdomains"]:
+    if subs := m.subdomains:
         parts.append(f"Subdomains of the {_n(sum(subs.values()))} kept documents that the labels file assigns "
                      "one (a sample, not the whole corpus):\n\n| subdomain | documents |\n|---|---:|")
         parts += [f"| {k} | {_n(v)} |" for k, v in sorted(subs.items(), key=lambda kv: (-kv[1], kv[0]))]
@@ -248,26 +249,33 @@ LIMITATIONS = """## Limitations
 """
 
 
-def _rebuild(cfg: DefinemedConfig) -> str:
+def _rebuild(inputs: CorpusInputs, run_name: str) -> str:
+    """A config section that rebuilds this corpus: the run's seed, the corpus section, the benchmarks that
+    decontamination read, and the tokenizer that counted the tokens (pinned in `corpus.card.tokenizer` when it was
+    the CPT model's, so the section stands alone)."""
     import yaml
 
-    section: dict[str, Any] = {"run": {"name": cfg.run.name, "seed": cfg.run.seed},
-                               "models": {cfg.cpt.model: cfg.models[cfg.cpt.model].model_dump(mode="json")},
-                               "corpus": cfg.section("corpus")}
-    if cfg.corpus.decontamination is not None:
-        ev = cfg.section("evaluate")
-        section["evaluate"] = {"mcq": {"tasks": ev["mcq"]["tasks"]}, "prompts": ev["prompts"]}
+    corpus = inputs.corpus.model_dump(mode="json")
+    pinned = ""
+    if isinstance(inputs.tokenizer, ModelSpec):
+        corpus["card"]["tokenizer"] = inputs.tokenizer.id
+        revision = f" at revision {inputs.tokenizer.revision}" if inputs.tokenizer.revision else ""
+        pinned = f" `corpus.card.tokenizer` names the CPT model whose tokenizer counted the tokens{revision}."
+    section: dict[str, Any] = {"run": {"name": run_name, "seed": inputs.seed}, "corpus": corpus}
+    if inputs.benchmarks is not None:
+        section["evaluate"] = {"mcq": {"tasks": [t.model_dump(mode="json") for t in inputs.benchmarks.tasks]},
+                               "prompts": None if inputs.benchmarks.prompts is None else str(inputs.benchmarks.prompts)}
     return ("## How to rebuild\n\nWith a config holding these sections (paths as resolved for this build; the "
-            "evaluate section matters only for decontamination):\n\n```bash\n"
+            f"evaluate section matters only for decontamination).{pinned}\n\n```bash\n"
             f"definemed run CONFIG.yaml --stages corpus\n```\n\n```yaml\n"
             f"{yaml.safe_dump(section, sort_keys=False, allow_unicode=True)}```\n")
 
 
-def write_card(cfg: DefinemedConfig, layout: CorpusLayout, metrics: dict[str, Any], steps: list[dict[str, Any]],
-               plots: dict[str, str]) -> Path:
+def write_card(inputs: CorpusInputs, run_name: str, layout: CorpusLayout, metrics: CorpusMetrics,
+               steps: list[dict[str, Any]], plots: dict[str, str]) -> Path:
     """Write `README.md` (atomically) into the stage folder and return its path."""
-    body = "\n".join([_header(cfg, metrics, layout), _intro(cfg, metrics), _provenance(cfg),
-                      _pipeline(metrics, steps), _labels(cfg, metrics), _classifier(metrics, plots),
-                      _decontam_dedup(metrics),
-                      _distributions(metrics, plots), LIMITATIONS, _rebuild(cfg)])
+    body = "\n".join([_header(inputs, metrics, layout), _intro(inputs, metrics), _provenance(inputs),
+                      _pipeline(metrics, steps), _labels(inputs, metrics), _classifier(metrics, plots),
+                      _decontam_dedup(metrics), _distributions(metrics, plots), LIMITATIONS,
+                      _rebuild(inputs, run_name)])
     return write_text(layout.card, body)

@@ -29,6 +29,7 @@ from definemed.corpus.classifiers import (
     build_classifier,
     check_kind,
     check_training_data,
+    classifier_class,
 )
 from definemed.corpus.thresholds import threshold_for_recall
 
@@ -39,7 +40,8 @@ REJECT_SCORE = 0.0
 
 
 def stage_config(cfg: ClassifierConfig, kind: str) -> ClassifierConfig:
-    """The classifier section as seen by one stage: same sections, that stage's kind."""
+    """The classifier section as seen by one stage: same sections, that stage's kind (so a stage of any
+    registered family, plugins included, is built from its own parameter section, `cfg.params(kind)`)."""
     return cfg.model_copy(update={"kind": kind})
 
 
@@ -59,7 +61,7 @@ class CascadeClassifier:
 
     @classmethod
     def from_config(cls, cfg: ClassifierConfig, workdir: Path | None = None, seed: int = 0) -> CascadeClassifier:
-        c = cfg.cascade
+        c = cfg.params(cls.kind)
         s1_cfg, s2_cfg = stage_config(cfg, c.stage1), stage_config(cfg, c.stage2)
         sub = (lambda name: workdir / name) if workdir is not None else (lambda name: None)
         return cls(build_classifier(s1_cfg, sub("stage1"), seed), build_classifier(s2_cfg, sub("stage2"), seed),
@@ -135,12 +137,10 @@ class CascadeClassifier:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> CascadeClassifier:
-        from definemed import registry
-
         model_dir = Path(model_dir)
         meta = check_kind(model_dir, cls.kind)
-        stage1 = registry.get("classifier", meta["stage1_kind"]).load(model_dir / "stage1")
-        stage2 = registry.get("classifier", meta["stage2_kind"]).load(model_dir / "stage2")
+        stage1 = classifier_class(meta["stage1_kind"]).load(model_dir / "stage1")
+        stage2 = classifier_class(meta["stage2_kind"]).load(model_dir / "stage2")
         self = cls(stage1, stage2, meta["target_recall"], meta["folds"], seed=meta["seed"])
         self.stage1_threshold, self.fit_info = meta["stage1_threshold"], meta["fit_info"]
         return self
@@ -152,8 +152,9 @@ class CascadeClassifier:
         `scores`/`threshold`: the cascade's held-out scores and chosen cut; stage 2 alone gets its own cut by the
         same rule (`spec`). Cost saved = 1 - (c1 + share * c2) / c2, with c1, c2 measured without caches.
         """
+        from definemed.corpus.scores import binary_metrics
         from definemed.corpus.thresholds import select_threshold
-        from definemed.corpus.training import binary_metrics, seconds_per_doc
+        from definemed.corpus.training import seconds_per_doc
 
         y = np.asarray(labels, dtype=bool)
         _, passed = self.route(texts)

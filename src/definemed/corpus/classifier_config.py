@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from definemed import registry
 from definemed.schema import RegisteredName, Strict
 
+# Open: any registered classifier family; a plugin's parameters go in a section named after its kind.
+ClassifierKind = Annotated[str, RegisteredName("classifier")]
+
 
 class ThresholdConfig(Strict):
     """How the kept/rejected cut is chosen on the held-out split (a bare number in YAML means `by: score`).
@@ -88,12 +91,20 @@ class FinetuneParams(Strict):
 
 
 class CascadeParams(Strict):
-    """A cheap stage 1 at high recall gates the expensive stage 2; stage params come from the sibling sections."""
+    """A cheap stage 1 at high recall gates the expensive stage 2; stage params come from the sibling sections
+    (a plugin family's from the section named after its kind)."""
 
-    stage1: Literal["tfidf_logreg", "fasttext"] = "fasttext"
-    stage2: Literal["tfidf_logreg", "fasttext", "embedding", "finetune"] = "embedding"
+    stage1: ClassifierKind = "fasttext"
+    stage2: ClassifierKind = "embedding"
     target_recall: float = Field(0.98, gt=0, le=1)
     folds: int = Field(3, ge=2, description="out-of-fold stage-1 scores choose the stage-1 threshold")
+
+    @field_validator("stage1", "stage2")
+    @classmethod
+    def _not_a_cascade(cls, v: str) -> str:
+        if v == "cascade":
+            raise ValueError("a cascade stage is a single family, not another cascade")
+        return v
 
 
 CLASSIFIER_SECTIONS = {"tfidf_logreg": "tfidf", "fasttext": "fasttext", "embedding": "embedding",
@@ -104,8 +115,6 @@ for _kind, _params in {"tfidf_logreg": TfidfParams, "fasttext": FastTextParams, 
                        "finetune": FinetuneParams, "cascade": CascadeParams}.items():
     registry.attach_config("classifier", _kind, _params)
 
-# Open: any registered classifier family; a plugin's parameters go in a section named after its kind.
-ClassifierKind = Annotated[str, RegisteredName("classifier")]
 
 
 class ClassifierConfig(Strict):

@@ -5,8 +5,10 @@ FineWeb-Edu-style pipelines use live here: TF-IDF + logistic regression, and fas
 trained head (`embedding`, encoders.py) and a two-stage `cascade` (cascade.py) complete the registry. Every
 family saves without pickle, so loading a model folder never executes code from it.
 
-Interface: `Cls.from_config(cfg, workdir)`, `fit(texts, labels)`, `predict_proba(texts) -> p(medical)`,
-`save(dir)`, `Cls.load(dir)`. `build_classifier(cfg)` builds the configured family through the registry.
+Interface (a plugin family implements the same, see `MedicalClassifier`): `fit(texts, labels)`,
+`predict_proba(texts) -> p(medical)`, `save(dir)`, `Cls.load(dir)`, and how it is built from the config:
+`Cls.from_config(cfg, workdir=None, seed=0)`, or else `Cls(params)` with its parameter section, or `Cls()`.
+`build_classifier(cfg)` builds the configured family through the registry.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ META = "meta.json"
 
 
 class MedicalClassifier(Protocol):
+    """What the corpus stage needs of a classifier family (built-in or registered by a plugin).
+
+    `kind`: its registry name (also written to `meta.json`, which `load` checks). `fit` on texts and boolean
+    labels (both classes present), `predict_proba` -> p(medical) per text, `save(model_dir)` writes the folder
+    (without pickle: the classify workers load it), `load(model_dir)` (a classmethod) reads it back. Optional:
+    `from_config(cfg, workdir=None, seed=0)` (a classmethod; `cfg` is the `corpus.classifier` section with `kind`
+    set to this family, so `cfg.params()` is its parameter section), `use_cache` / `save_cache` (an embedding
+    cache), `heldout_report(...)` (extra held-out statistics, as the cascade's)."""
+
     kind: str
 
     def fit(self, texts: list[str], labels: list[bool]) -> MedicalClassifier: ...
@@ -36,17 +47,28 @@ class MedicalClassifier(Protocol):
     def save(self, model_dir: str | Path) -> Path: ...
 
 
-def build_classifier(cfg: ClassifierConfig, workdir: Path | None = None, seed: int = 0) -> MedicalClassifier:
-    """An unfitted classifier of `cfg.kind` from the registry, with its section of the config.
-
-    `workdir` is the folder the model will be saved to; families with caches (embedding) keep them there.
-    """
+def classifier_class(kind: str) -> Any:
+    """The registered class of family `kind`. A fresh worker process (datatrove's forkserver workers, Slurm, Ray)
+    has not imported the plugins yet: it imports those named in $DEFINEMED_PLUGINS before giving up."""
     from definemed import registry
 
-    cls = registry.get("classifier", cfg.kind)
+    if kind not in registry.names("classifier"):
+        registry.load_plugins()
+    return registry.get("classifier", kind)
+
+
+def build_classifier(cfg: ClassifierConfig, workdir: Path | None = None, seed: int = 0) -> MedicalClassifier:
+    """An unfitted classifier of `cfg.kind` from the registry, with its parameter section (`cfg.params()`).
+
+    `workdir` is the folder the model will be saved to; families with caches (embedding) keep them there. A family
+    without `from_config` gets its parameter section as the only argument, or none when it registered no config
+    model.
+    """
+    cls = classifier_class(cfg.kind)
     if hasattr(cls, "from_config"):
         return cls.from_config(cfg, workdir=workdir, seed=seed)
-    return cls()  # a plugin without config support
+    params = cfg.params()
+    return cls(params) if params is not None else cls()
 
 
 def check_training_data(texts: list[str], labels: list[bool]) -> None:
@@ -86,7 +108,8 @@ class TfidfLogRegClassifier:
 
     @classmethod
     def from_config(cls, cfg: ClassifierConfig, workdir: Path | None = None, seed: int = 0) -> TfidfLogRegClassifier:
-        return cls(C=cfg.tfidf.C, content_words=cfg.tfidf.content_words)
+        params = cfg.params(cls.kind)
+        return cls(C=params.C, content_words=params.content_words)
 
     @staticmethod
     def _new_vectorizer(params: dict[str, Any]) -> Any:
@@ -264,7 +287,7 @@ class FastTextClassifier:
 
     @classmethod
     def from_config(cls, cfg: ClassifierConfig, workdir: Path | None = None, seed: int = 0) -> FastTextClassifier:
-        p = cfg.fasttext
+        p = cfg.params(cls.kind)
         return cls(dim=p.dim, epoch=p.epoch, lr=p.lr, word_ngrams=p.word_ngrams, bucket=p.bucket, cutoff=p.cutoff,
                    seed=seed, minn=p.minn, maxn=p.maxn, quantize=p.quantize, content_words=p.content_words)
 

@@ -12,6 +12,7 @@ from definemed.corpus.classifier_config import ClassifierConfig
 from definemed.corpus.labelling.settings import LabellingSettings
 from definemed.schema import Strict, kind_union, open_union
 
+
 # ------------------------------------------------------------------------------------------------- corpus
 class ParquetInput(Strict):
     kind: Literal["parquet"] = "parquet"

@@ -1,7 +1,8 @@
 """Benchmark decontamination: drop corpus documents that share word n-grams with an item the evaluate stage uses.
 
 The benchmark texts are the multiple-choice questions (alone, and followed by their options) of every task in
-`evaluate.mcq.tasks`, and the prompts and reference answers of `evaluate.prompts`. The stage collects them once
+`evaluate.mcq.tasks`, and the prompts and reference answers of `evaluate.prompts` (bound into the corpus stage's
+inputs as `CorpusInputs.benchmarks`, so a changed benchmark reruns the stage). The stage collects them once
 into `decontamination/benchmark_items.jsonl`; each worker builds its n-gram index from that file on first use,
 so only a path travels to Slurm or Ray workers.
 
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
     from datatrove.data import Document
     from datatrove.pipeline.writers.disk_base import DiskWriter
 
-    from definemed.config import DefinemedConfig
+    from definemed.corpus.config import DecontaminationConfig
+    from definemed.corpus.contract import BenchmarkRefs
 
 logger = logging.getLogger("definemed")
 REASON = "benchmark_overlap"
@@ -72,10 +74,10 @@ def _rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
-def benchmark_items(cfg: DefinemedConfig) -> list[dict[str, Any]]:
-    """Every benchmark item of the evaluate config as {id, source, texts}: the texts a document must not contain."""
+def benchmark_items(benchmarks: BenchmarkRefs) -> list[dict[str, Any]]:
+    """Every benchmark item as {id, source, texts}: the texts a document must not contain."""
     items = []
-    for task in cfg.evaluate.mcq.tasks:
+    for task in benchmarks.tasks:
         source = getattr(task, "path", None) or getattr(task, "data_files", None)
         if source is None:
             # A hub task without local files: its questions are not readable here, so they cannot be checked.
@@ -87,18 +89,18 @@ def benchmark_items(cfg: DefinemedConfig) -> list[dict[str, Any]]:
             choices = " ".join(str(c) for c in row.get("choices") or [])
             texts = [t for t in (question, f"{question} {choices}".strip()) if t]
             items.append({"id": f"{task.name}/{row.get('id', where)}", "source": task.name, "texts": texts})
-    if cfg.evaluate.prompts is not None:
-        for where, row in _rows(cfg.evaluate.prompts):
+    if benchmarks.prompts is not None:
+        for where, row in _rows(benchmarks.prompts):
             texts = [str(row[k]) for k in ("prompt", "reference") if row.get(k)]
             items.append({"id": f"prompts/{row.get('id', where)}", "source": "prompts", "texts": texts})
     return items
 
 
-def write_benchmark_items(cfg: DefinemedConfig, path: Path) -> dict[str, Any]:
+def write_benchmark_items(benchmarks: BenchmarkRefs, settings: DecontaminationConfig, path: Path) -> dict[str, Any]:
     """Collect the benchmark items into `path` (atomic) and return what the index will hold, for the stats."""
-    items = benchmark_items(cfg)
+    items = benchmark_items(benchmarks)
     write_jsonl(path, items)
-    index = NgramIndex.build(items, cfg.corpus.decontamination.ngram, cfg.corpus.decontamination.min_item_words)
+    index = NgramIndex.build(items, settings.ngram, settings.min_item_words)
     return {"items": len(items), "sources": dict(Counter(i["source"] for i in items)),
             "indexed_ngrams": index.size, "items_too_short": len(items) - index.items}
 

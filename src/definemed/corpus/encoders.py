@@ -159,7 +159,7 @@ class EmbeddingClassifier:
 
     @classmethod
     def from_config(cls, cfg: ClassifierConfig, workdir: Path | None = None, seed: int = 0) -> EmbeddingClassifier:
-        return cls(cfg.embedding, cache_dir=workdir)
+        return cls(cfg.params(cls.kind), cache_dir=workdir)
 
     def _tag(self) -> str:
         p = self.params
@@ -246,7 +246,7 @@ class FinetuneClassifier:
 
     @classmethod
     def from_config(cls, cfg: ClassifierConfig, workdir: Path | None = None, seed: int = 0) -> FinetuneClassifier:
-        return cls(cfg.finetune, seed=seed)
+        return cls(cfg.params(cls.kind), seed=seed)
 
     def _load_pretrained(self, source: str | Path) -> None:
         import torch

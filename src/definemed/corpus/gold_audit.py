@@ -54,7 +54,7 @@ def read_gold(path: str | Path) -> GoldSet:
 
 def load_classifier(model_dir: str | Path) -> tuple[Any, float, dict[str, Any]]:
     """(classifier, saved threshold, meta) of a classifier folder written by the corpus stage."""
-    from definemed import registry
+    from definemed.corpus.classifiers import classifier_class
     from definemed.errors import DefinemedError
 
     model_dir = Path(model_dir)
@@ -68,16 +68,16 @@ def load_classifier(model_dir: str | Path) -> tuple[Any, float, dict[str, Any]]:
                              "the folder holds an interrupted training: rerun the corpus stage")
     threshold = float(json.loads(report_file.read_text(encoding="utf-8"))["threshold"])
     try:
-        cls = registry.get("classifier", meta.get("kind", "?"))
+        cls = classifier_class(meta.get("kind", "?"))
     except KeyError as exc:
         raise DefinemedError(f"{meta_file}: unknown classifier kind {meta.get('kind')!r}") from exc
     return cls.load(model_dir), threshold, meta
 
 
 def _metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    from definemed.corpus.labelling.audit import binary_metrics
+    from definemed.corpus.scores import binary_scores
 
-    return {k: round(float(v), 4) for k, v in binary_metrics(y, pred).items()}
+    return {k: round(float(v), 4) for k, v in binary_scores(y, pred).items()}
 
 
 def _intervals(y: np.ndarray, pred: np.ndarray, rounds: int, seed: int) -> dict[str, list[float]]:

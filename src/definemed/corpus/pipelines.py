@@ -1,4 +1,4 @@
-"""The datatrove pipelines of the corpus stage, each a pure function of (config, folder layout).
+"""The datatrove pipelines of the corpus stage, each a pure function of (corpus section, folder layout).
 
 A (filter):   read shards -> count tokens -> language -> Gopher repetition -> Gopher quality -> FineWeb quality
               -> `filtered/`
@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from definemed.config import DefinemedConfig
-from definemed.corpus.config import FileLabels
+from definemed.corpus.config import CorpusConfig, FileLabels
 
 if TYPE_CHECKING:
     from definemed.corpus.stats import TokenizerChoice
@@ -138,7 +137,7 @@ def _reader(folder: Path) -> Any:
     return RobustJsonlReader(str(folder), glob_pattern="*.jsonl.gz", doc_progress=True)
 
 
-def filter_steps(cfg: DefinemedConfig, layout: CorpusLayout, rejects: bool = True) -> list[tuple[str, Any]]:
+def filter_steps(corpus: CorpusConfig, layout: CorpusLayout, rejects: bool = True) -> list[tuple[str, Any]]:
     """(reject folder, filter) pairs in order; the names key the drop counts in the metrics. `rejects=False`:
     drops are counted but not written (the single-pass sample, whose documents pipeline B rejects again)."""
     from definemed.corpus.filters import GermanLanguageFilter
@@ -147,15 +146,15 @@ def filter_steps(cfg: DefinemedConfig, layout: CorpusLayout, rejects: bool = Tru
     def writer(name: str) -> Any:
         return _writer(layout.rejected_for(name)) if rejects else None
 
-    lang = cfg.corpus.language
+    lang = corpus.language
     steps: list[tuple[str, Any]] = [(LANGUAGE_STEP, GermanLanguageFilter(
         languages=lang.languages, min_score=lang.min_score, backend=lang.backend, max_chars=lang.max_chars,
         min_fineweb_language_score=lang.min_fineweb_language_score, exclusion_writer=writer(LANGUAGE_STEP)))]
-    steps += build_quality_filters(cfg.corpus.quality, writer)
+    steps += build_quality_filters(corpus.quality, writer)
     return steps
 
 
-def build_filter_pipeline(cfg: DefinemedConfig, layout: CorpusLayout, tokenizer: TokenizerChoice,
+def build_filter_pipeline(corpus: CorpusConfig, layout: CorpusLayout, tokenizer: TokenizerChoice,
                           sample_paths: list[str] | None = None) -> Pipeline:
     """Pipeline A: robust readers, token count of every input document, language and quality filters.
 
@@ -164,45 +163,46 @@ def build_filter_pipeline(cfg: DefinemedConfig, layout: CorpusLayout, tokenizer:
     from definemed.corpus.readers import build_readers
     from definemed.corpus.stats import token_counter
 
-    single = cfg.corpus.single_pass is not None
+    single = corpus.single_pass is not None
     if single and sample_paths is None:
         raise ValueError("corpus.single_pass: build_filter_pipeline needs the sampled input files (sample_paths)")
     readers = [("input", reader) for reader in build_readers(
-        cfg.corpus.input, paths_files=sample_paths, rejects=None if single else layout.rejected_for(INPUT_STEP))]
-    filters = [(f"filter:{name}", step) for name, step in filter_steps(cfg, layout, rejects=not single)]
+        corpus.input, paths_files=sample_paths, rejects=None if single else layout.rejected_for(INPUT_STEP))]
+    filters = [(f"filter:{name}", step) for name, step in filter_steps(corpus, layout, rejects=not single)]
     return Pipeline(SAMPLE_PIPELINE if single else "filter",
                     [*readers, ("tokens", token_counter(tokenizer)), *filters, ("write", _writer(layout.filtered))])
 
 
-def dedup_enabled(cfg: DefinemedConfig) -> bool:
-    return cfg.corpus.dedup is not None and cfg.corpus.dedup.enabled
+def dedup_enabled(corpus: CorpusConfig) -> bool:
+    return corpus.dedup is not None and corpus.dedup.enabled
 
 
-def training_labels(cfg: DefinemedConfig, layout: CorpusLayout) -> FileLabels:
+def training_labels(corpus: CorpusConfig, layout: CorpusLayout) -> FileLabels:
     """The labels the classifier learns: `corpus.labels`, or the file the stage's labelling step writes."""
-    if cfg.corpus.labelling is not None:
+    if corpus.labelling is not None:
         from definemed.corpus.labelling.runner import LABELS_FILE
 
         return FileLabels(path=layout.labelling / LABELS_FILE)
-    assert cfg.corpus.labels is not None  # CorpusConfig requires one of the two
-    return cfg.corpus.labels
+    assert corpus.labels is not None  # CorpusConfig requires one of the two
+    return corpus.labels
 
 
-def _kept_steps(cfg: DefinemedConfig, layout: CorpusLayout, tokenizer: TokenizerChoice | None) -> list[tuple[str, Any]]:
+def _kept_steps(corpus: CorpusConfig, layout: CorpusLayout,
+                tokenizer: TokenizerChoice | None) -> list[tuple[str, Any]]:
     """The kept profile, preceded in single-pass mode by the token count (pipeline A counted only the sample)."""
     from definemed.corpus.stats import CorpusProfile, token_counter
 
-    labels = training_labels(cfg, layout)
+    labels = training_labels(corpus, layout)
     steps: list[tuple[str, Any]] = []
-    if cfg.corpus.single_pass is not None:
+    if corpus.single_pass is not None:
         if tokenizer is None:
             raise ValueError("corpus.single_pass: the kept documents' token count needs the tokenizer")
         steps.append(("tokens:kept", token_counter(tokenizer)))
     return [*steps, ("profile:kept", CorpusProfile(histogram=True, labels_path=str(labels.path),
-                                                   id_key=labels.id_key, subdomain_key=cfg.corpus.card.subdomain_key))]
+                                                   id_key=labels.id_key, subdomain_key=corpus.card.subdomain_key))]
 
 
-def build_classify_pipeline(cfg: DefinemedConfig, layout: CorpusLayout,
+def build_classify_pipeline(corpus: CorpusConfig, layout: CorpusLayout,
                             tokenizer: TokenizerChoice | None = None) -> Pipeline:
     """Pipeline B: survivors of A (single pass: the input, through the filters) through the classifier and
     decontamination; the rest rejected per reason."""
@@ -211,13 +211,13 @@ def build_classify_pipeline(cfg: DefinemedConfig, layout: CorpusLayout,
     from definemed.corpus.stats import CorpusProfile
     from definemed.corpus.training import chosen_threshold
 
-    clf, decontam = cfg.corpus.classifier, cfg.corpus.decontamination
-    if cfg.corpus.single_pass is None:
+    clf, decontam = corpus.classifier, corpus.decontamination
+    if corpus.single_pass is None:
         source: list[tuple[str, Any]] = [("read", _reader(layout.filtered))]
     else:
-        source = [("input", reader) for reader in build_readers(cfg.corpus.input,
+        source = [("input", reader) for reader in build_readers(corpus.input,
                                                                 rejects=layout.rejected_for(INPUT_STEP))]
-        source += [(f"filter:{name}", step) for name, step in filter_steps(cfg, layout)]
+        source += [(f"filter:{name}", step) for name, step in filter_steps(corpus, layout)]
     steps: list[tuple[str, Any]] = [
         *source,
         ("profile:survivors", CorpusProfile()),
@@ -233,25 +233,25 @@ def build_classify_pipeline(cfg: DefinemedConfig, layout: CorpusLayout,
         steps.append((f"filter:{DECONTAM_STEP}", BenchmarkDecontaminationFilter(
             items_path=str(layout.benchmark_items), ngram=decontam.ngram, min_matches=decontam.min_matches,
             min_item_words=decontam.min_item_words, exclusion_writer=_writer(layout.rejected_for(DECONTAM_STEP)))))
-    if dedup_enabled(cfg):
+    if dedup_enabled(corpus):
         steps.append(("write", _writer(layout.classified)))
     else:
-        steps += [*_kept_steps(cfg, layout, tokenizer), ("write", _writer(layout.medical))]
+        steps += [*_kept_steps(corpus, layout, tokenizer), ("write", _writer(layout.medical))]
     return Pipeline("classify", steps)
 
 
-def build_dedup_pipelines(cfg: DefinemedConfig, layout: CorpusLayout,
+def build_dedup_pipelines(corpus: CorpusConfig, layout: CorpusLayout,
                           tokenizer: TokenizerChoice | None = None) -> list[Pipeline]:
     """Pipelines C1-C4 (MinHash signature, buckets, cluster, filter); empty when `corpus.dedup` is off.
 
     Signature and filter read `classified/` with the executor's task count, so rank r of both sees the same
     documents in the same order; buckets need one task per bucket, clustering exactly one.
     """
-    if not dedup_enabled(cfg):
+    if not dedup_enabled(corpus):
         return []
     from definemed.corpus import dedup
 
-    mh, work = cfg.corpus.dedup, layout.minhash
+    mh, work = corpus.dedup, layout.minhash
     assert mh is not None
     return [
         Pipeline(dedup.SIGNATURE, [("read", _reader(layout.classified)),
@@ -260,7 +260,7 @@ def build_dedup_pipelines(cfg: DefinemedConfig, layout: CorpusLayout,
         Pipeline(dedup.CLUSTER, [("dedup:cluster", dedup.cluster_step(mh, work))], tasks=1),
         Pipeline(dedup.FILTER, [("read", _reader(layout.classified)),
                                 (f"filter:{DEDUP_STEP}", dedup.filter_step(work, layout.rejected_for(DEDUP_STEP))),
-                                *_kept_steps(cfg, layout, tokenizer), ("write", _writer(layout.medical))]),
+                                *_kept_steps(corpus, layout, tokenizer), ("write", _writer(layout.medical))]),
     ]
 
 
@@ -268,7 +268,7 @@ GENERAL = "general"  # the deduplicated general output: what CPT replays and hol
 GENERAL_DUPLICATES = "general_duplicates"  # general documents removed as duplicates (not part of `rejected/`)
 
 
-def build_general_dedup_pipelines(cfg: DefinemedConfig, layout: CorpusLayout) -> list[Pipeline]:
+def build_general_dedup_pipelines(corpus: CorpusConfig, layout: CorpusLayout) -> list[Pipeline]:
     """The general documents (the classifier's non-medical drops) deduplicated like the medical ones, into
     `general/`; empty when `corpus.dedup` is off (CPT then reads `rejected/not_medical/` as before).
 
@@ -276,11 +276,11 @@ def build_general_dedup_pipelines(cfg: DefinemedConfig, layout: CorpusLayout) ->
     held-out document (another id, same text) could be trained on. Exact copies share every MinHash bucket, so
     the MinHash pass removes them along with the near-duplicates. The medical corpus is untouched by this pass.
     """
-    if not dedup_enabled(cfg):
+    if not dedup_enabled(corpus):
         return []
     from definemed.corpus import dedup
 
-    mh, work, source = cfg.corpus.dedup, layout.root / "minhash_general", layout.rejected_for(MEDICAL_STEP)
+    mh, work, source = corpus.dedup, layout.root / "minhash_general", layout.rejected_for(MEDICAL_STEP)
     assert mh is not None
     return [
         Pipeline(f"{dedup.SIGNATURE}_{GENERAL}", [("read", _reader(source)),

@@ -31,7 +31,8 @@ SHOWN_BAD_LINES = 5
 
 
 def add_commands(sub: Any, parents: list[Any] | None = None) -> None:
-    p = sub.add_parser("classify", parents=parents or [], help="score documents with a saved medical classifier (JSONL, parquet, text)")
+    p = sub.add_parser("classify", parents=parents or [],
+                       help="score documents with a saved medical classifier (JSONL, parquet, text)")
     p.add_argument("model_dir", help="classifier folder (<run>/corpus/classifier or classifier/compare/<kind>)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="JSONL (id, text), parquet or plain-text files")
     p.add_argument("-o", "--output", required=True, help="JSONL out: id, score, medical")
@@ -41,7 +42,8 @@ def add_commands(sub: Any, parents: list[Any] | None = None) -> None:
                    help="score longer documents in windows of about this many characters; the page gets its "
                         "best window's score (a medical section on a long page)")
     p.set_defaults(handler=cmd_classify)
-    p = sub.add_parser("audit", parents=parents or [], help="a saved classifier against gold JSONL (id, text, medical[, genre, source])")
+    p = sub.add_parser("audit", parents=parents or [],
+                       help="a saved classifier against gold JSONL (id, text, medical[, genre, source])")
     p.add_argument("model_dir")
     p.add_argument("gold", help="JSONL with id, text, boolean medical; genre/source/subdomain/origin optional")
     p.add_argument("--threshold", type=float, help="override the saved threshold")

@@ -1,13 +1,14 @@
 """Counts of the corpus stage, and the datatrove steps that produce the ones datatrove does not count itself.
 
 Each rank writes `<logging_dir>/stats/<rank>.json` (a list with one block per pipeline step, in pipeline order)
-when it completes. Summing those files, rather than the merged `stats.json` of the last executor run, counts the
-ranks an interrupted earlier attempt already finished. The role of each step (see `pipelines.py`) says how its
-counters enter the totals: documents in, dropped per step and reason, tokens, length histogram, subdomains.
+when it completes. Merging those files (datatrove's `PipelineStats` addition), rather than reading the merged
+`stats.json` of the last executor run, counts the ranks an interrupted earlier attempt already finished. The role
+of each step (see `pipelines.py`) says how its counters enter the totals: documents in, dropped per step and
+reason, tokens, length histogram, subdomains.
 
-Tokens are counted once, right after reading the input, with the CPT model's tokenizer (its `tokenizer.json`
-saved into the stage folder, so workers need neither transformers nor the hub); the count travels in
-`metadata.token_count`, and later `CorpusProfile` steps only add it up.
+Tokens are counted once, right after reading the input, with the CPT model's tokenizer (`CorpusInputs.tokenizer`,
+its `tokenizer.json` saved into the stage folder, so workers need neither transformers nor the hub); the count
+travels in `metadata.token_count`, and later `CorpusProfile` steps only add it up.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from definemed.corpus.readers import (
 if TYPE_CHECKING:
     from datatrove.data import DocumentsPipeline
 
-    from definemed.config import DefinemedConfig
     from definemed.corpus.pipelines import Pipeline
+    from definemed.schema import ModelSpec
 
 logger = logging.getLogger("definemed")
 # Length histogram bins per doubling of the token count: bin k holds documents of 2^(k/4) to 2^((k+1)/4) tokens.
@@ -60,14 +61,13 @@ class TokenizerChoice:
         return "model" if self.path else "whitespace"
 
 
-def choose_tokenizer(cfg: DefinemedConfig, out_dir: Path) -> TokenizerChoice:
-    """The CPT model's tokenizer (or `corpus.card.tokenizer`) as a tokenizers JSON file; whitespace words when it
-    cannot be loaded (offline, no fast backend). Never raises: the counts then say what they are."""
-    spec = cfg.corpus.card.tokenizer
+def choose_tokenizer(spec: ModelSpec | str, out_dir: Path) -> TokenizerChoice:
+    """The tokenizer the inputs name (the CPT model's spec, a hub id or local path) as a tokenizers JSON file;
+    whitespace words for "whitespace" or when it cannot be loaded (offline, no fast backend). Never raises: the
+    counts then say what they are."""
     if spec == "whitespace":
         return TokenizerChoice("whitespace", None, "corpus.card.tokenizer: whitespace")
-    model = cfg.models[cfg.cpt.model]
-    name, revision = (model.id, model.revision) if spec is None else (spec, None)
+    name, revision = (spec, None) if isinstance(spec, str) else (spec.id, spec.revision)
     try:
         _save_tokenizer_json(name, revision, out_dir / "tokenizer.json")
         return TokenizerChoice(name, str(out_dir / "tokenizer.json"))
@@ -162,28 +162,25 @@ class CorpusProfile(PipelineStep):
             yield doc
 
 
-def _total(value: Any) -> float:
-    """datatrove stores a counter as a bare number, or as a dict with `total` when it also has a distribution."""
-    if isinstance(value, dict):
-        return value.get("total", 0)
-    return value or 0
-
-
 def step_counters(logging_dir: Path) -> list[Counter]:
-    """One Counter per pipeline step, summed over the ranks' stats files."""
+    """One Counter of totals per pipeline step, from the ranks' stats files merged by datatrove (`PipelineStats`
+    addition: counters sum, distributions combine)."""
+    from datatrove.utils.stats import PipelineStats, Stats
+
     files = sorted((logging_dir / "stats").glob("*.json"))
     if not files:
         raise RuntimeError(f"no per-rank stats in {logging_dir / 'stats'}: did the pipeline run?")
-    summed: list[Counter] = []
+    merged: PipelineStats | None = None
     for path in files:
-        blocks = json.loads(path.read_text(encoding="utf-8"))
-        if summed and len(blocks) != len(summed):
-            raise RuntimeError(f"{path} has {len(blocks)} steps, other ranks have {len(summed)}: "
+        rank = PipelineStats.from_json(json.loads(path.read_text(encoding="utf-8")))
+        if merged is None:  # an empty start, so that every value, even of a single rank, is a MetricStats
+            merged = PipelineStats([Stats(block.name) for block in rank.stats])
+        elif len(rank.stats) != len(merged.stats):
+            raise RuntimeError(f"{path} has {len(rank.stats)} steps, other ranks have {len(merged.stats)}: "
                                "stats from different pipelines in one logging folder")
-        summed = summed or [Counter() for _ in blocks]
-        for counter, block in zip(summed, blocks, strict=True):
-            counter.update({k: _total(v) for k, v in block.get("stats", {}).items()})
-    return summed
+        merged += rank
+    assert merged is not None
+    return [Counter({key: value.total for key, value in block.stats.items()}) for block in merged.stats]
 
 
 def filter_row(name: str, counter: Counter) -> dict[str, Any]:

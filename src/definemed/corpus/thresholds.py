@@ -29,18 +29,17 @@ def _as_arrays(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def precision_recall_at(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(thresholds ascending = the distinct scores, precision, recall) of the rule `score >= threshold`."""
+    """(thresholds ascending = the distinct scores, precision, recall) of the rule `score >= threshold`:
+    scikit-learn's `precision_recall_curve` without its closing (recall 0, precision 1) point. Without a positive
+    label the recall is 0 at every threshold (scikit-learn says 1 and warns)."""
+    from sklearn.metrics import precision_recall_curve
+
     s, y = _as_arrays(scores, labels)
-    order = np.argsort(s, kind="stable")
-    s_asc, y_asc = s[order], y[order]
-    thresholds = np.unique(s_asc)
-    # documents kept at t are those scoring >= t; positives among them: all positives minus those below t
-    below = np.searchsorted(s_asc, thresholds, side="left")
-    positives_below = np.concatenate([[0], np.cumsum(y_asc)])[below]
-    tp = int(y.sum()) - positives_below
-    precision = tp / (len(s) - below)
-    recall = tp / max(int(y.sum()), 1)
-    return thresholds, precision, recall
+    if not y.any():
+        thresholds = np.unique(s)
+        return thresholds, np.zeros(thresholds.size), np.zeros(thresholds.size)
+    precision, recall, thresholds = precision_recall_curve(y, s, drop_intermediate=False)
+    return thresholds, precision[:-1], recall[:-1]
 
 
 def threshold_for_precision(scores: Any, labels: Any, target: float) -> tuple[float, bool]:

@@ -14,12 +14,9 @@ A folder holding the report of the same classifier config, seed and labels file 
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,8 @@ import numpy as np
 from definemed.artifacts import file_sha256, read_json, write_json, write_jsonl
 from definemed.corpus.classifier_config import ClassifierConfig
 from definemed.corpus.config import FileLabels
+from definemed.corpus.scores import binary_metrics
+from definemed.documents import is_heldout, iter_documents
 from definemed.schema import stable_hash
 
 logger = logging.getLogger("definemed")
@@ -71,36 +70,6 @@ def load_labels(spec: FileLabels) -> Labels:
     return labels
 
 
-def is_heldout(doc_id: str, fraction: float, seed: int) -> bool:
-    """Deterministic split: a document is held out when the hash of (seed, id) falls below `fraction`."""
-    digest = hashlib.sha256(f"{seed}\x00{doc_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
-
-
-def iter_documents(folder: Path) -> Iterator[dict[str, Any]]:
-    """Documents written by a datatrove JsonlWriter (`*.jsonl.gz`), in file order."""
-    for path in sorted(folder.glob("*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    yield json.loads(line)
-
-
-def binary_metrics(truth: list[bool], pred: list[bool]) -> dict[str, Any]:
-    """Precision, recall, F1 and accuracy of the positive (medical) class, with the confusion matrix."""
-    tp = sum(t and p for t, p in zip(truth, pred, strict=True))
-    fp = sum(p and not t for t, p in zip(truth, pred, strict=True))
-    fn = sum(t and not p for t, p in zip(truth, pred, strict=True))
-    tn = len(truth) - tp - fp - fn
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-            "accuracy": round((tp + tn) / len(truth), 4) if truth else 0.0,
-            "support": {"medical": tp + fn, "other": tn + fp},
-            "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn}}
-
-
 @dataclass
 class Split:
     """Labelled survivors split by `is_heldout`, plus label-file bookkeeping for the report."""
@@ -123,7 +92,7 @@ def load_split(survivors: Path, spec: FileLabels, holdout_fraction: float, seed:
         label = labels.by_id.get(doc["id"])
         if label is None:
             split.unlabelled += 1
-        elif is_heldout(doc["id"], holdout_fraction, seed):
+        elif is_heldout(doc["id"], holdout_fraction, seed):  # salted with the seed: definemed.documents says why
             split.test_x.append(doc["text"])
             split.test_y.append(label)
             split.test_ids.append(doc["id"])

@@ -111,7 +111,8 @@ class VllmGenerationConfig(_DecodingConfig):
     max_model_len: int | None = Field(None, ge=1)
 
 
-GenerationConfig = open_union("generator", HfGenerationConfig, OpenAIGenerationConfig, VllmGenerationConfig, default="hf")
+GenerationConfig = open_union("generator", HfGenerationConfig, OpenAIGenerationConfig, VllmGenerationConfig,
+                              default="hf")
 
 
 class ReferenceJudgeConfig(Strict):

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from definemed.evaluate.config import HfGenerationConfig
 
@@ -31,6 +31,22 @@ class Generation:
     requests: int = 0  # HTTP backends: requests sent for this answer (every attempt)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+
+class AnswerGenerator(Protocol):
+    """What the evaluate stage needs from a generator registered under `evaluate.generation.kind` (built-ins: hf,
+    openai, vllm; a plugin registers its class with `register("generator", name, cls, config=ItsConfig)`).
+
+    Built once per evaluated model as `cls(model_path, cfg, seed=, dtype=, revision=, name=)`: the checkpoint
+    folder or hub id, the `evaluate.generation` section (the plugin's own config model), the run seed, the dtype
+    and revision of the model spec, and the evaluate.models name. `generate` returns one `Generation` per prompt
+    in input order; `close` releases the model before the next one is loaded. A generator that talks to an
+    endpoint may also expose `stats`: a dict shaped like `definemed.llm.EndpointStats` (stored in the metrics).
+    """
+
+    def generate(self, prompts: list[str], desc: str = "generate") -> list[Generation]: ...
+
+    def close(self) -> None: ...
 
 
 def count_generated(tokens: Sequence[int], eos_ids: set[int], max_new_tokens: int) -> tuple[int, bool]:

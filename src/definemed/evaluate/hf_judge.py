@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from definemed.evaluate.config import HfJudgeConfig
-from definemed.schema import stable_hash
 from definemed.evaluate.verdicts import (
     JudgeItem,
     Verdict,
@@ -28,6 +27,7 @@ from definemed.evaluate.verdicts import (
     parse_verdict,
     render,
 )
+from definemed.schema import stable_hash
 
 CACHE_FILE = "judge_cache.jsonl"
 ANSWER_PREFIX = "Urteil: "

@@ -3,7 +3,7 @@
 Every judge has `judge_batch(items) -> list[Verdict]` and is built as `Judge(config, workdir)`; the stage
 looks it up in the registry by `evaluate.judge.kind`, so tests and plugins can register their own.
 
-- `ReferenceJudge` (offline default): the answer with the higher chrF against the reference answer wins. It
+- `ReferenceJudge` (offline default): the answer with the higher chrF (sacrebleu) against the reference wins. It
   is a weak, deterministic proxy: it rewards wording close to one reference and cannot see correctness,
   safety or fluency. Good for smoke runs and pipeline tests, not for conclusions.
 - `OpenAIJudge`: an LLM behind any OpenAI-compatible endpoint, with the German rubric in
@@ -14,8 +14,9 @@ looks it up in the registry by `evaluate.judge.kind`, so tests and plugins can r
 
 from __future__ import annotations
 
-from collections import Counter
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 from definemed.evaluate.config import ReferenceJudgeConfig
 from definemed.evaluate.openai_judge import OpenAIJudge
@@ -25,28 +26,17 @@ __all__ = ["JudgeItem", "OpenAIJudge", "PairwiseJudge", "ReferenceJudge", "Verdi
 
 
 # ----------------------------------------------------------------------------------------- chrF judge
-def _char_ngrams(text: str, n: int) -> Counter[str]:
-    chars = "".join(text.split())  # chrF ignores whitespace
-    return Counter(chars[i:i + n] for i in range(len(chars) - n + 1))
+@cache
+def _chrf_metric(max_n: int, beta: float) -> Any:
+    from sacrebleu.metrics import CHRF
+
+    return CHRF(char_order=max_n, word_order=0, beta=beta)
 
 
 def chrf(hypothesis: str, reference: str, max_n: int = 6, beta: float = 2.0) -> float:
-    """Character n-gram F-score (Popović 2015) in [0, 1]: precision and recall averaged over n = 1..max_n,
-    recall weighted beta times as much. Matches sacrebleu's sentence chrF (without word n-grams) closely."""
-    precisions, recalls = [], []
-    for n in range(1, max_n + 1):
-        hyp, ref = _char_ngrams(hypothesis, n), _char_ngrams(reference, n)
-        if not hyp or not ref:
-            continue
-        overlap = sum((hyp & ref).values())
-        precisions.append(overlap / sum(hyp.values()))
-        recalls.append(overlap / sum(ref.values()))
-    if not precisions:
-        return 0.0
-    p, r = sum(precisions) / len(precisions), sum(recalls) / len(recalls)
-    if p == 0 and r == 0:
-        return 0.0
-    return (1 + beta**2) * p * r / (beta**2 * p + r)
+    """sacrebleu's sentence chrF (Popović 2015: character n-grams up to `max_n`, whitespace ignored, no word
+    n-grams, recall weighted `beta` times) scaled to [0, 1]."""
+    return _chrf_metric(max_n, beta).sentence_score(hypothesis, [reference]).score / 100
 
 
 class ReferenceJudge:

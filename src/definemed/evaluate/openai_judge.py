@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from definemed.evaluate.config import OpenAIJudgeConfig
-from definemed.schema import stable_hash
 from definemed.evaluate.verdicts import (
     JudgeItem,
     Verdict,
@@ -36,6 +35,7 @@ from definemed.evaluate.verdicts import (
 )
 from definemed.llm import Endpoint, FailureBudget, LLMClient, SendPolicy, run_sync
 from definemed.llm.client import answer_probabilities
+from definemed.schema import stable_hash
 
 logger = logging.getLogger("definemed")
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from definemed import models
-from definemed.stage import StageContext
-from definemed.config import DefinemedConfig
 from definemed.evaluate.config import STAGE_MODELS
+from definemed.schema import ModelSpec
+from definemed.stage import StageContext
 
 
 @dataclass(frozen=True)
@@ -20,14 +21,15 @@ class ModelRef:
     revision: str | None = None
 
 
-def resolve_models(cfg: DefinemedConfig, ctx: StageContext) -> dict[str, ModelRef]:
-    """Names under `models:` resolve through `definemed.models.resolve` (bundled ids become local folders);
-    'cpt' and 'merged' are the `model` outputs of the finished upstream stages."""
+def resolve_models(names: list[str], specs: Mapping[str, ModelSpec], ctx: StageContext) -> dict[str, ModelRef]:
+    """Names under `models:` (`specs`, as bound into the stage's inputs) resolve through `definemed.models.resolve`
+    (bundled ids become local folders); 'cpt' and 'merged' are the `model` outputs of the finished upstream
+    stages."""
     refs: dict[str, ModelRef] = {}
-    for name in cfg.evaluate.models:
+    for name in names:
         if name in STAGE_MODELS:
             refs[name] = ModelRef(name, str(ctx.input_path(STAGE_MODELS[name], "model")))
         else:
-            spec = cfg.models[name]
+            spec = specs[name]
             refs[name] = ModelRef(name, models.resolve(spec.id), spec.dtype, spec.revision)
     return refs

@@ -23,14 +23,18 @@ from typing import Any
 
 from definemed import registry
 from definemed.artifacts import read_json, read_jsonl, write_json, write_jsonl
-from definemed.stage import StageContext, StageResult
-from definemed.config import DefinemedConfig
 from definemed.evaluate import judge_stats, pairwise
+from definemed.evaluate.config import EvaluateConfig, McqConfig
+from definemed.evaluate.contract import EvaluateInputs
+from definemed.evaluate.generate import AnswerGenerator
 from definemed.evaluate.lm_tasks import task_files
 from definemed.evaluate.mcq import evaluate_mcq
+from definemed.evaluate.metrics import EvaluateMetrics
 from definemed.evaluate.resolve import ModelRef, resolve_models
+from definemed.evaluate.verdicts import PairwiseJudge
 from definemed.llm.errors import FailureBudgetExceeded
 from definemed.runfolder import safe_join
+from definemed.stage import StageContext, StageResult
 
 logger = logging.getLogger("definemed")
 
@@ -49,14 +53,14 @@ def load_prompts(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
             for r in rows]
 
 
-def generate_answers(cfg: DefinemedConfig, model: ModelRef, prompts: list[dict[str, Any]],
+def generate_answers(gen_cfg: Any, seed: int, model: ModelRef, prompts: list[dict[str, Any]],
                      out_dir: Path) -> dict[str, Any]:
-    """Write answers/<model>.jsonl; return generation metrics for the model."""
-    gen_cfg = cfg.evaluate.generation
+    """Write answers/<model>.jsonl; return generation metrics for the model. `gen_cfg` is evaluate.generation:
+    its `kind` names the registered generator class (see `generate.AnswerGenerator` for what it must provide)."""
     t0 = time.perf_counter()
     generator_cls = registry.get("generator", gen_cfg.kind)
-    generator = generator_cls(model.path, gen_cfg, seed=cfg.run.seed, dtype=model.dtype,
-                              revision=model.revision, name=model.name)
+    generator: AnswerGenerator = generator_cls(model.path, gen_cfg, seed=seed, dtype=model.dtype,
+                                               revision=model.revision, name=model.name)
     try:
         outputs = generator.generate([p["prompt"] for p in prompts], desc=f"generate {model.name}")
     finally:
@@ -96,16 +100,18 @@ def judge_cache_dir(ctx: StageContext) -> Path:
     return ctx.run_dir / ".cache" / "judge"
 
 
-def judge_pairs(cfg: DefinemedConfig, stage_dir: Path, prompts: list[dict[str, Any]],
+def judge_pairs(ev: EvaluateConfig, stage_dir: Path, prompts: list[dict[str, Any]],
                 answers: dict[str, dict[str, str]], lengths: dict[str, dict[str, int]],
                 cache_dir: Path | None = None) -> dict[str, Any]:
     """Judge every pair in both orders; write judgments.jsonl and pairwise.json; return the summary.
 
+    The judge is the registered class named by evaluate.judge.kind, built as `Judge(judge_config, cache_dir)`
+    (see `verdicts.PairwiseJudge` for what it must provide).
     judgments.jsonl rows follow `audit.position_consistency`: model_a/model_b name the pair, `order` 'ab'
     shows model_a first, 'ba' model_b; `winner` is the slot ('A' = shown first)."""
-    jcfg = cfg.evaluate.judge
-    judge = registry.get("judge", jcfg.kind)(jcfg, cache_dir)
-    comparisons, items = pairwise.build_comparisons(prompts, answers, cfg.evaluate.models)
+    jcfg = ev.judge
+    judge: PairwiseJudge = registry.get("judge", jcfg.kind)(jcfg, cache_dir)
+    comparisons, items = pairwise.build_comparisons(prompts, answers, ev.models)
     t0 = time.perf_counter()
     try:
         verdicts = judge.judge_batch(items)
@@ -122,8 +128,7 @@ def judge_pairs(cfg: DefinemedConfig, stage_dir: Path, prompts: list[dict[str, A
          "cause": v.cause, "finish_reason": v.finish_reason, "requests": v.requests, "cached": v.cached}
         for c, v in zip(comparisons, verdicts, strict=True)))
     causes = Counter((v.cause or "invalid") for v in verdicts if v.winner == "invalid")
-    summary = pairwise.summarize(pairwise.outcomes(comparisons, verdicts, lengths), cfg.evaluate.models,
-                                 cfg.evaluate.baseline)
+    summary = pairwise.summarize(pairwise.outcomes(comparisons, verdicts, lengths), ev.models, ev.baseline)
     summary["judge"] = {"kind": jcfg.kind, "model": getattr(judge, "model", None),
                         "n_judgments": len(verdicts),
                         "invalid_verdicts": sum(v.winner == "invalid" for v in verdicts),
@@ -155,18 +160,17 @@ def sweep_dev_split(ctx: StageContext) -> tuple[str, set[str]] | None:
     """(task, question ids) the merge sweep chose its factor on, when the merge stage ran a sweep on an MC task."""
     if "merge" not in ctx.upstream:
         return None
-    sweep = ctx.input_metrics("merge").get("sweep") or {}
-    task = (sweep.get("proxy") or {}).get("mcq_task")
-    return (task, set(sweep.get("dev_ids") or [])) if task else None
+    sweep = ctx.metrics("merge").sweep
+    task = sweep.proxy.mcq_task if sweep is not None else None
+    return (task, set(sweep.dev_ids)) if task else None
 
 
-def held_out_mcq(cfg: DefinemedConfig, ctx: StageContext, metrics: dict[str, Any]) -> Any:
+def held_out_mcq(mcq: McqConfig, ctx: StageContext, metrics: dict[str, Any]) -> McqConfig:
     """evaluate.mcq with the sweep's dev questions removed from their task, for every model alike.
 
     The merge factor was chosen by accuracy on those questions, so scoring the merged model on them again would
     flatter it; the remaining questions are written to mcq/test_split/<task>.jsonl and evaluated instead.
     """
-    mcq = cfg.evaluate.mcq
     split = sweep_dev_split(ctx)
     if split is None:
         return mcq
@@ -187,11 +191,11 @@ def held_out_mcq(cfg: DefinemedConfig, ctx: StageContext, metrics: dict[str, Any
     return mcq.model_copy(update={"tasks": tasks})
 
 
-def run_mcq(cfg: DefinemedConfig, ctx: StageContext, refs: dict[str, ModelRef],
+def run_mcq(inputs: EvaluateInputs, ctx: StageContext, refs: dict[str, ModelRef],
             metrics: dict[str, Any]) -> None:
     """Multiple choice for every model; a model whose mcq/<model>.json exists (an interrupted attempt) is read."""
     out = ctx.stage_dir / "mcq"
-    mcq = held_out_mcq(cfg, ctx, metrics)
+    mcq = held_out_mcq(inputs.evaluate.mcq, ctx, metrics)
     results = {}
     for name, ref in refs.items():
         done = safe_join(out, name, ".json")
@@ -199,14 +203,14 @@ def run_mcq(cfg: DefinemedConfig, ctx: StageContext, refs: dict[str, ModelRef],
             metrics["resumed"]["mcq"].append(name)
             results[name] = read_json(done)
         else:
-            results[name] = evaluate_mcq(ref, mcq, out, seed=cfg.run.seed)
+            results[name] = evaluate_mcq(ref, mcq, out, seed=inputs.seed)
     keep = ("acc", "acc_stderr", "acc_norm", "n", "per_subject", "pred_letters", "subtasks", "num_fewshot")
     metrics["mcq"] = {name: {t: {k: m[k] for k in keep if k in m} for t, m in r["tasks"].items()}
                       for name, r in results.items()}
     metrics["seconds"]["mcq"] = {name: r["seconds"] for name, r in results.items()}
 
 
-def run_generation(cfg: DefinemedConfig, ctx: StageContext, refs: dict[str, ModelRef],
+def run_generation(inputs: EvaluateInputs, ctx: StageContext, refs: dict[str, ModelRef],
                    prompts: list[dict[str, Any]], metrics: dict[str, Any]) -> None:
     """Answers for every model; a complete answers/<model>.jsonl from an interrupted attempt is kept."""
     out = ctx.stage_dir / "answers"
@@ -217,42 +221,41 @@ def run_generation(cfg: DefinemedConfig, ctx: StageContext, refs: dict[str, Mode
             metrics["resumed"]["generation"].append(name)
             gen[name] = generation_metrics(rows) | {"seconds": 0.0}
         else:
-            gen[name] = generate_answers(cfg, ref, prompts, out)
+            gen[name] = generate_answers(inputs.evaluate.generation, inputs.seed, ref, prompts, out)
     metrics["generation"] = {n: {k: v for k, v in g.items() if k != "seconds"} for n, g in gen.items()}
     metrics["seconds"]["generation"] = {n: g["seconds"] for n, g in gen.items()}
 
 
-def add_statistics(cfg: DefinemedConfig, stage_dir: Path, summary: dict[str, Any],
+def add_statistics(ev: EvaluateConfig, seed: int, stage_dir: Path, summary: dict[str, Any],
                    metrics: dict[str, Any]) -> None:
     """metrics["ratings"] and metrics["judge_audit"] from pairwise.json's battles and judgments.jsonl."""
-    ev = cfg.evaluate
-    metrics["ratings"] = judge_stats.rating_metrics(summary["outcomes"], ev.models, ev.baseline, cfg.run.seed,
+    metrics["ratings"] = judge_stats.rating_metrics(summary["outcomes"], ev.models, ev.baseline, seed,
                                                     ev.bootstrap_rounds, ev.fold_change)
     metrics["judge_audit"] = judge_stats.audit_metrics(read_jsonl(stage_dir / "judgments.jsonl"),
                                                        summary["outcomes"], ev.human_labels)
 
 
-def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
-    ev = cfg.evaluate
-    refs = resolve_models(cfg, ctx)
+def run(inputs: EvaluateInputs, ctx: StageContext) -> StageResult[EvaluateMetrics]:
+    ev = inputs.evaluate
+    refs = resolve_models(ev.models, inputs.models, ctx)
     outputs: dict[str, str] = {}
     metrics: dict[str, Any] = {"models": {n: r.path for n, r in refs.items()}, "seconds": {},
                                "resumed": {"mcq": [], "generation": []}}
     if ev.mcq.tasks:
-        run_mcq(cfg, ctx, refs, metrics)
+        run_mcq(inputs, ctx, refs, metrics)
         outputs["mcq"] = "mcq"
     if ev.prompts is None:
-        return StageResult(outputs=outputs, metrics=metrics)
+        return StageResult(outputs=outputs, metrics=EvaluateMetrics.model_validate(metrics))
     prompts = load_prompts(ev.prompts, ev.prompt_limit)
-    run_generation(cfg, ctx, refs, prompts, metrics)
+    run_generation(inputs, ctx, refs, prompts, metrics)
     outputs["answers"] = "answers"
     if len(refs) < 2:
         logger.info("[evaluate] one model only: no pairwise judging")
-        return StageResult(outputs=outputs, metrics=metrics)
+        return StageResult(outputs=outputs, metrics=EvaluateMetrics.model_validate(metrics))
     rows = {name: read_jsonl(safe_join(ctx.stage_dir / "answers", name, ".jsonl")) for name in refs}
     answers = {name: {r["prompt_id"]: r["answer"] for r in rs} for name, rs in rows.items()}
     lengths = {name: {r["prompt_id"]: r["n_tokens"] for r in rs} for name, rs in rows.items()}
-    summary = judge_pairs(cfg, ctx.stage_dir, prompts, answers, lengths, judge_cache_dir(ctx))
+    summary = judge_pairs(ev, ctx.stage_dir, prompts, answers, lengths, judge_cache_dir(ctx))
     judge = summary.pop("judge")
     metrics["pairwise"] = {k: summary[k] for k in ("pairs", "vs_baseline", "baseline", "order_consistency")}
     metrics["judge"] = {k: judge[k] for k in ("kind", "model", "note", "n_judgments", "cached")} | {
@@ -261,6 +264,6 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
         "requests": judge["requests"], "prompt_tokens": judge["prompt_tokens"],
         "completion_tokens": judge["completion_tokens"], "endpoint": judge["endpoint"]}
     metrics["seconds"]["judging"] = judge["seconds"]
-    add_statistics(cfg, ctx.stage_dir, summary, metrics)
+    add_statistics(ev, inputs.seed, ctx.stage_dir, summary, metrics)
     outputs |= {"judgments": "judgments.jsonl", "pairwise": "pairwise.json"}
-    return StageResult(outputs=outputs, metrics=metrics)
+    return StageResult(outputs=outputs, metrics=EvaluateMetrics.model_validate(metrics))

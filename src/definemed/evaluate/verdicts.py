@@ -39,6 +39,18 @@ class Verdict:
 
 
 class PairwiseJudge(Protocol):
+    """What the evaluate stage needs from a judge registered under `evaluate.judge.kind` (built-ins: reference,
+    openai, hf; a plugin registers its class with `register("judge", name, cls, config=ItsConfig)`).
+
+    Built once per stage run as `cls(config, cache_dir)`: the `evaluate.judge` section (the plugin's own config
+    model, whose `kind` literal is the registered name) and the run-level cache folder (`<run_dir>/.cache/judge`,
+    None outside a run) where it may keep replies across reruns. `judge_batch` returns one `Verdict` per item, in
+    order; answer A is shown first and the stage asks both orders itself. Optional attributes the stage reads:
+    `model` and `note` (shown in the report), `stats` (a dict shaped like `definemed.llm.EndpointStats`), `close()`
+    (called after judging), and a config field `max_invalid_share` (the stage fails above that share of invalid
+    verdicts).
+    """
+
     def judge_batch(self, items: list[JudgeItem]) -> list[Verdict]: ...
 
 

@@ -14,25 +14,24 @@ One `openai.AsyncOpenAI` transport (its own retries off: ours are counted), one 
   summed in `CallStats`: requests, answers, failures and retries by cause, prompt and completion tokens.
 - **Structured output** (`structured_mode`) is negotiated once per endpoint: `json_schema`, then `json_object`
   with the schema inside (llama.cpp), then plain text read by a strict parser; the choice is in the stats.
-- **Log-probabilities** (`score`): one output token with `top_logprobs`, chat endpoint first, `/completions` as
-  fallback; the probabilities of answer words ('ja'/'nein', 'A'/'B'/'C') are summed over their spellings.
+- **Log-probabilities** (`logprob_path`): one output token with `top_logprobs`, chat endpoint first,
+  `/completions` as fallback; the probabilities of answer words ('ja'/'nein', 'A'/'B'/'C') are summed over their
+  spellings (`answer_probabilities`). Both negotiations live in `negotiation.py`, reply parsing in `replies.py`,
+  the accounting records in `stats.py`.
 - Error texts and stored replies pass through `scrub`, so a key echoed by a proxy never reaches disk.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
-import math
 import random
 import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from definemed.llm.capacity import CapacityLimiter
@@ -45,14 +44,25 @@ from definemed.llm.endpoint import (
     scrub,
 )
 from definemed.llm.errors import FailureBudget, FailureBudgetExceeded
+from definemed.llm.negotiation import Negotiation
+from definemed.llm.replies import (  # answer_probabilities, response_format: imported from here by callers
+    STRUCTURED_MODES,
+    Reply,
+    answer_probabilities,
+    reply_from_json,
+    response_format,
+    retry_after_seconds,
+)
+from definemed.llm.stats import TRANSPORT_CAUSES, Attempt, CallStats, Outcome
 
 logger = logging.getLogger("definemed")
 
 T = TypeVar("T")
 R = TypeVar("R")
-TRANSPORT_CAUSES = ("timeout", "connection", "rate_limited", "server_error", "bad_request", "unsupported",
-                    "invalid_reply")
-STRUCTURED_MODES = ("json_schema", "json_object", "plain")
+
+__all__ = ["STRUCTURED_MODES", "TRANSPORT_CAUSES", "Attempt", "CallStats", "LLMClient", "Outcome", "Reply",
+           "SendPolicy", "answer_probabilities", "reply_from_json", "response_format", "retry_after_seconds",
+           "run_sync"]
 
 
 @dataclass(frozen=True)
@@ -76,149 +86,6 @@ class SendPolicy:
         return min(wait, self.max_backoff_s)
 
 
-@dataclass
-class Reply:
-    text: str
-    finish_reason: str | None = None
-    model: str | None = None
-    top_logprobs: dict[str, float] | None = None  # first output token: token text -> log-probability
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def cut(self) -> bool:
-        return self.finish_reason == "length"
-
-
-@dataclass
-class Attempt:
-    outcome: str  # "ok" or a cause from TRANSPORT_CAUSES
-    status: int | None
-    seconds: float
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    error: str | None = None
-
-
-@dataclass
-class Outcome:
-    """One item's request: the reply (None when every attempt failed) and every attempt."""
-
-    reply: Reply | None
-    attempts: list[Attempt] = field(default_factory=list)
-    cause: str | None = None  # why there is no reply
-    error: str | None = None
-
-    @property
-    def requests(self) -> int:
-        return len(self.attempts)
-
-    @property
-    def prompt_tokens(self) -> int:
-        return sum(a.prompt_tokens for a in self.attempts)
-
-    @property
-    def completion_tokens(self) -> int:
-        return sum(a.completion_tokens for a in self.attempts)
-
-
-@dataclass
-class CallStats:
-    requests: int = 0
-    answered: int = 0
-    setup_requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    retries: Counter[str] = field(default_factory=Counter)
-    failed: Counter[str] = field(default_factory=Counter)
-    structured_output: str | None = None
-    negotiation: list[dict[str, Any]] = field(default_factory=list)
-    logprobs: str | None = None
-    served_models: list[str] | None = None
-    capacity: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["retries"], out["failed"] = dict(self.retries), dict(self.failed)
-        return out
-
-
-def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds a server asks us to wait: `retry-after-ms`, `retry-after` as seconds or as an HTTP date."""
-    if not headers:
-        return None
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(float(ms) / 1000, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        return max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
-    except (TypeError, ValueError):
-        return None
-
-
-def _top_logprobs(choice: dict[str, Any]) -> dict[str, float] | None:
-    """The first output token's alternatives, from a chat (`content[0].top_logprobs`) or completions reply."""
-    lp = choice.get("logprobs")
-    if not isinstance(lp, dict):
-        return None
-    content = lp.get("content")
-    if isinstance(content, list) and content:
-        first = content[0] or {}
-        alts = {a["token"]: float(a["logprob"]) for a in first.get("top_logprobs") or [] if "token" in a}
-        if "token" in first and first.get("logprob") is not None:
-            alts.setdefault(first["token"], float(first["logprob"]))
-        return alts or None
-    tops = lp.get("top_logprobs")
-    if isinstance(tops, list) and tops and isinstance(tops[0], dict):
-        return {str(k): float(v) for k, v in tops[0].items()} or None
-    return None
-
-
-def reply_from_json(data: Any) -> Reply | None:
-    """A chat or text completion as `Reply`; None when the body is not one (a proxy's error page)."""
-    try:
-        choice = data["choices"][0]
-        message = choice.get("message")
-        text = (message or {}).get("content") if message is not None else choice.get("text")
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return None
-    usage = data.get("usage") or {}
-    return Reply(text=text or "", finish_reason=choice.get("finish_reason"), model=data.get("model"),
-                 top_logprobs=_top_logprobs(choice), prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                 completion_tokens=int(usage.get("completion_tokens") or 0))
-
-
-def answer_probabilities(top: dict[str, float] | None, options: Mapping[str, Sequence[str]]) -> dict[str, float]:
-    """P(option) normalised over `options` from a token's top log-probabilities; each option's words are matched
-    case-insensitively after stripping spaces and brackets, and their probabilities summed. Options absent from
-    the top alternatives get 0; when none is present the result is empty (the reply could not be scored)."""
-    mass = dict.fromkeys(options, 0.0)
-    for token, logprob in (top or {}).items():
-        norm = token.strip().strip("[]*\"'").lower()
-        for option, words in options.items():
-            if norm and norm in {w.lower() for w in words}:
-                mass[option] += math.exp(logprob)
-    total = sum(mass.values())
-    return {k: v / total for k, v in mass.items()} if total > 0 else {}
-
-
-def response_format(mode: str, schema: dict[str, Any], name: str = "reply") -> dict[str, Any] | None:
-    if mode == "json_schema":
-        return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
-    if mode == "json_object":  # llama.cpp / llama-cpp-python: a grammar built from the schema
-        return {"type": "json_object", "schema": schema}
-    return None
-
-
 def _http_response_class(client: Any) -> type:
     """The Response class of the HTTP library under the SDK: as `cast_to` it makes the SDK return the raw
     response (skipping its request transform and response model, about 40 % of its CPU per request)."""
@@ -229,10 +96,8 @@ def _http_response_class(client: Any) -> type:
     raise RuntimeError("cannot find the HTTP library under the openai client")
 
 
-class LLMClient:
+class LLMClient(Negotiation):
     """Use as `async with LLMClient(endpoint, policy) as llm:` (opens the transport and runs the setup probe)."""
-
-    _negotiated: dict[tuple[str, str, str], tuple[str, list[dict[str, Any]]]] = {}  # per process and endpoint
 
     def __init__(self, endpoint: Endpoint, policy: SendPolicy | None = None, probe: bool = True) -> None:
         self.endpoint = endpoint
@@ -380,80 +245,6 @@ class LLMClient:
             logger.info("%s: %s, retry %d/%d in %.1f s", ep.who, cause, attempt + 1, policy.max_retries, wait)
             await asyncio.sleep(wait)
         raise AssertionError("unreachable: the last attempt returns")
-
-    # ------------------------------------------------------------------------------------------ negotiation
-    async def _setup_post(self, path: str, body: dict[str, Any]) -> tuple[int | None, Any]:
-        """A negotiation request: (HTTP status, body); transport failures are retried like any request."""
-        import openai
-
-        for attempt in range(self.policy.max_retries + 1):
-            self.stats.setup_requests += 1
-            try:
-                return 200, await self._post(path, body, self.policy.timeout(body.get("max_tokens")))
-            except openai.APIStatusError as exc:
-                if exc.status_code in (401, 403):
-                    raise self.endpoint.refused(exc.status_code, self.scrub(str(exc)) or "") from None
-                if exc.status_code not in (429, 503):
-                    return exc.status_code, self.scrub(str(exc))
-            except openai.APIConnectionError as exc:  # time-outs included
-                if attempt >= self.policy.max_retries:
-                    raise EndpointSetupError(f"{self.endpoint.who}: {self.endpoint.url} did not answer the set-up "
-                                             f"request ({type(exc).__name__})") from None
-            await asyncio.sleep(self.policy.backoff(attempt, None, self._rng))
-        return None, "no answer"
-
-    async def structured_mode(self, schema: dict[str, Any], wanted: str = "auto") -> str:
-        """The response_format this endpoint accepts: `wanted`, or for 'auto' the first of json_schema,
-        json_object + schema, plain that the server answers with 200. Asked once per endpoint and process."""
-        key = (self.endpoint.url, self.endpoint.model, wanted)
-        if key not in self._negotiated:
-            if wanted != "auto":
-                self._negotiated[key] = (wanted, [{"mode": wanted, "status": None, "note": "set in the config"}])
-            else:
-                tried: list[dict[str, Any]] = []
-                chosen = "plain"
-                for mode in ("json_schema", "json_object"):
-                    body = {"model": self.endpoint.model, "max_tokens": 8, "temperature": 0,
-                            "messages": [{"role": "user", "content": "Antworte mit einem JSON-Objekt."}],
-                            "response_format": response_format(mode, schema)}
-                    status, data = await self._setup_post("/chat/completions", body)
-                    tried.append({"mode": mode, "status": status,
-                                  **({} if status == 200 else {"error": str(data)[:200]})})
-                    if status == 200 and reply_from_json(data) is not None:
-                        chosen = mode
-                        break
-                self._negotiated[key] = (chosen, tried)
-                logger.info("%s: structured output via %s (%s)", self.endpoint.who, chosen, tried)
-        self.stats.structured_output, self.stats.negotiation = self._negotiated[key]
-        return self.stats.structured_output
-
-    async def logprob_path(self) -> str:
-        """'/chat/completions' when the server returns top_logprobs there, else '/completions'; raises when
-        neither does (use a generating method instead)."""
-        key = (self.endpoint.url, self.endpoint.model, "logprobs")
-        if key not in self._negotiated:
-            tried: list[dict[str, Any]] = []
-            chosen = None
-            for path in ("/chat/completions", "/completions"):
-                status, data = await self._setup_post(path, self.logprob_body(path, "Sag ja.", 5))
-                reply = reply_from_json(data) if status == 200 else None
-                ok = reply is not None and bool(reply.top_logprobs)
-                tried.append({"path": path, "status": status, "top_logprobs": ok})
-                if ok:
-                    chosen = path
-                    break
-            if chosen is None:
-                raise EndpointSetupError(f"{self.endpoint.who}: {self.endpoint.url} returns no log-probabilities "
-                                         f"(tried {tried}); use method: generate for this endpoint")
-            self._negotiated[key] = (chosen, tried)
-        self.stats.logprobs = self._negotiated[key][0]
-        return self.stats.logprobs
-
-    def logprob_body(self, path: str, prompt: str, top: int = 20) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.endpoint.model, "max_tokens": 1, "temperature": 0}
-        if path == "/completions":
-            return body | {"prompt": prompt, "logprobs": top}
-        return body | {"messages": [{"role": "user", "content": prompt}], "logprobs": True, "top_logprobs": top}
 
     # ------------------------------------------------------------------------------------------ many items
     async def map(self, items: Sequence[T], fn: Callable[[T], Awaitable[R]], *,

@@ -7,7 +7,7 @@ is reported in seconds and before anything is written, instead of as a shape err
 from __future__ import annotations
 
 import json
-import struct
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +36,25 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def tensor_shapes(files: Iterable[str | Path]) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of safetensors files, from their headers (safetensors maps the file; no tensor is
+    read, and the numpy framework keeps torch out of it)."""
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in files:
+        with safe_open(str(file), framework="numpy") as fh:
+            for name in fh.keys():  # noqa: SIM118 - a safetensors handle is not iterable
+                shapes[name] = tuple(fh.get_slice(name).get_shape())
+    return shapes
+
+
 def safetensors_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor name -> shape from the safetensors headers (8-byte length + JSON), without loading weights."""
+    """Tensor name -> shape of a checkpoint folder's safetensors weights, without loading them."""
     files = sorted(model_dir.glob("*.safetensors"))
     if not files:
         raise MergeCompatibilityError(f"{model_dir} has no *.safetensors weights (pickled .bin is not merged)")
-    shapes: dict[str, tuple[int, ...]] = {}
-    for file in files:
-        with file.open("rb") as fh:
-            (length,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(length))
-        for name, info in header.items():
-            if name != "__metadata__":
-                shapes[name] = tuple(info["shape"])
-    return shapes
+    return tensor_shapes(files)
 
 
 def _vocab_size(config: dict[str, Any]) -> int | None:

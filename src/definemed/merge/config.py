@@ -8,7 +8,6 @@ from pydantic import Field, field_validator, model_validator
 
 from definemed.schema import Strict, open_union
 
-
 # -------------------------------------------------------------------------------------------------- merge
 # A merge factor: one number, or anchors spread over the layers (mergekit gradient).
 Factor = float | list[float]
@@ -76,8 +75,10 @@ class MergeSweepConfig(Strict):
         return self
 
 
-class _MergeCommon(Strict):
-    """`base`: the instruct model under `models:`: tokenizer and chat-template donor, the report's base."""
+class MergeMethodConfig(Strict):
+    """What every merge method's config has (a plugin method's config subclasses it, adding `kind: Literal[...]`
+    and its own parameters). `base`: the instruct model under `models:`: tokenizer and chat-template donor, the
+    report's base. A method that reads more models than `base` and 'cpt' lists them in `model_names`."""
 
     base: str = "instruct"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
@@ -89,7 +90,10 @@ class _MergeCommon(Strict):
         return [self.base, CPT_MODEL]
 
 
-class SlerpMergeConfig(_MergeCommon):
+_MergeCommon = MergeMethodConfig  # the name tests/plugins/midpoint_merge.py imports (#12: moves to the public one)
+
+
+class SlerpMergeConfig(MergeMethodConfig):
     """Layer-wise SLERP as in the paper. `t` is the weight of the CPT model (0 = instruct, 1 = CPT): a number,
     a list of anchors interpolated across the layers (mergekit gradient), or a mapping of tensor-name filters
     to such factors ({self_attn: [...], mlp: [...], default: ...}; first matching filter wins)."""
@@ -123,7 +127,7 @@ def _unique_with_cpt(models: list[WeightedModel]) -> list[WeightedModel]:
     return models
 
 
-class LinearMergeConfig(_MergeCommon):
+class LinearMergeConfig(MergeMethodConfig):
     """Weighted average of checkpoints (normalised by the sum of weights unless `normalize: false`)."""
 
     kind: Literal["linear"] = "linear"
@@ -140,7 +144,7 @@ class LinearMergeConfig(_MergeCommon):
         return list(dict.fromkeys([self.base, *(m.model for m in self.models)]))
 
 
-class TaskArithmeticMergeConfig(_MergeCommon):
+class TaskArithmeticMergeConfig(MergeMethodConfig):
     """base_model + sum(weight * (model - base_model)). The chat-vector form CPT + (instruct - base): models
     cpt and instruct at weight 1 with `base_model` the pre-instruct base (null: `base`)."""
 

@@ -1,49 +1,68 @@
-"""The merge stage's contract: the method's section and the models it reads; with a sweep, also what the sweep's
-proxies read (CPT held-out settings, generation, multiple-choice tasks, prompts, the analyze settings)."""
+"""The merge stage's contract: the method's section and the models it reads; with a sweep, also the settings the
+sweep's proxies read (CPT held-out split, the proxy's multiple-choice task, prompts, the analyze language rule)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from definemed.analyze.config import AnalyzeConfig
-from definemed.evaluate.config import GenerationConfig, McqConfig
-from definemed.merge.config import CPT_MODEL, MergeConfig, SlerpMergeConfig
+from definemed.evaluate.config import HfGenerationConfig, McqConfig
+from definemed.merge.config import CPT_MODEL, MergeConfig
 from definemed.merge.metrics import MergeMetrics
 from definemed.schema import ModelSpec
 from definemed.stage import InputPath, Inputs, Stage
-from definemed.train.config import CptConfig
+from definemed.train.config import PackingConfig
 
 if TYPE_CHECKING:
     from definemed.config import DefinemedConfig
 
 
 class SweepInputs(Inputs):
-    """What the sweep's proxies read besides the merge section."""
+    """Exactly the settings of other sections that the sweep's proxies read, so changing any other evaluate or
+    analyze setting does not rerun a sweep (a CPT setting reruns merge anyway, through the cpt stage's run id)."""
 
-    cpt: CptConfig
-    generation: GenerationConfig
-    mcq: McqConfig
+    # loss proxy: the cpt stage's held-out split of the corpus, packed as the cpt stage packs it
+    block_size: int
+    heldout_fraction: float
+    packing: PackingConfig
+    # accuracy proxy: evaluate.mcq with only the proxy's task (None: no accuracy proxy)
+    mcq: McqConfig | None
+    # mixing proxy: evaluate.prompts (None: proxy.prompts is 0), answered with the system prompt of the hf
+    # generator, and the analyze stage's line-level language rule
     prompts: Path | None
-    analyze: AnalyzeConfig
+    system_prompt: str | None
+    expected_language: str
+    min_line_tokens: int
+    lid_threshold: float
 
 
 class MergeInputs(Inputs):
     merge: MergeConfig
     models: dict[str, ModelSpec]  # every name the merge reads except 'cpt'
-    seed: int
-    sweep: SweepInputs | None = None
+    seed: int  # a method's random seed when its `seed` is null (dare_ties); the sweep's generation and lm-eval
+    sweep: SweepInputs | None = None  # set exactly when merge.sweep is
 
 
 def bind(cfg: DefinemedConfig) -> MergeInputs:
     merge = cfg.merge
     models = {m: cfg.models[m] for m in merge.model_names() if m in cfg.models}
-    sweep = None
-    if getattr(merge, "sweep", None) is not None:
-        ev = cfg.evaluate
-        sweep = SweepInputs(cpt=cfg.cpt, generation=ev.generation, mcq=ev.mcq, prompts=ev.prompts,
-                            analyze=cfg.analyze)
-    return MergeInputs(merge=merge, models=models, seed=cfg.run.seed, sweep=sweep)
+    sweep = getattr(merge, "sweep", None)
+    return MergeInputs(merge=merge, models=models, seed=cfg.run.seed,
+                       sweep=None if sweep is None else bind_sweep(cfg, sweep.proxy))
+
+
+def bind_sweep(cfg: DefinemedConfig, proxy: Any) -> SweepInputs:
+    ev, an, cpt = cfg.evaluate, cfg.analyze, cfg.cpt
+    mcq = None
+    if proxy.mcq_task is not None:
+        tasks = [t for t in ev.mcq.tasks if t.name == proxy.mcq_task]
+        mcq = ev.mcq.model_copy(update={"tasks": tasks, "limit": None})  # the dev split is the limit
+    generation = ev.generation
+    return SweepInputs(
+        block_size=cpt.block_size, heldout_fraction=cpt.heldout_fraction, packing=cpt.packing, mcq=mcq,
+        prompts=ev.prompts if proxy.prompts > 0 else None,
+        system_prompt=generation.system_prompt if isinstance(generation, HfGenerationConfig) else None,
+        expected_language=an.expected_language, min_line_tokens=an.min_line_tokens, lid_threshold=an.lid_threshold)
 
 
 def check(cfg: DefinemedConfig) -> None:
@@ -66,9 +85,16 @@ def check(cfg: DefinemedConfig) -> None:
 
 
 def paths(cfg: DefinemedConfig) -> list[InputPath]:
-    from definemed.corpus.contract import benchmark_paths
-
-    return benchmark_paths(cfg) if getattr(cfg.merge, "sweep", None) is not None else []
+    """A sweep's evaluation data: the proxy's multiple-choice task and the prompts."""
+    sweep = getattr(cfg.merge, "sweep", None)
+    if sweep is None:
+        return []
+    ev, proxy = cfg.evaluate, sweep.proxy
+    out = [InputPath(f"evaluate.mcq.tasks.{i}.path", task.path) for i, task in enumerate(ev.mcq.tasks)
+           if task.name == proxy.mcq_task and task.path is not None]
+    if proxy.prompts > 0 and ev.prompts is not None:
+        out.append(InputPath("evaluate.prompts", ev.prompts))
+    return out
 
 
 STAGE = Stage(name="merge", help="merge the CPT checkpoint back into the instruct model (mergekit)",

@@ -25,15 +25,15 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import json
 import math
 import os
-import struct
 import sys
 from typing import Any
 
 from mergekit.io.lazy_tensor_loader import LazyTensorLoader, ShardedTensorIndex
 from mergekit.io.tasks import LoaderCache
+
+from definemed.merge.checks import tensor_shapes
 
 M_MMAP_THRESHOLD = -3  # mallopt parameter, glibc malloc.h
 LARGE_TENSOR_MMAP_THRESHOLD = 2 << 20
@@ -71,13 +71,8 @@ def largest_numel(index: ShardedTensorIndex) -> int | None:
     """Elements of the largest tensor of a safetensors checkpoint, from its headers (None for pickled shards)."""
     if not index.is_safetensors:
         return None
-    largest = 0
-    for shard in index.shards:
-        with open(os.path.join(index.base_path, shard.filename), "rb") as fh:
-            (length,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(length))
-        largest = max([largest, *(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")])
-    return largest
+    shapes = tensor_shapes(os.path.join(index.base_path, shard.filename) for shard in index.shards)
+    return max((math.prod(shape) for shape in shapes.values()), default=0)
 
 
 def use_releasing_loaders(merge_config: Any, options: Any) -> None:

@@ -1,9 +1,12 @@
 """Merge methods as mergekit configurations. Each builder returns the YAML-able dict mergekit reads.
 
-Registered under `merge_method` in the registry; the stage looks the builder up by `cfg.merge.kind` and calls it
-with the merge config and `paths`: every model name the config uses ('cpt' included) mapped to a local folder.
-Paths are made absolute: mergekit treats relative one-slash paths as hub ids. No builder sets a tokenizer
-source: the stage copies the tokenizer of `base` (the instruct model) itself, whichever model is mergekit's base.
+A merge method is a `merge_method` registry entry: a builder `(merge, paths) -> dict` registered with its config
+model, `registry.register("merge_method", name, builder, description, config=Model)`, where `Model` subclasses
+`merge.config.MergeMethodConfig` with `kind: Literal[name]`. The stage calls the builder of `merge.kind` with the
+validated merge section and `paths`: every name of `merge.model_names()` ('cpt' included) mapped to a local
+folder. The builder sees nothing else (no root config); the stage runs mergekit, copies the tokenizer of `base`
+(the instruct model) and writes the card. Paths are made absolute: mergekit treats relative one-slash paths as
+hub ids. No builder sets a tokenizer source, whichever model is mergekit's base.
 """
 
 from __future__ import annotations
@@ -107,17 +110,15 @@ def _delta_config(method: str, cfg: TaskArithmeticMergeConfig, paths: Mapping[st
 
 
 def layer_factors(t: Factor, num_layers: int) -> list[float]:
-    """The factor each layer gets, exactly as mergekit resolves a gradient (for the model card and tests)."""
-    if not isinstance(t, list):
-        return [float(t)] * num_layers
-    out = []
-    for idx in range(num_layers):
-        pos = idx / (num_layers - 1) if num_layers > 1 else 1.0
-        scaled = pos * (len(t) - 1)
-        i0 = int(scaled)
-        i1 = min(len(t) - 1, i0 + 1)
-        out.append((1 - (scaled - i0)) * t[i0] + (scaled - i0) * t[i1])
-    return out
+    """The factor each layer gets (for the model card and tests), resolved by mergekit's own `evaluate_setting`
+    with its SLERP `t` validator. The layer's position in the gradient, idx / (num_layers - 1) (1 for a single
+    layer), is written out inline in mergekit's `MergePlanner.plan_slice`, which offers no function to call."""
+    from mergekit.config import evaluate_setting
+    from mergekit.merge_methods.registry import get
+
+    spec = next(p for p in get("slerp").spec.shared_parameters if p.name == "t")
+    positions = [idx / (num_layers - 1) if num_layers > 1 else 1.0 for idx in range(num_layers)]
+    return [evaluate_setting("", _curve(t), pos, validate=spec.validate) for pos in positions]
 
 
 def module_factors(t: SlerpFactor, num_layers: int) -> dict[str, list[float]]:

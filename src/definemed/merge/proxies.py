@@ -6,6 +6,8 @@
   the corpus outputs with the same id-hash split and packing the cpt stage uses (`definemed.train.data`).
 - `mixing_rate`: share of answers to the first `prompts` open prompts with at least one line that language ID
   puts in another language than `analyze.expected_language` (the analyze stage's line-level rule).
+
+What the proxies read of other sections is bound in `contract.SweepInputs`, nothing else.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from definemed.artifacts import read_jsonl, write_jsonl
-from definemed.stage import StageContext
-from definemed.config import DefinemedConfig
 from definemed.evaluate.config import HfGenerationConfig
+from definemed.merge.config import SweepProxyConfig
+from definemed.merge.contract import SweepInputs
 from definemed.runfolder import safe_join
+from definemed.stage import StageContext
+from definemed.train.config import CptConfig
 from definemed.train.monitor import perplexity
 
 logger = logging.getLogger("definemed")
@@ -45,25 +49,26 @@ def write_dev_split(task_path: Path, limit: int, target: Path) -> list[str]:
 class ProxyScorer:
     """Scores candidate folders one after another; the dev split, prompts and held-out data are built once."""
 
-    def __init__(self, cfg: DefinemedConfig, ctx: StageContext, work_dir: Path) -> None:
-        self.cfg, self.ctx, self.work_dir = cfg, ctx, work_dir
-        self.proxy = cfg.merge.sweep.proxy  # type: ignore[union-attr]
+    def __init__(self, inputs: SweepInputs, proxy: SweepProxyConfig, seed: int, ctx: StageContext,
+                 work_dir: Path) -> None:
+        self.inputs, self.proxy, self.seed, self.ctx, self.work_dir = inputs, proxy, seed, ctx, work_dir
         self.dev_ids: list[str] = []
-        self.mcq = self._dev_mcq_config() if self.proxy.mcq_task else None
+        self.mcq = self._dev_mcq_config() if inputs.mcq is not None else None
         self.prompts = self._prompts()
         self._heldout: dict[str, Any] | None = None
 
     def _dev_mcq_config(self) -> Any:
-        task = next(t for t in self.cfg.evaluate.mcq.tasks if t.name == self.proxy.mcq_task)
+        """evaluate.mcq reduced to the dev split of the proxy's task (the only task bound)."""
+        assert self.inputs.mcq is not None
+        (task,) = self.inputs.mcq.tasks
         dev_file = safe_join(self.work_dir / "dev", task.name, ".jsonl")
         self.dev_ids = write_dev_split(task.path, self.proxy.mcq_limit, dev_file)
-        return self.cfg.evaluate.mcq.model_copy(update={"tasks": [task.model_copy(update={"path": dev_file})],
-                                                        "limit": None})
+        return self.inputs.mcq.model_copy(update={"tasks": [task.model_copy(update={"path": dev_file})]})
 
     def _prompts(self) -> list[str]:
-        if self.proxy.prompts == 0 or self.cfg.evaluate.prompts is None:
+        if self.inputs.prompts is None:
             return []
-        return [r["prompt"] for r in read_jsonl(self.cfg.evaluate.prompts)[: self.proxy.prompts]]
+        return [r["prompt"] for r in read_jsonl(self.inputs.prompts)[: self.proxy.prompts]]
 
     def score(self, model_dir: Path, name: str) -> dict[str, float | None]:
         """Every proxy for one candidate (None where switched off or without data)."""
@@ -74,20 +79,18 @@ class ProxyScorer:
             from definemed.evaluate.mcq import evaluate_mcq
             from definemed.evaluate.resolve import ModelRef
 
-            result = evaluate_mcq(ModelRef(name, str(model_dir)), self.mcq, self.work_dir / "mcq", self.cfg.run.seed)
+            result = evaluate_mcq(ModelRef(name, str(model_dir)), self.mcq, self.work_dir / "mcq", self.seed)
             scores["mcq_acc"] = float(result["tasks"][self.proxy.mcq_task]["acc"])
-        gen_cfg = self.cfg.evaluate.generation
-        system = gen_cfg.system_prompt if isinstance(gen_cfg, HfGenerationConfig) else None
         generator = HfGenerator(str(model_dir), HfGenerationConfig(
-            max_new_tokens=self.proxy.max_new_tokens, batch_size=max(1, len(self.prompts)), system_prompt=system),
-            seed=self.cfg.run.seed)
+            max_new_tokens=self.proxy.max_new_tokens, batch_size=max(1, len(self.prompts)),
+            system_prompt=self.inputs.system_prompt), seed=self.seed)
         try:
             if self.proxy.heldout_blocks > 0:
                 for split, loss in self._losses(generator.model, generator.tokenizer).items():
                     scores[f"{split}_loss"], scores[f"{split}_ppl"] = loss, perplexity(loss)
             if self.prompts:
                 answers = [g.text for g in generator.generate(self.prompts, desc=f"sweep {name}")]
-                scores["mixing_rate"] = mixing_rate(answers, self.cfg)
+                scores["mixing_rate"] = mixing_rate(answers, self.inputs)
         finally:
             generator.close()
         return scores
@@ -102,9 +105,11 @@ class ProxyScorer:
         from definemed.train.data import build_heldout
         from definemed.train.packing import resolve_packing_mode
 
-        cpt = self.cfg.cpt.model_copy(update={"eval_max_blocks": self.proxy.heldout_blocks})
+        bound = self.inputs
+        cpt = CptConfig(block_size=bound.block_size, heldout_fraction=bound.heldout_fraction, packing=bound.packing,
+                        eval_max_blocks=self.proxy.heldout_blocks)
         mode = resolve_packing_mode(cpt.packing.mode, model)
-        outputs = self.ctx.upstream.get("corpus", {}).get("outputs", {})
+        outputs = self.ctx.outputs("corpus")
         sets = {}
         for split in ("medical", "general"):
             if split in outputs:
@@ -130,11 +135,11 @@ def heldout_loss(model: Any, blocks: list[dict[str, Any]]) -> float | None:
     return round(sum(losses) / len(losses), 6)
 
 
-def mixing_rate(answers: list[str], cfg: DefinemedConfig) -> float | None:
-    """Share of answers with a kept line whose language is not the expected one (analyze stage's rule)."""
+def mixing_rate(answers: list[str], an: SweepInputs) -> float | None:
+    """Share of answers with a kept line whose language is not the expected one (analyze stage's rule, with
+    the analyze settings bound in `an`)."""
     from definemed.analyze.langid import identify, split_lines
 
-    an = cfg.analyze
     per_answer = [[line for line, _ in split_lines(a, an.min_line_tokens)] for a in answers]
     langs = iter(identify([line for lines in per_answer for line in lines]))
     mixed = 0

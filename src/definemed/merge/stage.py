@@ -17,13 +17,14 @@ from typing import Any
 
 from definemed import registry
 from definemed.artifacts import read_json, write_json, write_text
-from definemed.stage import StageContext, StageResult
-from definemed.config import DefinemedConfig
-from definemed.merge.config import CPT_MODEL, DareTiesMergeConfig
 from definemed.merge.card import model_card
 from definemed.merge.checks import check_compatible, local_model_dir, read_config
+from definemed.merge.config import CPT_MODEL
+from definemed.merge.contract import MergeInputs
 from definemed.merge.methods import method_parameters
+from definemed.merge.metrics import MergeMetrics
 from definemed.models import resolve
+from definemed.stage import StageContext, StageResult
 
 logger = logging.getLogger("definemed")
 
@@ -31,55 +32,61 @@ MODEL_DIR = "model"
 CONFIG_FILE = "merge_config.yaml"
 
 
-def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
+def run(inputs: MergeInputs, ctx: StageContext) -> StageResult[MergeMetrics]:
     t0 = time.perf_counter()
-    merge = cfg.merge
-    paths = input_paths(cfg, ctx)
+    merge = inputs.merge
+    paths = input_paths(inputs, ctx)
     for name, path in paths.items():
         if name != merge.base:
             check_compatible(paths[merge.base], path)
 
-    outputs, metrics = {"model": MODEL_DIR}, {}
-    sweep = getattr(merge, "sweep", None)
-    if sweep is None:
-        merge_model(cfg, merge, paths, ctx.stage_dir / MODEL_DIR)
+    outputs: dict[str, str] = {"model": MODEL_DIR}
+    base_id = inputs.models[merge.base].id
+    sweep = None
+    if inputs.sweep is None:
+        merge_model(merge, paths, base_id, inputs.seed, ctx.stage_dir / MODEL_DIR)
         t = merge.t if merge.kind == "slerp" else None
     else:
-        from definemed.merge.sweep import run_sweep
+        from definemed.merge.sweep import SWEEP_FILE, run_sweep
 
-        metrics["sweep"] = run_sweep(cfg, ctx, paths, ctx.stage_dir / MODEL_DIR)
-        outputs["sweep"] = "sweep.json"
-        t = metrics["sweep"]["chosen"]["t"]
+        sweep = run_sweep(inputs, ctx, paths, ctx.stage_dir / MODEL_DIR)
+        outputs["sweep"] = SWEEP_FILE
+        t = sweep.chosen.t
     seconds = round(time.perf_counter() - t0, 2)
     logger.info("[merge] %s of %s in %.1f s", merge.kind, ", ".join(paths), seconds)
     params = method_parameters(merge) | ({"t": t} if merge.kind == "slerp" else {})
     # The report plots `t` as a curve: a per-module mapping reports its default curve there, in full under
     # `parameters`.
     plotted = t.get("default") if isinstance(t, dict) else t
-    metrics = {"method": merge.kind, "base": cfg.models[merge.base].id, "t": plotted, "seconds": seconds,
-               "parameters": params, "inputs": {k: str(v) for k, v in paths.items()}, **metrics}
+    metrics = MergeMetrics(method=merge.kind, base=base_id, t=plotted, seconds=seconds, parameters=params,
+                           inputs={k: str(v) for k, v in paths.items()}, sweep=sweep)
     return StageResult(outputs=outputs, metrics=metrics)
 
 
-def input_paths(cfg: DefinemedConfig, ctx: StageContext) -> dict[str, Path]:
+def input_paths(inputs: MergeInputs, ctx: StageContext) -> dict[str, Path]:
     """Every model the merge names, as a local folder: `models:` entries resolved, 'cpt' the cpt stage output."""
     paths: dict[str, Path] = {}
-    for name in cfg.merge.model_names():
+    for name in inputs.merge.model_names():
         if name == CPT_MODEL:
             paths[name] = ctx.input_path("cpt", "model").resolve()
         else:
-            spec = cfg.models[name]
+            spec = inputs.models[name]
             paths[name] = local_model_dir(resolve(spec.id), spec.revision)
     return paths
 
 
-def merge_model(cfg: DefinemedConfig, merge: Any, paths: dict[str, Path], target: Path, notes: str = "") -> None:
-    """Build the mergekit config for `merge`, run it into `target` and write tokenizer, config and card."""
+def merge_model(merge: Any, paths: dict[str, Path], base_id: str, run_seed: int, target: Path,
+                notes: str = "") -> None:
+    """Build the mergekit config for `merge` (the `merge_method` registry entry of its kind), run it into
+    `target` and write tokenizer, config and card. A method whose config declares `seed` (DARE's random drop)
+    merges with that seed, or `run_seed` when it is null."""
     merge_dict = registry.get("merge_method", merge.kind)(merge, paths)
     donor = paths[merge.base]
     layers = read_config(donor).get("num_hidden_layers")
-    card = model_card(merge, merge_dict, cfg.models[merge.base].id, paths, layers, notes)
-    seed = (merge.seed if merge.seed is not None else cfg.run.seed) if isinstance(merge, DareTiesMergeConfig) else None
+    card = model_card(merge, merge_dict, base_id, paths, layers, notes)
+    seed = None
+    if "seed" in type(merge).model_fields:
+        seed = merge.seed if merge.seed is not None else run_seed
     run_mergekit(merge_dict, target, card, donor, seed=seed, shard_params=merge.out_shard_params)
 
 

@@ -16,7 +16,8 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#1b1f24;line-height:1.45}
 h1{border-bottom:2px solid #2b6cb0;padding-bottom:.3em}h2{margin-top:2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:1em 0;font-size:.92em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
+table{border-collapse:collapse;margin:1em 0;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
 th{background:#edf2f7}td:first-child,th:first-child{text-align:left}figure{margin:1em 0}
 figcaption{font-size:.9em;color:#555}img{max-width:100%}pre{background:#f6f8fa;padding:.8em;overflow-x:auto;
 white-space:pre-wrap}mark{background:#fed7d7}.note{color:#555;font-size:.92em}
@@ -141,7 +142,8 @@ def render_html(title: str, sections: list[Section]) -> str:
             elif isinstance(b, Figure):
                 data = base64.b64encode(b.png).decode()
                 parts.append(f'<figure><img class="plot" alt="{html.escape(b.caption)}" data-name="{b.name}" '
-                             f'src="data:image/png;base64,{data}"><figcaption>{html.escape(b.caption)}</figcaption></figure>')
+                             f'src="data:image/png;base64,{data}">'
+                             f'<figcaption>{html.escape(b.caption)}</figcaption></figure>')
             elif isinstance(b, Link):
                 parts.append(f'<p><a class="artifact" href="{html.escape(b.href)}">{html.escape(b.text)}</a></p>')
             elif isinstance(b, Example):

@@ -1,11 +1,12 @@
-"""Metrics of the report stage (manifest.json `metrics`), read as attributes downstream."""
+"""Metrics of the report stage (manifest.json `metrics`): what was written and which sections could not be built."""
 
 from __future__ import annotations
-
-from pydantic import ConfigDict
 
 from definemed.stage import Metrics
 
 
 class ReportMetrics(Metrics):
-    model_config = ConfigDict(extra="allow")  # PLACEHOLDER: typed fields come next (#12)
+    sections: list[str]  # section titles, in report order
+    figures: int
+    # "<section>: <error>" for each section that could not be built (the report shows a note in its place).
+    failed_sections: list[str]

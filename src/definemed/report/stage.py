@@ -5,39 +5,38 @@ from __future__ import annotations
 import logging
 
 from definemed.artifacts import write_text
-from definemed.stage import StageContext, StageResult
-from definemed.config import DefinemedConfig
-from definemed.report.document import Section, render_html, render_markdown
+from definemed.report.contract import ReportInputs
+from definemed.report.document import Figure, Section, render_html, render_markdown
+from definemed.report.metrics import ReportMetrics
 from definemed.report.sections import BUILDERS
+from definemed.stage import StageContext, StageResult
 
 logger = logging.getLogger("definemed")
 
 
-def build_sections(cfg: DefinemedConfig, ctx: StageContext) -> tuple[list[Section], list[str]]:
+def build_sections(inputs: ReportInputs, ctx: StageContext) -> tuple[list[Section], list[str]]:
     """Every section; one that cannot be built becomes a visible note instead of sinking the whole report."""
     sections, failures = [], []
-    for builder in BUILDERS:
+    for name, builder in BUILDERS:
         try:
-            sections.append(builder(cfg, ctx))
+            sections.append(builder(inputs, ctx))
         except Exception as exc:  # a report with one broken section is still worth writing
-            logger.warning("[report] section '%s' failed: %s", builder.__name__, exc)
-            failures.append(f"{builder.__name__}: {exc}")
-            sections.append(Section(builder.__name__, builder.__name__,
-                                    [f"This section could not be built: {type(exc).__name__}: {exc}"]))
+            logger.warning("[report] section '%s' failed: %s", name, exc)
+            failures.append(f"{name}: {exc}")
+            sections.append(Section(name, name, [f"This section could not be built: {type(exc).__name__}: {exc}"]))
     return sections, failures
 
 
-def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
-    sections, failures = build_sections(cfg, ctx)
-    outputs = {}
-    if "md" in cfg.report.formats:
-        md = render_markdown(cfg.report.title, sections, ctx.stage_dir / "figures")
-        write_text(ctx.stage_dir / "report.md", md)
+def run(inputs: ReportInputs, ctx: StageContext) -> StageResult[ReportMetrics]:
+    sections, failures = build_sections(inputs, ctx)
+    title, outputs = inputs.report.title, {}
+    if "md" in inputs.report.formats:
+        write_text(ctx.stage_dir / "report.md", render_markdown(title, sections, ctx.stage_dir / "figures"))
         outputs["markdown"] = "report.md"
-    if "html" in cfg.report.formats:
-        write_text(ctx.stage_dir / "report.html", render_html(cfg.report.title, sections))
+    if "html" in inputs.report.formats:
+        write_text(ctx.stage_dir / "report.html", render_html(title, sections))
         outputs["html"] = "report.html"
-    figures = sum(1 for s in sections for b in s.blocks if type(b).__name__ == "Figure")
+    figures = sum(1 for s in sections for b in s.blocks if isinstance(b, Figure))
     logger.info("[report] %d sections, %d figures -> %s", len(sections), figures, ctx.stage_dir)
-    return StageResult(outputs=outputs, metrics={"sections": [s.title for s in sections], "figures": figures,
-                                                 "failed_sections": failures})
+    return StageResult(outputs=outputs, metrics=ReportMetrics(sections=[s.title for s in sections], figures=figures,
+                                                              failed_sections=failures))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from definemed.schema import ModelSpec
-from definemed.stage import InputPath, Inputs, Stage
+from definemed.stage import InputPath, Inputs, Stage, listing
 from definemed.train.config import CptConfig
 from definemed.train.metrics import CptMetrics
 
@@ -16,8 +16,13 @@ if TYPE_CHECKING:
 
 class CptInputs(Inputs):
     cpt: CptConfig
-    model: ModelSpec
+    model: ModelSpec  # models[cpt.model]
     seed: int
+
+    def fingerprints(self) -> dict[str, Any]:
+        """Also the shards of local replay folders (named as strings; 'corpus:general' is the corpus stage's)."""
+        local = [src for src in self.cpt.replay.sources if ":" not in src]
+        return {**super().fingerprints(), "replay": listing(local, "**/*.jsonl*")}
 
 
 def bind(cfg: DefinemedConfig) -> CptInputs:

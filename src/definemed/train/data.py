@@ -8,9 +8,6 @@ does not change when replay is switched on or off.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,42 +15,12 @@ from typing import Any
 
 import numpy as np
 
-SHARD_PATTERNS = ("*.jsonl.gz", "*.jsonl")
+# One reader and one split rule for every stage (definemed.documents); CPT's split is unsalted (seed=None), see there
+# why it differs from the corpus classifier's. Re-exported: the train package and its tests import them from here.
+from definemed.documents import SHARD_PATTERNS, is_heldout, iter_documents, shard_files
 
-
-def shard_files(folder: str | Path) -> list[Path]:
-    """The JSONL(.gz) shards under a datatrove JsonlWriter output folder, in a stable order."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"corpus folder {folder} does not exist")
-    return sorted({p for pattern in SHARD_PATTERNS for p in folder.rglob(pattern)})
-
-
-def iter_documents(source: str | Path | Iterable[Path]) -> Iterator[dict[str, Any]]:
-    """Documents (keys text, id, metadata) of a shard folder or of a list of shard files, in the given order."""
-    files = shard_files(source) if isinstance(source, str | Path) else list(source)
-    for path in files:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    doc = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{lineno}: malformed JSON: {exc.msg}") from None
-                if doc.get("text"):
-                    yield doc
-
-
-def is_heldout(doc: dict[str, Any], fraction: float) -> bool:
-    """Deterministic split: a document is held out when the hash of its id falls below `fraction`.
-
-    Hashing the id (not the position) keeps the split stable when shards are reordered or the corpus grows.
-    """
-    key = str(doc.get("id") or doc["text"])
-    bucket = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2**64
-    return bucket < fraction
+__all__ = ["SHARD_PATTERNS", "BlockList", "HeldoutSet", "build_heldout", "is_heldout", "iter_documents",
+           "shard_files", "tokenize_texts"]
 
 
 def tokenize_texts(tokenizer: Any, texts: Iterable[str], batch: int = 256) -> Iterator[list[int]]:

@@ -94,7 +94,7 @@ def describe_cpt_plan(cfg: DefinemedConfig, corpus_token_count: int | None = Non
 
 
 def _compute_line(cfg: DefinemedConfig, train_tokens: int) -> str:
-    cpt, spec = cfg.cpt, cfg.models[cfg.cpt.model]
+    spec = cfg.models[cfg.cpt.model]
     params = model_params(spec.id)
     if params is None:
         return f"     compute: unknown parameter count for {spec.id} (not in the table, no local config.json)"

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from definemed.artifacts import read_json, write_json
-from definemed.stage import StageContext, StageResult
-from definemed.config import DefinemedConfig
-from definemed.schema import ModelSpec
-from definemed.train.config import CptConfig
 from definemed.models import resolve
+from definemed.schema import ModelSpec
+from definemed.stage import StageContext, StageResult
+from definemed.train.config import CptConfig
+from definemed.train.contract import CptInputs
 from definemed.train.data import BlockList, HeldoutSet, build_heldout, is_heldout
 from definemed.train.heldout import as_log_row, compare, evaluate_sets
+from definemed.train.metrics import CptMetrics
 from definemed.train.packing import PackedCollator, resolve_attn_implementation, resolve_packing_mode
 from definemed.train.stream import CptStream, TextSource, mixture_choices
 from definemed.train.trainer import TrainPlan, build_trainer, final_train_loss, train
@@ -39,24 +40,23 @@ RESULT_FILE = "train_result.json"
 REPLAY_GENERAL = "corpus:general"
 
 
-def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
+def run(inputs: CptInputs, ctx: StageContext) -> StageResult[CptMetrics]:
     """Evaluate held-out loss, train, evaluate again, save model and log. See the module docstring."""
     t0 = time.perf_counter()
-    stage_dir, cpt = ctx.stage_dir, cfg.cpt
+    stage_dir, cpt, spec = ctx.stage_dir, inputs.cpt, inputs.model
     outputs = {"model": MODEL_DIR, "log": LOG_FILE}
     if (stage_dir / RESULT_FILE).exists() and (stage_dir / MODEL_DIR).is_dir():
         logger.info("[cpt] the interrupted attempt had finished training; reusing its model")
-        return StageResult(outputs=outputs, metrics=read_json(stage_dir / RESULT_FILE))
+        return StageResult(outputs=outputs, metrics=CptMetrics.model_validate(read_json(stage_dir / RESULT_FILE)))
 
     from transformers import AutoTokenizer
 
-    spec = cfg.models[cpt.model]
     model_path = resolve(spec.id)
     tokenizer = AutoTokenizer.from_pretrained(model_path, revision=spec.revision)
     model = load_model(_init_weights(cpt, model_path), spec, resolve_attn_implementation(cpt.attn_implementation))
     mode = resolve_packing_mode(cpt.packing.mode, model)
     heldout = _heldout_sets(ctx, cpt, tokenizer, mode)
-    stream = _train_stream(cfg, ctx, tokenizer, mode)
+    stream = _train_stream(cpt, inputs.seed, ctx, tokenizer, mode)
     count = _count_training_data(stream, cpt, stage_dir / DATA_COUNT)
     max_steps = cpt.max_steps if cpt.max_steps > 0 else _epoch_steps(cpt, count["blocks"])
     logger.info("[cpt] packing %s, attention %s; %d domain blocks of %d tokens per pass (%d docs); %d steps",
@@ -66,7 +66,7 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     plan = TrainPlan(train_dataset=stream, collator=PackedCollator(flatten=_flatten(model, mode)),
                      eval_datasets={n: BlockList(s.blocks) for n, s in heldout.items() if s.blocks},
                      max_steps=max_steps, checkpoint_dir=stage_dir / CHECKPOINTS, log_path=stage_dir / LOG_FILE)
-    trainer = build_trainer(model, cpt, cfg.run.seed, plan)
+    trainer = build_trainer(model, cpt, inputs.seed, plan)
     if before is None:  # cached so a resumed attempt does not evaluate the trained checkpoint as "before"
         before = evaluate_sets(trainer, heldout)
         write_json(stage_dir / HELDOUT_BEFORE, before)
@@ -77,24 +77,23 @@ def run(cfg: DefinemedConfig, ctx: StageContext) -> StageResult:
     trainer.save_model(str(stage_dir / (MODEL_DIR + ".tmp")))
     _finish_model(trainer, tokenizer, stage_dir / MODEL_DIR)
 
-    metrics = _metrics(cfg, trainer, count, compare(before, after), mode)
-    metrics["seconds"] = round(time.perf_counter() - t0, 2)
-    write_json(stage_dir / RESULT_FILE, metrics)
+    metrics = _metrics(inputs, trainer, count, compare(before, after), mode, round(time.perf_counter() - t0, 2))
+    write_json(stage_dir / RESULT_FILE, metrics.model_dump(mode="json"))
     # Optimizer states dominate disk use (about 12 bytes per parameter); the final model and the result file
     # now make them unnecessary.
     shutil.rmtree(stage_dir / CHECKPOINTS, ignore_errors=True)
     return StageResult(outputs=outputs, metrics=metrics)
 
 
-def _metrics(cfg: DefinemedConfig, trainer: Any, count: dict[str, int], heldout: dict[str, Any],
-             mode: str) -> dict[str, Any]:
+def _metrics(inputs: CptInputs, trainer: Any, count: dict[str, int], heldout: dict[str, Any], mode: str,
+             seconds: float) -> CptMetrics:
     """The stage's metrics: the report reads heldout, steps, train_tokens, final_train_loss, packing_efficiency."""
-    cpt, history = cfg.cpt, trainer.state.log_history
+    cpt, history = inputs.cpt, trainer.state.log_history
     steps = int(trainer.state.global_step)
     per_step = cpt.block_size * cpt.per_device_batch_size * cpt.gradient_accumulation_steps * trainer.args.world_size
     blocks = steps * per_step // cpt.block_size
-    replay_blocks = int(mixture_choices(cfg.run.seed, cpt.replay.ratio, blocks).sum())
-    return {
+    replay_blocks = int(mixture_choices(inputs.seed, cpt.replay.ratio, blocks).sum())
+    return CptMetrics.model_validate({
         "heldout": heldout, "steps": steps, "tokens_per_step": per_step, "train_tokens": steps * per_step,
         "train_blocks": blocks, "final_train_loss": final_train_loss(history),
         "domain_blocks_per_pass": count["blocks"], "train_docs": count["docs"],
@@ -105,8 +104,8 @@ def _metrics(cfg: DefinemedConfig, trainer: Any, count: dict[str, int], heldout:
         "packing_efficiency": 1.0, "packing_mode": mode,
         "attn_implementation": trainer.model.config._attn_implementation,
         "init_from": str(cpt.init_from or ""),
-        "model_source": str(resolve(cfg.models[cpt.model].id)),
-    }
+        "model_source": str(resolve(inputs.model.id)), "seconds": seconds,
+    })
 
 
 def load_model(model_path: str | Path, spec: ModelSpec, attn_implementation: str) -> Any:
@@ -138,8 +137,7 @@ def _flatten(model: Any, mode: str) -> bool:
 
 def _general_dir(ctx: StageContext) -> Path | None:
     """The corpus stage's general-German folder; a corpus run without one only loses the forgetting measurement."""
-    outputs = ctx.upstream.get("corpus", {}).get("outputs", {})
-    if "general" not in outputs:
+    if "general" not in ctx.outputs("corpus"):
         logger.warning("[cpt] the corpus stage has no 'general' output: general held-out loss is skipped")
         return None
     return ctx.input_path("corpus", "general")
@@ -153,9 +151,8 @@ def _heldout_sets(ctx: StageContext, cpt: CptConfig, tokenizer: Any, mode: str) 
     return sets
 
 
-def _train_stream(cfg: DefinemedConfig, ctx: StageContext, tokenizer: Any, mode: str) -> CptStream:
+def _train_stream(cpt: CptConfig, seed: int, ctx: StageContext, tokenizer: Any, mode: str) -> CptStream:
     """Domain source (medical, not held out) and the replay source; both exclude their held-out split."""
-    cpt = cfg.cpt
     frac = cpt.heldout_fraction
 
     def keep(doc: dict[str, Any]) -> bool:
@@ -167,7 +164,7 @@ def _train_stream(cfg: DefinemedConfig, ctx: StageContext, tokenizer: Any, mode:
         folders = [ctx.input_path("corpus", "general") if s == REPLAY_GENERAL else Path(s)
                    for s in cpt.replay.sources]
         replay = TextSource("replay", folders, keep)
-    return CptStream(domain, tokenizer, cpt.block_size, mode, cfg.run.seed, replay=replay,
+    return CptStream(domain, tokenizer, cpt.block_size, mode, seed, replay=replay,
                      ratio=cpt.replay.ratio, shuffle_buffer=cpt.shuffle_buffer)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from definemed.artifacts import read_jsonl
 from definemed.corpus.labelling.schema import SUBDOMAINS, DocLabels
+from definemed.corpus.scores import binary_scores
 
 METRICS = ("precision", "recall", "f1", "accuracy")
 
@@ -39,23 +40,6 @@ def load_predictions(source: str | Path | Mapping[str, DocLabels | dict[str, Any
     return {str(k): v if isinstance(v, DocLabels) else DocLabels.model_validate(v) for k, v in source.items()}
 
 
-def binary_metrics(gold: Any, pred: Any) -> dict[str, Any]:
-    """P/R/F1/accuracy over the last axis of boolean arrays (a 2-D input gives one value per row).
-    Undefined ratios (no predicted or no gold positives) are 0, as in scikit-learn's zero_division=0."""
-    import numpy as np
-
-    tp = (gold & pred).sum(-1)
-    fp = (~gold & pred).sum(-1)
-    fn = (gold & ~pred).sum(-1)
-    n = gold.shape[-1]
-
-    def ratio(num: Any, den: Any) -> Any:
-        return np.divide(num, den, out=np.zeros(np.shape(num), dtype=float), where=np.asarray(den) > 0)
-
-    return {"precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn), "f1": ratio(2 * tp, 2 * tp + fp + fn),
-            "accuracy": ratio(n - fp - fn, np.full(np.shape(tp), n))}
-
-
 def bootstrap_intervals(gold: Any, pred: Any, resamples: int = 1000, seed: int = 0,
                         level: float = 0.95) -> dict[str, tuple[float, float]]:
     """Percentile-bootstrap interval per metric, resampling documents with replacement."""
@@ -63,7 +47,7 @@ def bootstrap_intervals(gold: Any, pred: Any, resamples: int = 1000, seed: int =
 
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(gold), size=(resamples, len(gold)))
-    sampled = binary_metrics(gold[idx], pred[idx])
+    sampled = binary_scores(gold[idx], pred[idx])
     tail = (1 - level) / 2 * 100
     return {m: (float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))) for m, v in sampled.items()}
 
@@ -97,7 +81,7 @@ def audit_labels(predictions: str | Path | Mapping[str, Any], gold_path: str | P
         raise ValueError(f"no prediction matches an id in {gold_path} ({len(preds)} predictions)")
     g = np.array([gold[i]["medical"] for i in ids])
     p = np.array([preds[i].medical for i in ids])
-    point = binary_metrics(g, p)
+    point = binary_scores(g, p)
     intervals = bootstrap_intervals(g, p, resamples, seed)
     texts = texts or {}
     disagreements = [

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from definemed.artifacts import write_jsonl
-from definemed.schema import stable_hash
 from definemed.corpus.labelling.schema import DocLabels, LabelResult, parse_reply
+from definemed.schema import stable_hash
 
 logger = logging.getLogger("definemed")
 

@@ -32,7 +32,6 @@ from typing import Any
 
 from definemed.artifacts import file_sha256, read_jsonl, write_json, write_jsonl
 from definemed.corpus.config import FileLabels
-from definemed.corpus.labelling.settings import AuditSettings, LabellingSettings, SampleSettings
 from definemed.corpus.labelling.audit import audit_labels, load_gold, select_labeller
 from definemed.corpus.labelling.cache import CACHE_FILE
 from definemed.corpus.labelling.runner import (
@@ -42,8 +41,9 @@ from definemed.corpus.labelling.runner import (
     build_labeller,
     label_documents,
 )
-from definemed.corpus.labelling.sampling import iter_documents, reservoir_sample
+from definemed.corpus.labelling.sampling import reservoir_sample, sample_stream
 from definemed.corpus.labelling.schema import Document
+from definemed.corpus.labelling.settings import AuditSettings, LabellingSettings, SampleSettings
 
 logger = logging.getLogger("definemed")
 
@@ -74,7 +74,7 @@ def read_survivors(sample: SampleSettings | None, survivors: Path,
                 found[doc.id] = doc
             yield doc
 
-    stream = tap(iter_documents([survivors]))
+    stream = tap(sample_stream([survivors]))
     if sample is None:
         docs = list(stream)
         return docs, found, len(docs)
@@ -229,7 +229,7 @@ def label_survivors(settings: LabellingSettings, survivors: Path, out_dir: Path,
 def heldout_vs_gold(scores_path: Path, gold_path: Path, threshold: float) -> dict[str, Any] | None:
     """The classifier (score >= threshold) and the labels it learned, each against gold, on the held-out documents
     that have a gold label. None without such documents."""
-    from definemed.corpus.training import binary_metrics
+    from definemed.corpus.scores import binary_metrics
 
     if not scores_path.is_file():
         return None

@@ -79,8 +79,9 @@ class FileLabeller:
         results = []
         for doc in docs:
             hit = labels.get(doc.id)
+            missing = f"no line for this id in {self.settings.path}"
             result = (LabelResult(doc_id=doc.id, status="ok", labels=hit[0], raw=hit[1]) if hit else
-                      LabelResult(doc_id=doc.id, status="missing", error=f"no line for this id in {self.settings.path}"))
+                      LabelResult(doc_id=doc.id, status="missing", error=missing))
             results.append(result)
             if on_result is not None:
                 on_result(result)

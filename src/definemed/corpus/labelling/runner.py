@@ -11,7 +11,6 @@ whole sample, the batch stops (a dead endpoint costs a few requests, not the who
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections import Counter
@@ -29,11 +28,6 @@ logger = logging.getLogger("definemed")
 
 LABELS_FILE = "labels.jsonl"
 REPORT_FILE = "labelling_report.json"
-BACKENDS = {
-    "openai": "definemed.corpus.labelling.openai_backend:OpenAILabeller",
-    "hf": "definemed.corpus.labelling.hf_backend:HfLabeller",
-    "file": "definemed.corpus.labelling.file_backend:FileLabeller",
-}
 
 
 class Labeller(Protocol):
@@ -54,9 +48,11 @@ class LabellingRun:
 
 
 def build_labeller(settings: Any) -> Labeller:
-    """The labeller for one `kind:` settings object (imported lazily: torch only for `hf`)."""
-    module, _, name = BACKENDS[settings.kind].partition(":")
-    return getattr(importlib.import_module(module), name)(settings)
+    """The labeller for one `kind:` settings object: the registry's `labeller` family, built-in or a plugin's,
+    called with its settings (imported lazily: torch only for `hf`)."""
+    from definemed import registry
+
+    return registry.get("labeller", settings.kind)(settings)
 
 
 def summarize(results: Sequence[LabelResult]) -> dict[str, Any]:

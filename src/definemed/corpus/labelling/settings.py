@@ -13,12 +13,6 @@ from pydantic import Field, model_validator
 
 from definemed.schema import SafeName, Strict, open_union
 
-
-
-
-# LLM labelling (corpus step 2 of the paper: label a sample medical / non-medical). The sections live here rather
-# than in corpus/labelling/ so that CorpusConfig can hold them; `definemed.corpus.labelling.settings` re-exports them.
-# The API key is never part of a config: only the name of the environment variable that holds it.
 AuditMetric = Literal["precision", "recall", "f1", "accuracy"]
 
 
@@ -110,7 +104,8 @@ class FileLabellerSettings(_NamedLabeller):
         return f"file:{self.path.name}"
 
 
-LabellerSettings = open_union("labeller", OpenAILabellerSettings, HfLabellerSettings, FileLabellerSettings, default="openai")
+LabellerSettings = open_union("labeller", OpenAILabellerSettings, HfLabellerSettings, FileLabellerSettings,
+                              default="openai")
 
 
 class SampleSettings(Strict):
