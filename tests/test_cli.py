@@ -44,3 +44,10 @@ def test_plan_shows_every_stage_for_paper_config(capsys) -> None:
     out = capsys.readouterr().out
     for stage in ("corpus", "cpt", "merge", "evaluate", "analyze", "report"):
         assert stage in out
+
+
+def test_a_plugin_that_cannot_be_imported_is_one_error_line(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DEFINEMED_PLUGINS", "no_such_plugin_module")
+    assert main(["ls"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: DEFINEMED_PLUGINS names 'no_such_plugin_module'") and "Traceback" not in err

@@ -180,12 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     handlers = {"run": _cmd_run, "validate": _cmd_validate, "plan": _cmd_plan, "ls": _cmd_ls, "models": _cmd_models}
     handler = getattr(args, "handler", None) or handlers.get(args.command, _cmd_stage)
+    from definemed.errors import DefinemedError
     from definemed.registry import load_plugins
 
-    load_plugins()
-    from definemed.errors import DefinemedError
-
     try:
+        load_plugins()
         return handler(args)
     except DefinemedError as exc:
         if _debug_wanted(args.debug):

@@ -18,7 +18,7 @@ from definemed.corpus.config import CorpusConfig
 from definemed.evaluate.config import EvaluateConfig
 from definemed.merge.config import MergeConfig, SlerpMergeConfig
 from definemed.report.config import ReportConfig
-from definemed.schema import ModelSpec, OpenKind, PlanConfig, RunConfig, SafeName, Strict, kind_of
+from definemed.schema import ModelSpec, OpenKind, PlanConfig, RunConfig, SafeName, SectionError, Strict, kind_of
 from definemed.stage import InputPath
 from definemed.train.config import CptConfig
 from definemed.yamlio import ConfigError, Lines, apply_overrides, load_yaml_file
@@ -122,8 +122,15 @@ def key_path(loc: tuple[Any, ...], root: type[BaseModel] = None) -> tuple[str, .
 
 def format_validation_error(exc: ValidationError, source: str, lines: Lines,
                             origins: dict[tuple[str, ...], str] | None = None) -> str:
-    parts = [f"{source}: invalid configuration ({exc.error_count()} error(s))"]
+    errors = []
     for err in exc.errors():
+        nested = err.get("ctx", {}).get("error")
+        if isinstance(nested, SectionError):  # a hand-validated sub-section: its errors, each at its own path
+            errors += [{**inner, "loc": (*err["loc"], nested.key, *inner["loc"])} for inner in nested.errors]
+        else:
+            errors.append(err)
+    parts = [f"{source}: invalid configuration ({len(errors)} error(s))"]
+    for err in errors:
         path = key_path(tuple(err["loc"]))
         field = ".".join(path) or "<root>"
         line = next((n for cut in range(len(path), 0, -1) if (n := lines.get(path[:cut]))), None)
@@ -131,7 +138,13 @@ def format_validation_error(exc: ValidationError, source: str, lines: Lines,
         override = next((item for cut in range(len(path), 0, -1) if (item := (origins or {}).get(path[:cut]))), None)
         if override is not None:
             where = f" (from the command line: '{override}')"
-        msg = "unknown key (misspelled?)" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (misspelled?)"
+        elif err["type"] == "union_tag_invalid":
+            ctx = err.get("ctx", {})
+            msg = (f"unknown kind '{ctx.get('tag')}'; known kinds: {ctx.get('expected_tags')} (a plugin's kind needs "
+                   "its module in DEFINEMED_PLUGINS)")
         parts.append(f"  {field}{where}: {msg}")
     return "\n".join(parts)
 

@@ -10,3 +10,7 @@ from __future__ import annotations
 
 class DefinemedError(Exception):
     """A problem the user can fix; its message is shown as one `error:` line."""
+
+
+class PluginError(DefinemedError, ImportError):
+    """A module named in DEFINEMED_PLUGINS cannot be imported."""

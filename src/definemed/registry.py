@@ -70,7 +70,9 @@ def load_plugins(spec: str | None = None) -> list[str]:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise ImportError(f"DEFINEMED_PLUGINS names '{module}', which cannot be imported: {exc}") from exc
+            from definemed.errors import PluginError
+
+            raise PluginError(f"DEFINEMED_PLUGINS names '{module}', which cannot be imported: {exc}") from exc
         loaded.append(module)
     return loaded
 

@@ -21,6 +21,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationError,
     ValidationInfo,
     field_validator,
 )
@@ -134,6 +135,15 @@ def open_union(family: str, *builtins: type[BaseModel], default: str) -> Any:
     for model in builtins:
         registry.attach_config(family, kind_of(model), model)
     return Annotated[Union[builtins], OpenKind(family, default=default)]  # noqa: UP007 - Union[] of a runtime tuple
+
+
+class SectionError(ValueError):
+    """A sub-section validated by hand inside a validator (a plugin classifier's parameters): keeps the inner
+    errors so the config loader reports each one with its full key path and line."""
+
+    def __init__(self, key: str, error: ValidationError) -> None:
+        self.key, self.errors = key, error.errors()
+        super().__init__("; ".join(f"{key}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in self.errors))
 
 
 def rebuild_models() -> None:

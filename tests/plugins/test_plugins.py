@@ -89,7 +89,8 @@ def test_without_the_plugin_each_unknown_kind_is_one_error_naming_its_field(tmp_
     classifier, judge = lines
     assert classifier.startswith("corpus.classifier.kind") and "'keywords'" in classifier
     assert "not a registered classifier" in classifier and "tfidf_logreg" in classifier
-    assert judge.startswith("evaluate.judge") and "'length'" in judge and "'reference'" in judge
+    assert judge.startswith("evaluate.judge") and "unknown kind 'length'" in judge and "'reference'" in judge
+    assert "DEFINEMED_PLUGINS" in judge
 
     listed_without = listed(definemed("ls", cwd=tmp_path).stdout)
     assert "keywords" not in listed_without["classifier"] and "length" not in listed_without["judge"]
@@ -108,8 +109,8 @@ def test_errors_inside_the_plugin_sections_name_the_field(tmp_path: Path) -> Non
     assert len(lines) == 2, out.stderr
     classifier, judge = lines
     assert judge.startswith("evaluate.judge.tie_margin") and "greater than or equal to 0" in judge
-    # A plugin classifier's section is checked by ClassifierConfig itself: the message names the section and field.
-    assert classifier.startswith("corpus.classifier") and "keywords: stems" in classifier and "'Herz'" in classifier
+    # A plugin classifier's section is checked by ClassifierConfig itself; each error keeps its own path and line.
+    assert classifier.startswith("corpus.classifier.keywords.stems (line ") and "'Herz'" in classifier
 
     path = plugin_config(tmp_path, judge={"kind": "length", "tie_margn": 0.1})
     out = definemed("validate", str(path), cwd=tmp_path, plugins=DEMO_PLUGIN)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from definemed import registry
-from definemed.schema import RegisteredName, Strict
+from definemed.schema import RegisteredName, SectionError, Strict
 
 # Open: any registered classifier family; a plugin's parameters go in a section named after its kind.
 ClassifierKind = Annotated[str, RegisteredName("classifier")]
@@ -159,8 +159,7 @@ class ClassifierConfig(Strict):
             try:
                 self.__pydantic_extra__[key] = model.model_validate(value)  # type: ignore[index]
             except ValidationError as exc:
-                problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-                raise ValueError(f"{key}: {problems}") from None
+                raise SectionError(key, exc) from None
         return self
 
     def params(self, kind: str | None = None) -> Any:

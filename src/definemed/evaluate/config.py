@@ -72,20 +72,20 @@ class McqConfig(Strict):
         return self
 
 
-class _DecodingConfig(Strict):
+class DecodingConfig(Strict):
     max_new_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.0, ge=0, description="0: greedy decoding")
     top_p: float = Field(1.0, gt=0, le=1)
     system_prompt: str | None = None
 
 
-class HfGenerationConfig(_DecodingConfig):
+class HfGenerationConfig(DecodingConfig):
     kind: Literal["hf"] = "hf"
     batch_size: int = Field(8, ge=1)
     repetition_penalty: float = Field(1.0, gt=0)
 
 
-class OpenAIGenerationConfig(_DecodingConfig):
+class OpenAIGenerationConfig(DecodingConfig):
     """Answers from any OpenAI-compatible chat endpoint; `model` is the served name of each evaluated model:
     `{name}` is replaced by the evaluate.models name (one server per model, or one serving several)."""
 
@@ -101,7 +101,7 @@ class OpenAIGenerationConfig(_DecodingConfig):
     seed: bool = Field(True, description="send the run seed (servers that support it sample reproducibly)")
 
 
-class VllmGenerationConfig(_DecodingConfig):
+class VllmGenerationConfig(DecodingConfig):
     """Offline batched generation with vLLM on a GPU (`pip install 'definemed[vllm]'`)."""
 
     kind: Literal["vllm"]

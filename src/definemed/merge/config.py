@@ -90,9 +90,6 @@ class MergeMethodConfig(Strict):
         return [self.base, CPT_MODEL]
 
 
-_MergeCommon = MergeMethodConfig  # the name tests/plugins/midpoint_merge.py imports (#12: moves to the public one)
-
-
 class SlerpMergeConfig(MergeMethodConfig):
     """Layer-wise SLERP as in the paper. `t` is the weight of the CPT model (0 = instruct, 1 = CPT): a number,
     a list of anchors interpolated across the layers (mergekit gradient), or a mapping of tensor-name filters
