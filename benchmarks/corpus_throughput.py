@@ -98,7 +98,7 @@ def survivors_split(rows: list[dict[str, Any]], cfg: Any, layout: Any) -> Any:
 
     # the labels the demo's classifier trains on (its labelling step picks these precomputed LLM-style labels)
     labels = load_labels(cfg.corpus.labels or FileLabels(path=ROOT / "demo" / "precomputed_labels.jsonl")).by_id
-    steps = [f for _, f in filter_steps(cfg, layout)]
+    steps = [f for _, f in filter_steps(cfg.corpus, layout)]
     split = Split()
     for row in rows:
         doc = Document(text=row["text"] or "", id=row["id"], metadata={"language_score": row["language_score"]})
@@ -171,6 +171,7 @@ def stage_classify_pipeline(cfg: Any, root: Path, model_dir: Path, tokenizer: An
     """Pipeline B exactly as the corpus stage builds it in single-pass mode (readers, filters, the classifier,
     decontamination, token count of the kept documents, profiles, writers), with the fastText in `model_dir`."""
     from definemed.artifacts import write_json
+    from definemed.corpus.contract import bind
     from definemed.corpus.decontam import write_benchmark_items
     from definemed.corpus.pipelines import CorpusLayout, build_classify_pipeline
 
@@ -179,8 +180,8 @@ def stage_classify_pipeline(cfg: Any, root: Path, model_dir: Path, tokenizer: An
     shutil.copytree(model_dir, layout.classifier)
     write_json(layout.classifier / "report.json", {"threshold": 0.5})  # what chosen_threshold reads
     if cfg.corpus.decontamination is not None:
-        write_benchmark_items(cfg, layout.benchmark_items)
-    return build_classify_pipeline(cfg, layout, tokenizer).blocks
+        write_benchmark_items(bind(cfg).benchmarks, cfg.corpus.decontamination, layout.benchmark_items)
+    return build_classify_pipeline(cfg.corpus, layout, tokenizer).blocks
 
 
 def bench_pipelines(shards: dict[str, Path], n: int, cfg: Any, layout_root: Path, fasttext_dir: Path,
@@ -192,6 +193,7 @@ def bench_pipelines(shards: dict[str, Path], n: int, cfg: Any, layout_root: Path
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import JsonlWriter
 
+    from definemed.corpus.contract import bind
     from definemed.corpus.filters import MedicalRelevanceFilter
     from definemed.corpus.pipelines import MEDICAL_STEP, CorpusLayout, filter_steps
     from definemed.corpus.stats import choose_tokenizer
@@ -199,7 +201,7 @@ def bench_pipelines(shards: dict[str, Path], n: int, cfg: Any, layout_root: Path
     def writer(folder: Path) -> JsonlWriter:
         return JsonlWriter(str(folder), output_filename="${rank}.jsonl.gz", compression="gzip")
 
-    tokenizer = choose_tokenizer(cfg, layout_root / "tokenizer")
+    tokenizer = choose_tokenizer(bind(cfg).tokenizer, layout_root / "tokenizer")
     shard = next(iter(shards.values()))  # the first mix: every other arm runs on it
     fineweb, every_filter = fineweb2_config(cfg, shard), single_pass(cfg, shard)
     out: dict[str, Any] = {"tokenizer": tokenizer.name, "repeat": repeat, "mixes": {}}
@@ -234,7 +236,7 @@ def bench_pipelines(shards: dict[str, Path], n: int, cfg: Any, layout_root: Path
 
         def fused(name: str, theirs: bool) -> list[Any]:
             layout = CorpusLayout(layout_root / name)
-            steps = filter_steps(cfg, layout)
+            steps = filter_steps(cfg.corpus, layout)
             if theirs:
                 steps = steps[:1] + datatrove_quality_filters(cfg, lambda step: writer(layout.rejected_for(step)))
             medical = MedicalRelevanceFilter(kind="fasttext", model_dir=str(fasttext_dir), threshold=0.5,

@@ -67,7 +67,7 @@ def main() -> None:
         cfg = DefinemedConfig.model_validate({
             "run": {"name": "bench", "run_dir": tmp}, "models": {"instruct": {"id": "x"}},
             "corpus": {"input": {"kind": "parquet", "paths": [tmp]}, "labels": {"kind": "file", "path": tmp}}})
-        steps = [("tokens", WhitespaceTokenCounter()), *filter_steps(cfg, CorpusLayout(Path(tmp)))]
+        steps = [("tokens", WhitespaceTokenCounter()), *filter_steps(cfg.corpus, CorpusLayout(Path(tmp)))]
         small = [german_text(5_000, seed=i) for i in range(chars // 5_000)]
         time_steps(small[:20], steps)  # load fastText and spaCy outside the timings
         base = time_steps(small, steps)

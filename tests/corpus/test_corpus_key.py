@@ -37,12 +37,18 @@ def _key(cfg: DefinemedConfig) -> str:
 def test_cpt_model_id_is_part_of_the_corpus_key_plan_and_report_settings_are_not(demo: Any) -> None:
     base = demo()
     assert base.corpus.card.tokenizer is None  # the demo counts tokens with the CPT model's tokenizer
-    assert bind(base).tokenizer == base.models[base.cpt.model]
+    assert bind(base).tokenizer == ModelSpec(id="HuggingFaceTB/SmolLM2-135M-Instruct")
     assert _key(demo(f"models.instruct.id={QWEN}")) != _key(base)
     assert _key(demo("models.instruct.revision=main")) != _key(base)
+    assert _key(demo("models.instruct.dtype=bfloat16")) == _key(base)  # no token count depends on it
     assert _key(demo("plan.mfu=0.3")) == _key(base)
     assert _key(demo("plan.gpu_peak_tflops=500")) == _key(base)
     assert _key(demo("report.title=Another title")) == _key(base)
+    # decontamination reads the benchmarks' data, not how the evaluate stage prompts them
+    fewshot = base.model_copy(deep=True)
+    fewshot.evaluate.mcq.tasks[0].num_fewshot = 3
+    assert _key(fewshot) == _key(base)
+    assert _key(demo("corpus.decontamination.ngram=8")) != _key(base)
 
 
 def test_a_pinned_tokenizer_makes_the_corpus_independent_of_the_cpt_model(demo: Any) -> None:

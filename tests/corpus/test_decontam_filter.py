@@ -158,7 +158,7 @@ def test_hub_tasks_without_local_files_are_skipped_not_fatal(tmp_path) -> None:
         {"kind": "lm_eval", "name": "definemed_global_mmlu_de_med"},
         {"kind": "local", "name": "mine", "path": str(qa)}]}}
     evaluate = DefinemedConfig.model_validate(data).evaluate
-    items = benchmark_items(BenchmarkRefs(tasks=tuple(evaluate.mcq.tasks), prompts=evaluate.prompts))
+    items = benchmark_items(BenchmarkRefs.of(evaluate))
     assert [i["id"] for i in items] == ["mine/q1"]
 
 

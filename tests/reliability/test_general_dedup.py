@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from definemed.stage import StageContext
+from definemed.corpus.contract import bind
 from definemed.corpus.stage import run
+from definemed.stage import StageContext
 from definemed.train.data import is_heldout
 from tests.corpus.conftest import corpus_inputs, fineweb2_row, make_config, write_parquet  # noqa: F401 - fixtures
 
@@ -30,7 +31,7 @@ def test_general_output_has_no_copies_on_both_sides_of_the_heldout_split(corpus_
     cfg = make_config(corpus_inputs, dedup={"num_buckets": 14})
     ctx = StageContext(run_dir=cfg.run.run_dir, stage="corpus")
     ctx.stage_dir.mkdir(parents=True)
-    result = run(cfg, ctx)
+    result = run(bind(cfg), ctx)
 
     assert result.outputs["general"] == "general"
     general = _docs(ctx.stage_dir / result.outputs["general"])
@@ -43,7 +44,7 @@ def test_general_output_has_no_copies_on_both_sides_of_the_heldout_split(corpus_
     assert all(d["metadata"]["filter_reason"] == "minhash_duplicate" for d in removed)
     # the copies' ids would fall on both sides of the held-out split (so without dedup a held-out page is trained)
     assert len({is_heldout({"id": k}, 0.3) for k in copies}) == 2
-    m = result.metrics["general_dedup"]
-    assert (m["docs_in"], m["duplicates_removed"]) == (len(general) + len(removed), len(removed))
+    m = result.metrics.general_dedup
+    assert (m.docs_in, m.duplicates_removed) == (len(general) + len(removed), len(removed))
     # the classifier's own drop folder (what the report counts) is unchanged: still every general document
-    assert len(_docs(ctx.stage_dir / "rejected" / "not_medical")) == m["docs_in"]
+    assert len(_docs(ctx.stage_dir / "rejected" / "not_medical")) == m.docs_in

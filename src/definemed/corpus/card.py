@@ -260,13 +260,15 @@ def _rebuild(inputs: CorpusInputs, run_name: str) -> str:
     if isinstance(inputs.tokenizer, ModelSpec):
         corpus["card"]["tokenizer"] = inputs.tokenizer.id
         revision = f" at revision {inputs.tokenizer.revision}" if inputs.tokenizer.revision else ""
-        pinned = f" `corpus.card.tokenizer` names the CPT model whose tokenizer counted the tokens{revision}."
+        pinned = f"; `corpus.card.tokenizer` names the CPT model whose tokenizer counted the tokens{revision}"
     section: dict[str, Any] = {"run": {"name": run_name, "seed": inputs.seed}, "corpus": corpus}
     if inputs.benchmarks is not None:
-        section["evaluate"] = {"mcq": {"tasks": [t.model_dump(mode="json") for t in inputs.benchmarks.tasks]},
-                               "prompts": None if inputs.benchmarks.prompts is None else str(inputs.benchmarks.prompts)}
+        bench = inputs.benchmarks  # local copies of the tasks it checked (a hub task without files was not checked)
+        section["evaluate"] = {"mcq": {"tasks": [{"name": t.name, "path": str(t.path)} for t in bench.tasks
+                                                 if t.path is not None]},
+                               "prompts": None if bench.prompts is None else str(bench.prompts)}
     return ("## How to rebuild\n\nWith a config holding these sections (paths as resolved for this build; the "
-            f"evaluate section matters only for decontamination).{pinned}\n\n```bash\n"
+            f"evaluate section matters only for decontamination{pinned}):\n\n```bash\n"
             f"definemed run CONFIG.yaml --stages corpus\n```\n\n```yaml\n"
             f"{yaml.safe_dump(section, sort_keys=False, allow_unicode=True)}```\n")
 

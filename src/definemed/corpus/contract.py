@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from definemed.corpus.config import CorpusConfig
 from definemed.corpus.metrics import CorpusMetrics
-from definemed.evaluate.config import McqTaskConfig
 from definemed.schema import ModelSpec
 from definemed.stage import InputPath, Inputs, Stage, listing, tree_fingerprints
 
@@ -15,11 +14,25 @@ if TYPE_CHECKING:
     from definemed.config import DefinemedConfig
 
 
+class BenchmarkTask(Inputs):
+    """A multiple-choice task as decontamination reads it: its name and local data (None: a hub task, which cannot
+    be checked). Its other settings (few-shot count, ...) change no corpus document, so they are not bound."""
+
+    name: str
+    path: Path | None = None
+
+
 class BenchmarkRefs(Inputs):
     """The evaluation data the corpus is decontaminated against (evaluate.mcq.tasks, evaluate.prompts)."""
 
-    tasks: tuple[McqTaskConfig, ...] = ()
+    tasks: tuple[BenchmarkTask, ...] = ()
     prompts: Path | None = None
+
+    @classmethod
+    def of(cls, evaluate: Any) -> BenchmarkRefs:
+        """The references of an `evaluate` section (a local task's `path`, an lm-eval task's `data_files`)."""
+        return cls(tasks=tuple(BenchmarkTask(name=t.name, path=t.path) for t in evaluate.mcq.tasks),
+                   prompts=evaluate.prompts)
 
 
 class CorpusInputs(Inputs):
@@ -43,9 +56,13 @@ class CorpusInputs(Inputs):
 
 def bind(cfg: DefinemedConfig) -> CorpusInputs:
     corpus = cfg.corpus
-    tokenizer = corpus.card.tokenizer if corpus.card.tokenizer is not None else cfg.models[cfg.cpt.model]
+    if corpus.card.tokenizer is not None:
+        tokenizer: ModelSpec | str = corpus.card.tokenizer
+    else:  # the CPT model's tokenizer: its id and revision (its dtype changes no token count, so it is not bound)
+        model = cfg.models[cfg.cpt.model]
+        tokenizer = ModelSpec(id=model.id, revision=model.revision)
     decontam = corpus.decontamination is not None and corpus.decontamination.enabled
-    benchmarks = BenchmarkRefs(tasks=tuple(cfg.evaluate.mcq.tasks), prompts=cfg.evaluate.prompts) if decontam else None
+    benchmarks = BenchmarkRefs.of(cfg.evaluate) if decontam else None
     return CorpusInputs(corpus=corpus, seed=cfg.run.seed, tokenizer=tokenizer, benchmarks=benchmarks)
 
 

@@ -78,7 +78,7 @@ def benchmark_items(benchmarks: BenchmarkRefs) -> list[dict[str, Any]]:
     """Every benchmark item as {id, source, texts}: the texts a document must not contain."""
     items = []
     for task in benchmarks.tasks:
-        source = getattr(task, "path", None) or getattr(task, "data_files", None)
+        source = task.path
         if source is None:
             # A hub task without local files: its questions are not readable here, so they cannot be checked.
             logging.getLogger("definemed").warning(

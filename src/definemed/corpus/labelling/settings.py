@@ -16,7 +16,7 @@ from definemed.schema import SafeName, Strict, open_union
 AuditMetric = Literal["precision", "recall", "f1", "accuracy"]
 
 
-class _NamedLabeller(Strict):
+class NamedLabeller(Strict):
     name: SafeName | None = Field(None, description="how audits and metrics call this labeller; "
                              "required when `labellers` lists several")
 
@@ -28,7 +28,7 @@ class _NamedLabeller(Strict):
         return self.kind  # type: ignore[attr-defined]
 
 
-class OpenAILabellerSettings(_NamedLabeller):
+class OpenAILabellerSettings(NamedLabeller):
     """Any OpenAI-compatible chat endpoint: vLLM, llama.cpp server, Ollama, hosted APIs."""
 
     kind: Literal["openai"] = "openai"
@@ -68,7 +68,7 @@ class OpenAILabellerSettings(_NamedLabeller):
         return self
 
 
-class HfLabellerSettings(_NamedLabeller):
+class HfLabellerSettings(NamedLabeller):
     """A local transformers causal LM scored on two answer words: medical probability only."""
 
     kind: Literal["hf"] = "hf"
@@ -92,7 +92,7 @@ class HfLabellerSettings(_NamedLabeller):
         return self
 
 
-class FileLabellerSettings(_NamedLabeller):
+class FileLabellerSettings(NamedLabeller):
     """Labels computed elsewhere: JSONL with an id and at least a boolean `medical` field."""
 
     kind: Literal["file"] = "file"
