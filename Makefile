@@ -39,7 +39,8 @@ test: $(VENV)/.server
 	$(VENV)/bin/pytest -q
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts demo
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts demo
 
 clean-demo:
 	rm -rf runs/demo runs/demo-server

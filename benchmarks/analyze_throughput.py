@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from definemed.artifacts import read_jsonl, write_jsonl
-from definemed.stage import StageContext
 from definemed.config import DefinemedConfig
+from definemed.stage import StageContext
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,8 +31,16 @@ def synthetic_answers(n: int, seed: int = 0) -> list[dict]:
         parts: list[str] = []
         while sum(len(p.split()) for p in parts) < 200:
             parts.append(rng.choice(refs) if rng.random() < 0.7 else rng.choice(mixed))
-        rows.append({"prompt_id": f"p{i % 48}", "model": f"m{i % 3}", "answer": "\n".join(parts),
-                     "reference": refs[i % len(refs)], "n_tokens": 300, "hit_limit": False})
+        rows.append(
+            {
+                "prompt_id": f"p{i % 48}",
+                "model": f"m{i % 3}",
+                "answer": "\n".join(parts),
+                "reference": refs[i % len(refs)],
+                "n_tokens": 300,
+                "hit_limit": False,
+            }
+        )
     return rows
 
 
@@ -48,11 +56,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
         write_jsonl(run_dir / "evaluate" / "answers" / "all.jsonl", rows)
-        cfg = DefinemedConfig.model_validate({
-            "models": {"instruct": {"id": "x"}},
-            "corpus": {"input": {"paths": [tmp]}, "labels": {"path": str(run_dir / "labels.jsonl")}}})
-        ctx = StageContext(run_dir=run_dir, stage="analyze",
-                           upstream={"evaluate": {"outputs": {"answers": "answers"}, "metrics": {}}})
+        cfg = DefinemedConfig.model_validate(
+            {
+                "models": {"instruct": {"id": "x"}},
+                "corpus": {"input": {"paths": [tmp]}, "labels": {"path": str(run_dir / "labels.jsonl")}},
+            }
+        )
+        ctx = StageContext(
+            run_dir=run_dir, stage="analyze", upstream={"evaluate": {"outputs": {"answers": "answers"}, "metrics": {}}}
+        )
         ctx.stage_dir.mkdir()
         inputs = bind(cfg)
         run(inputs, ctx)  # warm-up: loads fastText and the word-frequency tables once

@@ -39,8 +39,15 @@ CORPUS_DOCS = 428e6  # FineWeb2 deu_Latn documents (the paper)
 MEDICAL_PREVALENCE = 0.017  # 7.3M kept of 428M (the paper): the share medical in the real corpus
 # GPU assumption for encoder inference (stated, not measured here: no GPU on this machine):
 GPU = {"name": "H100 SXM", "bf16_dense_tflops": 989.0, "mfu": 0.30}
-XLMR_BASE = {"vocab_size": 250_002, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
-             "intermediate_size": 3072, "max_position_embeddings": 514, "type_vocab_size": 1}
+XLMR_BASE = {
+    "vocab_size": 250_002,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 514,
+    "type_vocab_size": 1,
+}
 E5_SMALL = {"hidden": 384, "layers": 12, "intermediate": 1536}
 
 
@@ -48,12 +55,20 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="4k documents, small classifier samples")
     parser.add_argument("--docs", type=int, default=None, help="replicated documents (default 20000)")
-    parser.add_argument("--original-docs", type=int, default=None,
-                        help="documents through datatrove's own quality filters (baseline; default docs/5, 0: skip)")
+    parser.add_argument(
+        "--original-docs",
+        type=int,
+        default=None,
+        help="documents through datatrove's own quality filters (baseline; default docs/5, 0: skip)",
+    )
     parser.add_argument("--pipelines-only", action="store_true", help="pipeline arms only (no family comparison)")
     parser.add_argument("--repeat", type=int, default=3, help="alternating (a)/(b) pairs; the median is reported")
-    parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench-corpus",
-                        help="classifier folders (embedding caches make reruns fast) and pipeline outputs")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=ROOT / "runs" / "bench-corpus",
+        help="classifier folders (embedding caches make reruns fast) and pipeline outputs",
+    )
     return parser.parse_args()
 
 
@@ -115,8 +130,9 @@ def run_local(pipeline: list[Any], logging_dir: Path) -> tuple[float, list[dict[
     from datatrove.executor import LocalPipelineExecutor
 
     t0 = time.perf_counter()
-    LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1, logging_dir=str(logging_dir),
-                          skip_completed=False).run()
+    LocalPipelineExecutor(
+        pipeline=pipeline, tasks=1, workers=1, logging_dir=str(logging_dir), skip_completed=False
+    ).run()
     seconds = time.perf_counter() - t0
     return seconds, json.loads((logging_dir / "stats.json").read_text())
 
@@ -138,22 +154,44 @@ def datatrove_quality_filters(cfg: Any, writer_for: Any) -> list[tuple[str, Any]
     from definemed.corpus.quality import build_quality_filters
 
     steps = build_quality_filters(cfg.corpus.quality, writer_for, tokenizer=Languages.german)
-    return [(name, GopherRepetitionFilter(**{k: getattr(f, k) for k in REPETITION_ARGS}, language=Languages.german,
-                                          exclusion_writer=f.exclusion_writer) if name == "gopher_repetition" else f)
-            for name, f in steps]
+    return [
+        (
+            name,
+            GopherRepetitionFilter(
+                **{k: getattr(f, k) for k in REPETITION_ARGS},
+                language=Languages.german,
+                exclusion_writer=f.exclusion_writer,
+            )
+            if name == "gopher_repetition"
+            else f,
+        )
+        for name, f in steps
+    ]
 
 
-REPETITION_ARGS = ("dup_line_frac", "dup_para_frac", "dup_line_char_frac", "dup_para_char_frac", "top_n_grams",
-                   "dup_n_grams")
+REPETITION_ARGS = (
+    "dup_line_frac",
+    "dup_para_frac",
+    "dup_line_char_frac",
+    "dup_para_char_frac",
+    "top_n_grams",
+    "dup_n_grams",
+)
 
 
 def fineweb2_config(cfg: Any, shard: Path) -> Any:
     """The demo config as configs/paper-qwen2.5-7b.yaml sets the corpus up for FineWeb2: FineWeb2's own language
     labels (score >= 0.65), its quality filtering trusted (heuristics off), one pass; input: the benchmark shard."""
-    corpus = cfg.corpus.model_copy(update={
-        "language": cfg.corpus.language.model_copy(update={"backend": "fineweb", "min_fineweb_language_score": 0.65}),
-        "quality": cfg.corpus.quality.model_copy(update={"gopher_repetition": None, "gopher_quality": None,
-                                                         "fineweb_quality": None})})
+    corpus = cfg.corpus.model_copy(
+        update={
+            "language": cfg.corpus.language.model_copy(
+                update={"backend": "fineweb", "min_fineweb_language_score": 0.65}
+            ),
+            "quality": cfg.corpus.quality.model_copy(
+                update={"gopher_repetition": None, "gopher_quality": None, "fineweb_quality": None}
+            ),
+        }
+    )
     return single_pass(cfg.model_copy(update={"corpus": corpus}), shard)
 
 
@@ -161,9 +199,14 @@ def single_pass(cfg: Any, shard: Path) -> Any:
     """`cfg` with corpus.single_pass on, the benchmark shard as input and the demo's label file (no labelling)."""
     from definemed.corpus.config import FileLabels, SinglePassConfig
 
-    corpus = cfg.corpus.model_copy(update={
-        "input": cfg.corpus.input.model_copy(update={"paths": [str(shard)]}), "single_pass": SinglePassConfig(),
-        "labelling": None, "labels": FileLabels(path=ROOT / "demo" / "precomputed_labels.jsonl")})
+    corpus = cfg.corpus.model_copy(
+        update={
+            "input": cfg.corpus.input.model_copy(update={"paths": [str(shard)]}),
+            "single_pass": SinglePassConfig(),
+            "labelling": None,
+            "labels": FileLabels(path=ROOT / "demo" / "precomputed_labels.jsonl"),
+        }
+    )
     return cfg.model_copy(update={"corpus": corpus})
 
 
@@ -184,9 +227,16 @@ def stage_classify_pipeline(cfg: Any, root: Path, model_dir: Path, tokenizer: An
     return build_classify_pipeline(cfg.corpus, layout, tokenizer).blocks
 
 
-def bench_pipelines(shards: dict[str, Path], n: int, cfg: Any, layout_root: Path, fasttext_dir: Path,
-                    original_docs: int, variant_dirs: dict[str, Path] | None = None,
-                    repeat: int = 3) -> dict[str, Any]:
+def bench_pipelines(
+    shards: dict[str, Path],
+    n: int,
+    cfg: Any,
+    layout_root: Path,
+    fasttext_dir: Path,
+    original_docs: int,
+    variant_dirs: dict[str, Path] | None = None,
+    repeat: int = 3,
+) -> dict[str, Any]:
     """(a) read -> write; (b) the stage's single-pass pipeline B as configured for FineWeb2; (b1) the same
     pipeline with every filter re-run (lid.176 + the German quality heuristics, the demo's settings); (b3) (b)
     with other fastText settings; (b0) (b1) with datatrove's own quality filters."""
@@ -208,29 +258,49 @@ def bench_pipelines(shards: dict[str, Path], n: int, cfg: Any, layout_root: Path
     for mix, mix_shard in shards.items():  # (a) and (b) alternate `repeat` times: each ratio compares neighbours
         mix_cfg, pairs = fineweb2_config(cfg, mix_shard), []
         for _ in range(repeat):
-            bare_s, _ = run_local([ParquetReader(str(mix_shard)), writer(layout_root / "a" / "out")],
-                                  layout_root / "a" / "logs")
-            fw_s, fw_stats = run_local(stage_classify_pipeline(mix_cfg, layout_root / "b", fasttext_dir, tokenizer),
-                                       layout_root / "b" / "logs")
+            bare_s, _ = run_local(
+                [ParquetReader(str(mix_shard)), writer(layout_root / "a" / "out")], layout_root / "a" / "logs"
+            )
+            fw_s, fw_stats = run_local(
+                stage_classify_pipeline(mix_cfg, layout_root / "b", fasttext_dir, tokenizer), layout_root / "b" / "logs"
+            )
             pairs.append((bare_s, fw_s, fw_stats))
         pairs.sort(key=lambda p: p[0] / p[1])
         bare_s, fw_s, fw_stats = pairs[len(pairs) // 2]  # the median pair
-        out["mixes"][mix] = {"bare_docs_per_s": n / bare_s, "docs_per_s": n / fw_s, "ratio": bare_s / fw_s,
-                             "ratios": [round(a / b, 3) for a, b, _ in pairs], "step_ms_per_doc": step_ms(fw_stats, n)}
+        out["mixes"][mix] = {
+            "bare_docs_per_s": n / bare_s,
+            "docs_per_s": n / fw_s,
+            "ratio": bare_s / fw_s,
+            "ratios": [round(a / b, 3) for a, b, _ in pairs],
+            "step_ms_per_doc": step_ms(fw_stats, n),
+        }
     main = next(iter(out["mixes"].values()))
     bare_s = n / main["bare_docs_per_s"]
-    out.update(bare_docs_per_s=main["bare_docs_per_s"], filter_docs_per_s=main["docs_per_s"], ratio=main["ratio"],
-               ratios=main["ratios"], step_ms_per_doc=main["step_ms_per_doc"])
-    full_s, stats = run_local(stage_classify_pipeline(every_filter, layout_root / "b1", fasttext_dir, tokenizer),
-                              layout_root / "b1" / "logs")
-    out.update(every_filter_docs_per_s=n / full_s, every_filter_ratio=bare_s / full_s,
-               every_filter_step_ms_per_doc=step_ms(stats, n))
+    out.update(
+        bare_docs_per_s=main["bare_docs_per_s"],
+        filter_docs_per_s=main["docs_per_s"],
+        ratio=main["ratio"],
+        ratios=main["ratios"],
+        step_ms_per_doc=main["step_ms_per_doc"],
+    )
+    full_s, stats = run_local(
+        stage_classify_pipeline(every_filter, layout_root / "b1", fasttext_dir, tokenizer), layout_root / "b1" / "logs"
+    )
+    out.update(
+        every_filter_docs_per_s=n / full_s,
+        every_filter_ratio=bare_s / full_s,
+        every_filter_step_ms_per_doc=step_ms(stats, n),
+    )
     out["variants"] = {}
     for name, model_dir in (variant_dirs or {}).items():  # (b3): (b) with other fastText settings
-        var_s, var_stats = run_local(stage_classify_pipeline(fineweb, layout_root / "b3", model_dir, tokenizer),
-                                     layout_root / "b3" / "logs")
-        out["variants"][name] = {"docs_per_s": n / var_s, "ratio": bare_s / var_s,
-                                 "step_ms_per_doc": step_ms(var_stats, n)}
+        var_s, var_stats = run_local(
+            stage_classify_pipeline(fineweb, layout_root / "b3", model_dir, tokenizer), layout_root / "b3" / "logs"
+        )
+        out["variants"][name] = {
+            "docs_per_s": n / var_s,
+            "ratio": bare_s / var_s,
+            "step_ms_per_doc": step_ms(var_stats, n),
+        }
     if original_docs:  # the fused filter pipeline on datatrove's quality filters against ours, same documents
         from definemed.corpus.readers import RobustParquetReader
 
@@ -239,16 +309,27 @@ def bench_pipelines(shards: dict[str, Path], n: int, cfg: Any, layout_root: Path
             steps = filter_steps(cfg.corpus, layout)
             if theirs:
                 steps = steps[:1] + datatrove_quality_filters(cfg, lambda step: writer(layout.rejected_for(step)))
-            medical = MedicalRelevanceFilter(kind="fasttext", model_dir=str(fasttext_dir), threshold=0.5,
-                                             exclusion_writer=writer(layout.rejected_for(MEDICAL_STEP)))
-            return [RobustParquetReader(str(shard), limit=original_docs), *(f for _, f in steps), medical,
-                    writer(layout.medical)]
+            medical = MedicalRelevanceFilter(
+                kind="fasttext",
+                model_dir=str(fasttext_dir),
+                threshold=0.5,
+                exclusion_writer=writer(layout.rejected_for(MEDICAL_STEP)),
+            )
+            return [
+                RobustParquetReader(str(shard), limit=original_docs),
+                *(f for _, f in steps),
+                medical,
+                writer(layout.medical),
+            ]
 
         ours_s, _ = run_local(fused("b0-ours", theirs=False), layout_root / "b0-ours" / "logs")
         orig_s, orig_stats = run_local(fused("b0", theirs=True), layout_root / "b0" / "logs")
-        out.update(datatrove_filters_docs=original_docs, datatrove_filters_docs_per_s=original_docs / orig_s,
-                   speedup_vs_datatrove_filters=orig_s / ours_s,
-                   datatrove_filters_step_ms_per_doc=step_ms(orig_stats, original_docs))
+        out.update(
+            datatrove_filters_docs=original_docs,
+            datatrove_filters_docs_per_s=original_docs / orig_s,
+            speedup_vs_datatrove_filters=orig_s / ours_s,
+            datatrove_filters_step_ms_per_doc=step_ms(orig_stats, original_docs),
+        )
     return out
 
 
@@ -271,8 +352,12 @@ def tokenizer_costs(texts: list[str]) -> dict[str, float]:
     theirs.word_tokenize("Aufwärmen."), ours.word_tokenize("Aufwärmen.")  # load spaCy outside the timing
     chunks = sum(len(t.split()) for t in texts)
     cold = timed(ours, " ")
-    return {"datatrove_spacy_ms": timed(theirs, " "), "ours_cold_ms": cold, "ours_warm_ms": timed(ours, "  "),
-            "cold_chunk_hit_rate": 1 - len(ours._chunks) / chunks}
+    return {
+        "datatrove_spacy_ms": timed(theirs, " "),
+        "ours_cold_ms": cold,
+        "ours_warm_ms": timed(ours, "  "),
+        "cold_chunk_hit_rate": 1 - len(ours._chunks) / chunks,
+    }
 
 
 def step_ms(stats: list[dict[str, Any]], n: int) -> dict[str, float]:
@@ -333,28 +418,44 @@ def scoring_rates(models: dict[str, Any], texts: list[str], encoder_docs: int, x
 def cascade_shares(report: dict[str, Any]) -> dict[str, float]:
     """Stage-2 share measured on the demo held-out set, and the same gate at the real corpus's prevalence."""
     gate = report["cascade"]
-    at_prevalence = (MEDICAL_PREVALENCE * gate["stage1_recall"]
-                     + (1 - MEDICAL_PREVALENCE) * gate["stage1_false_positive_rate"])
+    at_prevalence = (
+        MEDICAL_PREVALENCE * gate["stage1_recall"] + (1 - MEDICAL_PREVALENCE) * gate["stage1_false_positive_rate"]
+    )
     return {"demo": gate["pass_share"], f"{MEDICAL_PREVALENCE:.1%}-medical": at_prevalence}
 
 
 def projections(rates: dict[str, float], shares: dict[str, float]) -> list[dict[str, Any]]:
     """CPU-hours (one core) for 428M documents; GPU-hours for encoders from FLOPs under the GPU assumption."""
     gpu_flops = GPU["bf16_dense_tflops"] * 1e12 * GPU["mfu"]
-    flops = {"embedding": encoder_flops(**E5_SMALL),
-             "finetune": encoder_flops(XLMR_BASE["hidden_size"], XLMR_BASE["num_hidden_layers"],
-                                       XLMR_BASE["intermediate_size"])}
+    flops = {
+        "embedding": encoder_flops(**E5_SMALL),
+        "finetune": encoder_flops(
+            XLMR_BASE["hidden_size"], XLMR_BASE["num_hidden_layers"], XLMR_BASE["intermediate_size"]
+        ),
+    }
     rows = []
     for kind, rate in rates.items():
-        rows.append({"family": kind, "docs_per_s_core": rate, "cpu_hours": CORPUS_DOCS / rate / 3600,
-                     "gpu_hours": CORPUS_DOCS * flops[kind] / gpu_flops / 3600 if kind in flops else None})
+        rows.append(
+            {
+                "family": kind,
+                "docs_per_s_core": rate,
+                "cpu_hours": CORPUS_DOCS / rate / 3600,
+                "gpu_hours": CORPUS_DOCS * flops[kind] / gpu_flops / 3600 if kind in flops else None,
+            }
+        )
     for stage2 in ("embedding", "finetune"):
         for label, share in shares.items():
             per_doc = 1 / rates["fasttext"] + share * (1 / rates[stage2])
-            gpu = (CORPUS_DOCS * share * flops[stage2] / gpu_flops / 3600)
-            rows.append({"family": f"cascade fasttext->{stage2}, {label} share {share:.3f}",
-                         "docs_per_s_core": 1 / per_doc, "cpu_hours": CORPUS_DOCS * per_doc / 3600,
-                         "gpu_hours": gpu, "cost_saved": 1 - per_doc * rates[stage2]})
+            gpu = CORPUS_DOCS * share * flops[stage2] / gpu_flops / 3600
+            rows.append(
+                {
+                    "family": f"cascade fasttext->{stage2}, {label} share {share:.3f}",
+                    "docs_per_s_core": 1 / per_doc,
+                    "cpu_hours": CORPUS_DOCS * per_doc / 3600,
+                    "gpu_hours": gpu,
+                    "cost_saved": 1 - per_doc * rates[stage2],
+                }
+            )
     return rows
 
 
@@ -363,21 +464,31 @@ def print_pipelines(pipes: dict[str, Any], n: int) -> None:
     for mix, m in pipes["mixes"].items():
         print(f"-- shard: {mix}")
         print(f"(a)  ParquetReader -> JsonlWriter                               {m['bare_docs_per_s']:9.1f} docs/s")
-        print(f"(b)  stage pipeline B, single pass, FineWeb2 recipe             {m['docs_per_s']:9.1f} docs/s  "
-              f"ratio b/a = {m['ratio']:.3f} (target >= 0.5; median of {pipes['repeat']} alternating pairs, "
-              f"all: {m['ratios']})")
+        print(
+            f"(b)  stage pipeline B, single pass, FineWeb2 recipe             {m['docs_per_s']:9.1f} docs/s  "
+            f"ratio b/a = {m['ratio']:.3f} (target >= 0.5; median of {pipes['repeat']} alternating pairs, "
+            f"all: {m['ratios']})"
+        )
     print(f"-- the arms below on the first shard ({pipes['bare_docs_per_s']:.1f} docs/s bare)")
-    print("     (FineWeb2 language labels, score >= 0.65 -> fastText -> decontamination -> kept tokens "
-          f"({pipes['tokenizer']}) -> profiles -> writers)")
-    print(f"(b1) the same with every filter re-run (lid.176 + Gopher + FineWeb quality) "
-          f"{pipes['every_filter_docs_per_s']:9.1f} docs/s  ratio b1/a = {pipes['every_filter_ratio']:.3f}")
+    print(
+        "     (FineWeb2 language labels, score >= 0.65 -> fastText -> decontamination -> kept tokens "
+        f"({pipes['tokenizer']}) -> profiles -> writers)"
+    )
+    print(
+        f"(b1) the same with every filter re-run (lid.176 + Gopher + FineWeb quality) "
+        f"{pipes['every_filter_docs_per_s']:9.1f} docs/s  ratio b1/a = {pipes['every_filter_ratio']:.3f}"
+    )
     for name, v in pipes.get("variants", {}).items():
-        print(f"(b3) (b) with fastText {name:44s} held-out F1 {pipes['f1'][name]:.3f} (default "
-              f"{pipes['f1']['default']:.3f}) {v['docs_per_s']:9.1f} docs/s  ratio = {v['ratio']:.3f}")
+        print(
+            f"(b3) (b) with fastText {name:44s} held-out F1 {pipes['f1'][name]:.3f} (default "
+            f"{pipes['f1']['default']:.3f}) {v['docs_per_s']:9.1f} docs/s  ratio = {v['ratio']:.3f}"
+        )
     if "datatrove_filters_docs_per_s" in pipes:
-        print(f"(b0) (b1)'s filters fused, datatrove's own quality filters ({pipes['datatrove_filters_docs']} docs) "
-              f"{pipes['datatrove_filters_docs_per_s']:9.1f} docs/s; ours are "
-              f"{pipes['speedup_vs_datatrove_filters']:.1f}x faster on the same documents")
+        print(
+            f"(b0) (b1)'s filters fused, datatrove's own quality filters ({pipes['datatrove_filters_docs']} docs) "
+            f"{pipes['datatrove_filters_docs_per_s']:9.1f} docs/s; ours are "
+            f"{pipes['speedup_vs_datatrove_filters']:.1f}x faster on the same documents"
+        )
     if "tokenizer_costs" in pipes:
         print(f"word splitting, ms/doc on unique texts: {pipes['tokenizer_costs']}")
     for key in ("step_ms_per_doc", "every_filter_step_ms_per_doc", "datatrove_filters_step_ms_per_doc"):
@@ -385,16 +496,19 @@ def print_pipelines(pipes: dict[str, Any], n: int) -> None:
             print(f"ms per document, {key.removesuffix('step_ms_per_doc').strip('_') or 'b'}: {pipes[key]}")
 
 
-def print_report(pipes: dict[str, Any], table: str, proj: list[dict[str, Any]], xlmr: dict[str, float],
-                 n: int) -> None:
+def print_report(pipes: dict[str, Any], table: str, proj: list[dict[str, Any]], xlmr: dict[str, float], n: int) -> None:
     print_pipelines(pipes, n)
     print("\n== held-out comparison on the demo labels (compare_families) ==")
     print(table)
     print(f"\n== (c)/(d) scoring on one core; projection to {CORPUS_DOCS / 1e6:.0f}M documents ==")
-    print(f"finetune = xlm-roberta-base shape ({xlmr['params'] / 1e6:.0f}M params, random weights), measured at "
-          "512 tokens per document on CPU")
-    print(f"GPU-hours: ASSUMED {GPU['name']} at {GPU['bf16_dense_tflops']:.0f} bf16 TFLOP/s dense x MFU "
-          f"{GPU['mfu']} (not measured), FLOPs of a 512-token forward pass")
+    print(
+        f"finetune = xlm-roberta-base shape ({xlmr['params'] / 1e6:.0f}M params, random weights), measured at "
+        "512 tokens per document on CPU"
+    )
+    print(
+        f"GPU-hours: ASSUMED {GPU['name']} at {GPU['bf16_dense_tflops']:.0f} bf16 TFLOP/s dense x MFU "
+        f"{GPU['mfu']} (not measured), FLOPs of a 512-token forward pass"
+    )
     print(f"{'family':50s} {'docs/s/core':>11s} {'CPU-hours':>11s} {'GPU-hours':>10s} {'saved':>6s}")
     for r in proj:
         gpu = f"{r['gpu_hours']:10.1f}" if r["gpu_hours"] is not None else f"{'-':>10s}"
@@ -436,21 +550,35 @@ def train_fasttexts(cfg: Any, split: Any, root: Path) -> dict[str, float]:
 def subsample(split: Any, train: int, test: int) -> Any:
     from definemed.corpus.training import Split
 
-    return Split(train_x=split.train_x[:train], train_y=split.train_y[:train], test_x=split.test_x[:test],
-                 test_y=split.test_y[:test])
+    return Split(
+        train_x=split.train_x[:train],
+        train_y=split.train_y[:train],
+        test_x=split.test_x[:test],
+        test_y=split.test_y[:test],
+    )
 
 
-def measure_pipelines(args: argparse.Namespace, cfg: Any, rows: list[dict[str, Any]], split: Any, work: Path,
-                      n: int) -> dict[str, Any]:
+def measure_pipelines(
+    args: argparse.Namespace, cfg: Any, rows: list[dict[str, Any]], split: Any, work: Path, n: int
+) -> dict[str, Any]:
     """(a)/(b)/(b0)/(b2)/(b3) on an n-document shard, the fastText variants' F1 and the word-splitting costs."""
-    shards = {f"FineWeb2 mix, {MEDICAL_PREVALENCE:.1%} medical": write_replicated(rows, n, work / "shard-fineweb2",
-                                                                               MEDICAL_PREVALENCE),
-              "demo mix, the demo rows in turn": write_replicated(rows, n, work / "shard")}
+    shards = {
+        f"FineWeb2 mix, {MEDICAL_PREVALENCE:.1%} medical": write_replicated(
+            rows, n, work / "shard-fineweb2", MEDICAL_PREVALENCE
+        ),
+        "demo mix, the demo rows in turn": write_replicated(rows, n, work / "shard"),
+    }
     f1 = train_fasttexts(cfg, split, work / "classifiers")
-    pipes = bench_pipelines(shards, n, cfg, work / "pipelines", work / "classifiers" / "fasttext",
-                            original_docs=args.original_docs if args.original_docs is not None else n // 5,
-                            variant_dirs={k: variant_folder(work / "classifiers", k) for k in FASTTEXT_VARIANTS},
-                            repeat=args.repeat)
+    pipes = bench_pipelines(
+        shards,
+        n,
+        cfg,
+        work / "pipelines",
+        work / "classifiers" / "fasttext",
+        original_docs=args.original_docs if args.original_docs is not None else n // 5,
+        variant_dirs={k: variant_folder(work / "classifiers", k) for k in FASTTEXT_VARIANTS},
+        repeat=args.repeat,
+    )
     return {**pipes, "f1": f1, "tokenizer_costs": tokenizer_costs([r["text"] for r in rows if r["text"]])}
 
 
@@ -485,8 +613,15 @@ def main() -> None:
     report = json.loads((work / "classifiers" / "cascade" / "report.json").read_text())
     proj = projections(rates, cascade_shares(report))
     print_report(pipes, comparison_table(compare_rows), proj, xlmr, n)
-    summary = {"docs": n, "pipelines": pipes, "families": compare_rows, "rates": rates, "projection": proj,
-               "gpu_assumption": GPU, "cascade": report["cascade"]}
+    summary = {
+        "docs": n,
+        "pipelines": pipes,
+        "families": compare_rows,
+        "rates": rates,
+        "projection": proj,
+        "gpu_assumption": GPU,
+        "cascade": report["cascade"],
+    }
     (work / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
 
 

@@ -5,9 +5,9 @@ ids, PackedCollator, CptTrainer with its LambdaLR schedule, metrics.jsonl writer
 Baseline: `transformers.Trainer` with `default_data_collator` over the same blocks pre-packed in memory (EOS
 packing, no position ids), default settings. Ours runs twice per round: as the stage runs it (position ids, so
 attention stays inside each document) and with EOS packing (the baseline's attention), which separates the
-pipeline's overhead from the cost of the per-document mask. Both train a tiny Llama (4 layers, hidden 256) built from a config,
-with a BPE tokenizer trained here on the demo's German documents. Runs alternate (ours, baseline, ours, ...) so
-drift in machine load hits both; the figure is the ratio of median tokens/s (target >= 0.95).
+pipeline's overhead from the cost of the per-document mask. Both train a tiny Llama (4 layers, hidden 256) built
+from a config, with a BPE tokenizer trained here on the demo's German documents. Runs alternate (ours, baseline,
+ours, ...) so drift in machine load hits both; the figure is the ratio of median tokens/s (target >= 0.95).
 
 It also prints the share of non-padding tokens in our packed batches (target >= 0.99), next to what padding every
 document to the block size would give.
@@ -39,8 +39,9 @@ def demo_texts(limit: int = 600) -> list[str]:
     for path in sorted(DEMO_SHARDS.glob("*.parquet")):
         texts.extend(t for t in pq.read_table(path, columns=["text"]).column("text").to_pylist() if t)
     if not texts:
-        texts = [f"Der Patient {i} erhielt am Tag {i % 7} eine Dosis von {i % 50} mg." * (1 + i % 9)
-                 for i in range(limit)]
+        texts = [
+            f"Der Patient {i} erhielt am Tag {i % 7} eine Dosis von {i % 50} mg." * (1 + i % 9) for i in range(limit)
+        ]
     return texts[:limit]
 
 
@@ -51,8 +52,12 @@ def build_tokenizer(texts: list[str], out: Path) -> Any:
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=4000, special_tokens=["<|endoftext|>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=4000,
+        special_tokens=["<|endoftext|>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<pad>")
     fast.save_pretrained(out)
@@ -64,9 +69,17 @@ def tiny_llama(vocab: int) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=vocab, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=BLOCK,
-                         attn_implementation="sdpa", use_cache=False)
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=256,
+        intermediate_size=688,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=BLOCK,
+        attn_implementation="sdpa",
+        use_cache=False,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -85,12 +98,26 @@ def run_ours(folder: Path, tokenizer: Any, steps: int, work: Path, mode: str = "
     from definemed.train.stream import CptStream, TextSource
     from definemed.train.trainer import TrainPlan, build_trainer
 
-    cpt = CptConfig(block_size=BLOCK, per_device_batch_size=BATCH, learning_rate=1e-3, warmup_steps=2,
-                    max_steps=steps, logging_steps=5, save_steps=10**6, bf16=False)
+    cpt = CptConfig(
+        block_size=BLOCK,
+        per_device_batch_size=BATCH,
+        learning_rate=1e-3,
+        warmup_steps=2,
+        max_steps=steps,
+        logging_steps=5,
+        save_steps=10**6,
+        bf16=False,
+    )
     source = TextSource("medical", [folder], lambda d: not is_heldout(d, 0.0001))
     stream = CptStream(source, tokenizer, BLOCK, mode, seed=0, shuffle_buffer=64)
-    plan = TrainPlan(train_dataset=stream, eval_datasets={}, collator=PackedCollator(), max_steps=steps,
-                     checkpoint_dir=work / "ckpt", log_path=work / "metrics.jsonl")
+    plan = TrainPlan(
+        train_dataset=stream,
+        eval_datasets={},
+        collator=PackedCollator(),
+        max_steps=steps,
+        checkpoint_dir=work / "ckpt",
+        log_path=work / "metrics.jsonl",
+    )
     trainer = build_trainer(tiny_llama(len(tokenizer)), cpt, 0, plan)
     start = time.perf_counter()
     trainer.train()
@@ -100,9 +127,19 @@ def run_ours(folder: Path, tokenizer: Any, steps: int, work: Path, mode: str = "
 def run_baseline(blocks: list[dict[str, Any]], vocab: int, steps: int, work: Path) -> float:
     from transformers import Trainer, TrainingArguments, default_data_collator
 
-    args = TrainingArguments(output_dir=str(work / "base"), per_device_train_batch_size=BATCH, max_steps=steps,
-                             learning_rate=1e-3, warmup_steps=2, logging_steps=5, save_strategy="no",
-                             report_to="none", disable_tqdm=True, dataloader_num_workers=0, seed=0)
+    args = TrainingArguments(
+        output_dir=str(work / "base"),
+        per_device_train_batch_size=BATCH,
+        max_steps=steps,
+        learning_rate=1e-3,
+        warmup_steps=2,
+        logging_steps=5,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=0,
+    )
     trainer = Trainer(model=tiny_llama(vocab), args=args, train_dataset=blocks, data_collator=default_data_collator)
     start = time.perf_counter()
     trainer.train()
@@ -156,17 +193,23 @@ def main() -> None:
             ours.append(run_ours(folder, tokenizer, steps, work / f"ours{r}"))
             ours_eos.append(run_ours(folder, tokenizer, steps, work / f"eos{r}", mode="eos"))
             base.append(run_baseline(blocks, len(tokenizer), steps, work / f"base{r}"))
-            print(f"round {r + 1}: ours {ours[-1]:,.0f} tok/s (eos packing {ours_eos[-1]:,.0f}), "
-                  f"plain Trainer {base[-1]:,.0f} tok/s")
+            print(
+                f"round {r + 1}: ours {ours[-1]:,.0f} tok/s (eos packing {ours_eos[-1]:,.0f}), "
+                f"plain Trainer {base[-1]:,.0f} tok/s"
+            )
         packed, padded = padding_shares(folder, tokenizer, batches=steps)
     ratio = statistics.median(ours) / statistics.median(base)
     eos_ratio = statistics.median(ours_eos) / statistics.median(base)
     print(f"tiny Llama 4x256, {steps} steps of {BATCH}x{BLOCK} tokens, {rounds} alternating rounds")
     print(f"throughput ratio ours / plain Trainer (median tokens/s): {ratio:.3f} (target >= 0.95)")
-    print(f"  ours with eos packing (the baseline's attention: causal, no per-document mask): {eos_ratio:.3f}; the "
-          f"difference is the cost of document-isolated attention with sdpa on CPU (flash-attn varlen on GPU)")
-    print(f"non-padding share in packed batches: {packed:.4f} (target >= 0.99); "
-          f"padding each document to {BLOCK} would give {padded:.4f}")
+    print(
+        f"  ours with eos packing (the baseline's attention: causal, no per-document mask): {eos_ratio:.3f}; the "
+        f"difference is the cost of document-isolated attention with sdpa on CPU (flash-attn varlen on GPU)"
+    )
+    print(
+        f"non-padding share in packed batches: {packed:.4f} (target >= 0.99); "
+        f"padding each document to {BLOCK} would give {padded:.4f}"
+    )
 
 
 if __name__ == "__main__":

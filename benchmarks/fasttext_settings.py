@@ -46,8 +46,10 @@ def main() -> None:
     rows = demo_rows()
     split = survivors_split(rows, cfg, CorpusLayout(ROOT / "runs" / "bench-fasttext"))
     texts = [r["text"] for r in rows if r["text"]] * 10
-    print(f"train {len(split.train_x)} / held-out {len(split.test_x)} documents; scoring {len(texts)} texts "
-          f"of {np.mean([len(t) for t in texts]):.0f} characters on average")
+    print(
+        f"train {len(split.train_x)} / held-out {len(split.test_x)} documents; scoring {len(texts)} texts "
+        f"of {np.mean([len(t) for t in texts]):.0f} characters on average"
+    )
     print(f"{'setting':44s} {'held-out F1 (seeds 0, 1, 2)':28s} {'us/doc':>7s} {'vs default':>10s}")
     base = None
     for name, update in SETTINGS.items():

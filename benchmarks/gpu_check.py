@@ -27,21 +27,51 @@ from typing import Any
 CORPUS_DOCS = 428e6
 NOMINAL_BF16_TFLOPS = 989.0  # H100/H200 SXM dense bf16, the datasheet figure
 ENCODERS = {
-    "finetune: xlm-roberta-base": ("xlm-roberta", {"vocab_size": 250_002, "hidden_size": 768, "num_hidden_layers": 12,
-                                                   "num_attention_heads": 12, "intermediate_size": 3072,
-                                                   "max_position_embeddings": 514, "type_vocab_size": 1}),
-    "embedding: multilingual-e5-small": ("bert", {"vocab_size": 250_037, "hidden_size": 384, "num_hidden_layers": 12,
-                                                  "num_attention_heads": 12, "intermediate_size": 1536,
-                                                  "max_position_embeddings": 512, "type_vocab_size": 2}),
+    "finetune: xlm-roberta-base": (
+        "xlm-roberta",
+        {
+            "vocab_size": 250_002,
+            "hidden_size": 768,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "intermediate_size": 3072,
+            "max_position_embeddings": 514,
+            "type_vocab_size": 1,
+        },
+    ),
+    "embedding: multilingual-e5-small": (
+        "bert",
+        {
+            "vocab_size": 250_037,
+            "hidden_size": 384,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "intermediate_size": 1536,
+            "max_position_embeddings": 512,
+            "type_vocab_size": 2,
+        },
+    ),
 }
 LM_BATCH = {"SmolLM2-135M shape": 8, "Llama-3.2-1B shape": 2}  # blocks of 4096 tokens per step (fits 80 GB)
 LMS = {
-    "SmolLM2-135M shape": {"vocab_size": 49_152, "hidden_size": 576, "num_hidden_layers": 30,
-                           "num_attention_heads": 9, "num_key_value_heads": 3, "intermediate_size": 1536,
-                           "tie_word_embeddings": True},
-    "Llama-3.2-1B shape": {"vocab_size": 128_256, "hidden_size": 2048, "num_hidden_layers": 16,
-                           "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 8192,
-                           "tie_word_embeddings": True},
+    "SmolLM2-135M shape": {
+        "vocab_size": 49_152,
+        "hidden_size": 576,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "intermediate_size": 1536,
+        "tie_word_embeddings": True,
+    },
+    "Llama-3.2-1B shape": {
+        "vocab_size": 128_256,
+        "hidden_size": 2048,
+        "num_hidden_layers": 16,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "intermediate_size": 8192,
+        "tie_word_embeddings": True,
+    },
 }
 
 
@@ -94,11 +124,18 @@ def bench_encoders(device: str, batch: int, seq: int, iters: int, peak: float) -
             seconds = timed(lambda m=model, x=ids, am=mask: m(input_ids=x, attention_mask=am).logits, 2, iters)
         docs_per_s = batch / seconds
         flops = encoder_flops(shape["hidden_size"], shape["num_hidden_layers"], shape["intermediate_size"], seq)
-        rows.append({"model": name, "batch": batch, "seq_len": seq, "docs_per_s": round(docs_per_s, 1),
-                     "tflops": round(docs_per_s * flops / 1e12, 1),
-                     "mfu_nominal": round(docs_per_s * flops / (NOMINAL_BF16_TFLOPS * 1e12), 3),
-                     "mfu_of_matmul_peak": round(docs_per_s * flops / (peak * 1e12), 3),
-                     "gpu_hours_428M": round(CORPUS_DOCS / docs_per_s / 3600, 2)})
+        rows.append(
+            {
+                "model": name,
+                "batch": batch,
+                "seq_len": seq,
+                "docs_per_s": round(docs_per_s, 1),
+                "tflops": round(docs_per_s * flops / 1e12, 1),
+                "mfu_nominal": round(docs_per_s * flops / (NOMINAL_BF16_TFLOPS * 1e12), 3),
+                "mfu_of_matmul_peak": round(docs_per_s * flops / (peak * 1e12), 3),
+                "gpu_hours_428M": round(CORPUS_DOCS / docs_per_s / 3600, 2),
+            }
+        )
         del model
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -159,12 +196,21 @@ def bench_lms(device: str, batch: int, block: int, iters: int, peak: float, mean
             seconds = timed(step, 2, iters)
             tokens_per_s = batch * block / seconds
             flops = lm_flops_per_token(shape, n_params, block) * tokens_per_s
-            rows.append({"model": name, "params_m": round(n_params / 1e6, 1), "packing": mode, "batch": batch,
-                         "block": block, "tokens_per_s": round(tokens_per_s), "step_s": round(seconds, 4),
-                         "tflops": round(flops / 1e12, 1), "mfu_nominal": round(flops / (NOMINAL_BF16_TFLOPS * 1e12), 3),
-                         "mfu_of_matmul_peak": round(flops / (peak * 1e12), 3),
-                         "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda"
-                         else None})
+            rows.append(
+                {
+                    "model": name,
+                    "params_m": round(n_params / 1e6, 1),
+                    "packing": mode,
+                    "batch": batch,
+                    "block": block,
+                    "tokens_per_s": round(tokens_per_s),
+                    "step_s": round(seconds, 4),
+                    "tflops": round(flops / 1e12, 1),
+                    "mfu_nominal": round(flops / (NOMINAL_BF16_TFLOPS * 1e12), 3),
+                    "mfu_of_matmul_peak": round(flops / (peak * 1e12), 3),
+                    "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None,
+                }
+            )
         del model, opt
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -180,8 +226,12 @@ def main() -> None:
     import transformers
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    info = {"torch": torch.__version__, "transformers": transformers.__version__, "device": device,
-            "gpu": torch.cuda.get_device_name() if device == "cuda" else None}
+    info = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "device": device,
+        "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+    }
     print(json.dumps(info), flush=True)
     if args.smoke:
         for shapes in (*ENCODERS.values(),):
@@ -190,20 +240,30 @@ def main() -> None:
             shape.update(num_hidden_layers=2, vocab_size=1000)
     peak = matmul_peak(device, 512 if args.smoke else 8192)
     print(f"bf16 matmul peak: {peak:.1f} TFLOP/s (nominal {NOMINAL_BF16_TFLOPS})", flush=True)
-    encoders = bench_encoders(device, batch=4 if args.smoke else 256, seq=64 if args.smoke else 512,
-                              iters=1 if args.smoke else 10, peak=peak)
+    encoders = bench_encoders(
+        device, batch=4 if args.smoke else 256, seq=64 if args.smoke else 512, iters=1 if args.smoke else 10, peak=peak
+    )
     for row in encoders:
         print(json.dumps(row), flush=True)
-    lms = bench_lms(device, batch=1 if args.smoke else 8, block=128 if args.smoke else 4096,
-                    iters=1 if args.smoke else 8, peak=peak, mean_doc=32 if args.smoke else 700)
+    lms = bench_lms(
+        device,
+        batch=1 if args.smoke else 8,
+        block=128 if args.smoke else 4096,
+        iters=1 if args.smoke else 8,
+        peak=peak,
+        mean_doc=32 if args.smoke else 700,
+    )
     for row in lms:
         print(json.dumps(row), flush=True)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "gpu_check.json").write_text(json.dumps({**info, "matmul_peak_tflops": peak,
-                                                             "encoders": encoders, "lms": lms}, indent=2))
-    print(f"MFU note: FLOPs by formula (encoders: 2 x matmul params x tokens + attention; LMs: 6 x params + "
-          f"causal attention); math.isfinite check {all(math.isfinite(r['tokens_per_s']) for r in lms)}")
+        (args.out / "gpu_check.json").write_text(
+            json.dumps({**info, "matmul_peak_tflops": peak, "encoders": encoders, "lms": lms}, indent=2)
+        )
+    print(
+        f"MFU note: FLOPs by formula (encoders: 2 x matmul params x tokens + attention; LMs: 6 x params + "
+        f"causal attention); math.isfinite check {all(math.isfinite(r['tokens_per_s']) for r in lms)}"
+    )
 
 
 if __name__ == "__main__":

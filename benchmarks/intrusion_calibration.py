@@ -129,9 +129,7 @@ def main() -> None:
     print_scores("tuning half (even ids)", detector, even)
     print_scores("held-out (odd ids)", detector, odd)
     print_scores("full set", detector, rows)
-    print_scores(
-        "full set + LID veto", EnglishIntrusionDetector(threshold=threshold, confirm_with_lid=True), rows
-    )
+    print_scores("full set + LID veto", EnglishIntrusionDetector(threshold=threshold, confirm_with_lid=True), rows)
     false_alarms(detector)
     print("-- 1,000 synthetic answers from calibration sentences")
     throughput(threshold, synthetic_answers(rows))

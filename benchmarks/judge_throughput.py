@@ -71,8 +71,14 @@ def judge_once(base_url: str, concurrency: int, n_requests: int, latency_s: floa
     from definemed.evaluate.openai_judge import OpenAIJudge
     from definemed.evaluate.verdicts import JudgeItem
 
-    cfg = OpenAIJudgeConfig(kind="openai", model="bench", base_url=base_url, concurrency=concurrency,
-                            max_retries=0, timeout_s=max(10.0, 20 * latency_s))
+    cfg = OpenAIJudgeConfig(
+        kind="openai",
+        model="bench",
+        base_url=base_url,
+        concurrency=concurrency,
+        max_retries=0,
+        timeout_s=max(10.0, 20 * latency_s),
+    )
     items = [JudgeItem(f"Frage {tag} {i}", None, f"Antwort A {i}", f"Antwort B {i}") for i in range(n_requests)]
     judge = OpenAIJudge(cfg, workdir=None)
     t0 = time.perf_counter()
@@ -85,8 +91,12 @@ def judge_once(base_url: str, concurrency: int, n_requests: int, latency_s: floa
 
 def measure(concurrency: int, latency_s: float, n_requests: int) -> dict[str, Any]:
     """One timed batch at `concurrency` against a fresh server process."""
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(latency_s)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--serve", str(latency_s)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         base_url = proc.stdout.readline().strip()  # type: ignore[union-attr]
         if not base_url.startswith("http"):
@@ -98,10 +108,15 @@ def measure(concurrency: int, latency_s: float, n_requests: int) -> dict[str, An
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return {"concurrency": concurrency, "judgments": n_requests, "seconds": seconds,
-            "rate": n_requests / seconds, "ideal": ideal_rate(concurrency, latency_s),
-            "ratio": efficiency(n_requests, seconds, concurrency, latency_s),
-            "max_in_flight": seen["max_in_flight"]}
+    return {
+        "concurrency": concurrency,
+        "judgments": n_requests,
+        "seconds": seconds,
+        "rate": n_requests / seconds,
+        "ideal": ideal_rate(concurrency, latency_s),
+        "ratio": efficiency(n_requests, seconds, concurrency, latency_s),
+        "max_in_flight": seen["max_in_flight"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,11 +131,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     os.environ.setdefault("TQDM_DISABLE", "1")
     print(f"openai judge vs a local server with {args.latency * 1000:.0f} ms latency (ideal = concurrency / latency)")
-    print(f"{'concurrency':>11} {'judgments':>9} {'seconds':>8} {'judg/s':>8} {'ideal/s':>8} {'ratio':>6} {'in flight':>9}")
+    print(
+        f"{'concurrency':>11} {'judgments':>9} {'seconds':>8} {'judg/s':>8} {'ideal/s':>8} {'ratio':>6} "
+        f"{'in flight':>9}"
+    )
     rows = [measure(c, args.latency, args.per_slot * c) for c in args.concurrency]
     for r in rows:
-        print(f"{r['concurrency']:>11} {r['judgments']:>9} {r['seconds']:>8.2f} {r['rate']:>8.1f} "
-              f"{r['ideal']:>8.1f} {r['ratio']:>6.2f} {r['max_in_flight']:>9}")
+        print(
+            f"{r['concurrency']:>11} {r['judgments']:>9} {r['seconds']:>8.2f} {r['rate']:>8.1f} "
+            f"{r['ideal']:>8.1f} {r['ratio']:>6.2f} {r['max_in_flight']:>9}"
+        )
     top = max(rows, key=lambda r: r["concurrency"])
     verdict = "meets" if top["ratio"] >= TARGET else "MISSES"
     print(f"ratio at concurrency {top['concurrency']}: {top['ratio']:.2f} ({verdict} the target {TARGET})")

@@ -30,14 +30,20 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"ratio": 0.8, "requests_per_item": 1.05, "scored_share": 0.95}
-TEXTS = ["Bluthochdruck wird mit ACE-Hemmern behandelt; die Dosis richtet sich nach dem Blutdruck.",
-         "Die Zinsen für Sparkonten steigen im nächsten Jahr, sagt die Bank.",
-         "Die Grippeimpfung wird für Menschen über 60 Jahre empfohlen.",
-         "Der Fußballverein gewann das Spiel mit drei zu eins.",
-         "Metformin ist das Mittel der ersten Wahl bei Diabetes Typ 2.",
-         "Das neue Smartphone hat eine bessere Kamera und einen größeren Akku."]
-ANSWERS = ["Ibuprofen oder Paracetamol helfen, dazu Ruhe und ausreichend Flüssigkeit.", "Ich weiß es nicht.",
-           "Kopfschmerzen gehen meist von selbst weg; bei Warnzeichen zum Arzt.", "Trinken Sie Kaffee."]
+TEXTS = [
+    "Bluthochdruck wird mit ACE-Hemmern behandelt; die Dosis richtet sich nach dem Blutdruck.",
+    "Die Zinsen für Sparkonten steigen im nächsten Jahr, sagt die Bank.",
+    "Die Grippeimpfung wird für Menschen über 60 Jahre empfohlen.",
+    "Der Fußballverein gewann das Spiel mit drei zu eins.",
+    "Metformin ist das Mittel der ersten Wahl bei Diabetes Typ 2.",
+    "Das neue Smartphone hat eine bessere Kamera und einen größeren Akku.",
+]
+ANSWERS = [
+    "Ibuprofen oder Paracetamol helfen, dazu Ruhe und ausreichend Flüssigkeit.",
+    "Ich weiß es nicht.",
+    "Kopfschmerzen gehen meist von selbst weg; bei Warnzeichen zum Arzt.",
+    "Trinken Sie Kaffee.",
+]
 
 
 async def plain_loop(base_url: str, bodies: list[dict[str, Any]], concurrency: int) -> float:
@@ -63,8 +69,11 @@ async def plain_loop(base_url: str, bodies: list[dict[str, Any]], concurrency: i
 def best_plain(base_url: str, bodies: list[dict[str, Any]]) -> dict[str, Any]:
     rates = {c: asyncio.run(plain_loop(base_url, bodies, c)) for c in (1, 2, 4)}
     best = max(rates, key=rates.__getitem__)
-    return {"rates": {str(c): round(r, 3) for c, r in rates.items()}, "best_concurrency": best,
-            "best_rate": rates[best]}
+    return {
+        "rates": {str(c): round(r, 3) for c, r in rates.items()},
+        "best_concurrency": best,
+        "best_rate": rates[best],
+    }
 
 
 def labelling(base_url: str, n: int) -> dict[str, Any]:
@@ -74,9 +83,16 @@ def labelling(base_url: str, n: int) -> dict[str, Any]:
     from definemed.corpus.labelling.settings import OpenAILabellerSettings
     from definemed.llm import Endpoint, LLMClient, run_sync
 
-    settings = OpenAILabellerSettings(model="smollm2", base_url=base_url, method="logprob", positive="yes",
-                                      negative="no", template=str(ROOT / "demo/prompts/label_medical_short_en.md"),
-                                      max_doc_chars=300, concurrency=4)
+    settings = OpenAILabellerSettings(
+        model="smollm2",
+        base_url=base_url,
+        method="logprob",
+        positive="yes",
+        negative="no",
+        template=str(ROOT / "demo/prompts/label_medical_short_en.md"),
+        max_doc_chars=300,
+        concurrency=4,
+    )
     docs = [Document(id=f"b-{i}", text=f"{TEXTS[i % len(TEXTS)]} (Nr. {i})") for i in range(n)]
     lab = OpenAILabeller(settings)
 
@@ -92,10 +108,16 @@ def labelling(base_url: str, n: int) -> dict[str, Any]:
         run = label_documents(docs, lab, tmp, max_failure_share=1.0)
         seconds = time.perf_counter() - t0
     rate = n / seconds
-    return {"items": n, "layer_rate": round(rate, 3), "plain": plain, "ratio": round(rate / plain["best_rate"], 3),
-            "requests_per_item": round(lab.stats["requests"] / max(n - run.counts["failed"], 1), 3),
-            "scored_share": round(run.counts["ok"] / n, 3), "setup_requests": lab.stats["setup_requests"],
-            "capacity": lab.stats["capacity"]}
+    return {
+        "items": n,
+        "layer_rate": round(rate, 3),
+        "plain": plain,
+        "ratio": round(rate / plain["best_rate"], 3),
+        "requests_per_item": round(lab.stats["requests"] / max(n - run.counts["failed"], 1), 3),
+        "scored_share": round(run.counts["ok"] / n, 3),
+        "setup_requests": lab.stats["setup_requests"],
+        "capacity": lab.stats["capacity"],
+    }
 
 
 def judging(base_url: str, n_pairs: int) -> dict[str, Any]:
@@ -108,12 +130,21 @@ def judging(base_url: str, n_pairs: int) -> dict[str, Any]:
         a, b = ANSWERS[i % len(ANSWERS)], ANSWERS[(i + 1) % len(ANSWERS)] + f" ({i})"
         prompt = "Was hilft bei Kopfschmerzen?"
         items += [JudgeItem(prompt, "Ibuprofen oder Paracetamol.", a, b), JudgeItem(prompt, "Ibuprofen.", b, a)]
-    cfg = OpenAIJudgeConfig(kind="openai", model="smollm2", base_url=base_url, method="logprob", concurrency=4,
-                            max_invalid_share=1.0)
+    cfg = OpenAIJudgeConfig(
+        kind="openai", model="smollm2", base_url=base_url, method="logprob", concurrency=4, max_invalid_share=1.0
+    )
     judge = OpenAIJudge(cfg, None)
-    bodies = [{"model": "smollm2", "max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": 20,
-               "messages": [{"role": "user", "content": render(judge.template, i) + LOGPROB_SUFFIX}]}
-              for i in items]
+    bodies = [
+        {
+            "model": "smollm2",
+            "max_tokens": 1,
+            "temperature": 0,
+            "logprobs": True,
+            "top_logprobs": 20,
+            "messages": [{"role": "user", "content": render(judge.template, i) + LOGPROB_SUFFIX}],
+        }
+        for i in items
+    ]
     plain = best_plain(base_url, bodies)
     judge.judge_batch(items[:1])  # warm-up
     judge = OpenAIJudge(cfg, None)
@@ -122,11 +153,18 @@ def judging(base_url: str, n_pairs: int) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     rate = len(items) / seconds
     answered = sum(v.error is None for v in verdicts)
-    return {"items": len(items), "pairs": n_pairs, "layer_rate": round(rate, 3),
-            "layer_pairs_per_s": round(rate / 2, 3), "plain": plain, "ratio": round(rate / plain["best_rate"], 3),
-            "requests_per_item": round(judge.stats["requests"] / max(answered, 1), 3),
-            "scored_share": round(sum(v.winner != "invalid" for v in verdicts) / len(items), 3),
-            "setup_requests": judge.stats["setup_requests"], "capacity": judge.stats["capacity"]}
+    return {
+        "items": len(items),
+        "pairs": n_pairs,
+        "layer_rate": round(rate, 3),
+        "layer_pairs_per_s": round(rate / 2, 3),
+        "plain": plain,
+        "ratio": round(rate / plain["best_rate"], 3),
+        "requests_per_item": round(judge.stats["requests"] / max(answered, 1), 3),
+        "scored_share": round(sum(v.winner != "invalid" for v in verdicts) / len(items), 3),
+        "setup_requests": judge.stats["setup_requests"],
+        "capacity": judge.stats["capacity"],
+    }
 
 
 def main() -> None:
@@ -139,16 +177,25 @@ def main() -> None:
     from definemed.llm.local_server import LocalServer
 
     with LocalServer() as server:
-        result = {"server": "llama-cpp-python 0.3.36, SmolLM2-135M-Instruct Q4_1 (bundled)", "targets": TARGETS,
-                  "labelling": labelling(server.base_url, args.docs), "judging": judging(server.base_url, args.pairs)}
+        result = {
+            "server": "llama-cpp-python 0.3.36, SmolLM2-135M-Instruct Q4_1 (bundled)",
+            "targets": TARGETS,
+            "labelling": labelling(server.base_url, args.docs),
+            "judging": judging(server.base_url, args.pairs),
+        }
     for name in ("labelling", "judging"):
         r = result[name]
-        ok = (r["ratio"] >= TARGETS["ratio"] and r["requests_per_item"] <= TARGETS["requests_per_item"]
-              and r["scored_share"] >= TARGETS["scored_share"])
+        ok = (
+            r["ratio"] >= TARGETS["ratio"]
+            and r["requests_per_item"] <= TARGETS["requests_per_item"]
+            and r["scored_share"] >= TARGETS["scored_share"]
+        )
         r["meets_targets"] = ok
-        print(f"{name}: layer {r['layer_rate']:.2f}/s vs plain loop {r['plain']['best_rate']:.2f}/s at concurrency "
-              f"{r['plain']['best_concurrency']} -> ratio {r['ratio']:.2f}; requests/item {r['requests_per_item']}; "
-              f"scored {r['scored_share']:.0%}; {'meets' if ok else 'MISSES'} the targets")
+        print(
+            f"{name}: layer {r['layer_rate']:.2f}/s vs plain loop {r['plain']['best_rate']:.2f}/s at concurrency "
+            f"{r['plain']['best_concurrency']} -> ratio {r['ratio']:.2f}; requests/item {r['requests_per_item']}; "
+            f"scored {r['scored_share']:.0%}; {'meets' if ok else 'MISSES'} the targets"
+        )
     text = json.dumps(result, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,8 +34,14 @@ def demo_vocabulary() -> list[str]:
     """The distinct whitespace words of the demo's FineWeb2-schema shards."""
     import pyarrow.parquet as pq
 
-    return sorted({w for shard in sorted((REPO / "demo" / "fineweb2-deu").glob("*.parquet"))
-                   for text in pq.read_table(shard, columns=["text"]).column("text").to_pylist() for w in text.split()})
+    return sorted(
+        {
+            w
+            for shard in sorted((REPO / "demo" / "fineweb2-deu").glob("*.parquet"))
+            for text in pq.read_table(shard, columns=["text"]).column("text").to_pylist()
+            for w in text.split()
+        }
+    )
 
 
 def german_text(chars: int, seed: int = 0) -> str:
@@ -64,9 +70,13 @@ def main() -> None:
     args = parser.parse_args()
     chars = int(args.mb * 1_000_000)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = DefinemedConfig.model_validate({
-            "run": {"name": "bench", "run_dir": tmp}, "models": {"instruct": {"id": "x"}},
-            "corpus": {"input": {"kind": "parquet", "paths": [tmp]}, "labels": {"kind": "file", "path": tmp}}})
+        cfg = DefinemedConfig.model_validate(
+            {
+                "run": {"name": "bench", "run_dir": tmp},
+                "models": {"instruct": {"id": "x"}},
+                "corpus": {"input": {"kind": "parquet", "paths": [tmp]}, "labels": {"kind": "file", "path": tmp}},
+            }
+        )
         steps = [("tokens", WhitespaceTokenCounter()), *filter_steps(cfg.corpus, CorpusLayout(Path(tmp)))]
         small = [german_text(5_000, seed=i) for i in range(chars // 5_000)]
         time_steps(small[:20], steps)  # load fastText and spaCy outside the timings

@@ -68,7 +68,8 @@ def write_model(tensors: Iterator[tuple[str, Any]], out: Path, shard_mb: int | N
     if len(files) > 1:
         weight_map = {key: name for name, keys in files for key in keys}
         (out / "model.safetensors.index.json").write_text(
-            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}), encoding="utf-8")
+            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}), encoding="utf-8"
+        )
     return total
 
 
@@ -156,8 +157,8 @@ def child(args: argparse.Namespace) -> None:
     import mergekit.merge  # noqa: F401 - run_merge, imported by the stage
     import transformers  # noqa: F401 - copy_tokenizer's import, part of the stage's merge
 
-    from definemed.merge.config import SlerpMergeConfig
     from definemed.merge import memory, stage  # noqa: F401 - run_mergekit imports memory
+    from definemed.merge.config import SlerpMergeConfig
     from definemed.merge.methods import slerp_config
 
     report: dict[str, Any] = {"import_s": time.perf_counter() - t0, "before": read_status()}
@@ -220,20 +221,27 @@ def measure(cmd: list[str], threads: int | None = None) -> dict[str, Any]:
 # ---------------------------------------------------------------- report
 
 
-def summarise(runs: list[dict[str, Any]], floor: dict[str, Any], size: int,
-              baseline: list[dict[str, Any]] | None) -> dict[str, Any]:
+def summarise(
+    runs: list[dict[str, Any]], floor: dict[str, Any], size: int, baseline: list[dict[str, Any]] | None
+) -> dict[str, Any]:
     """Peaks over the runs of one variant; times as medians (and minima) and as ratios to mergekit's."""
+
     def median(rs: list[dict[str, Any]], key: str) -> float:
         return statistics.median(r[key] for r in rs)
 
     hwm = max(r["VmHWM"] for r in runs)
     best = min(r["merge_s"] for r in runs)
     return {
-        "peak_rss": hwm, "peak_rss_x_model": hwm / size,
-        "peak_anon": max(r["polled"]["anon"] for r in runs), "peak_file": max(r["polled"]["file"] for r in runs),
-        "above_import_baseline": hwm - floor["VmHWM"], "above_import_baseline_x_model": (hwm - floor["VmHWM"]) / size,
-        "merge_s": [round(r["merge_s"], 2) for r in runs], "merge_s_median": median(runs, "merge_s"),
-        "merge_s_min": best, "merge_cpu_s_median": median(runs, "merge_cpu_s"),
+        "peak_rss": hwm,
+        "peak_rss_x_model": hwm / size,
+        "peak_anon": max(r["polled"]["anon"] for r in runs),
+        "peak_file": max(r["polled"]["file"] for r in runs),
+        "above_import_baseline": hwm - floor["VmHWM"],
+        "above_import_baseline_x_model": (hwm - floor["VmHWM"]) / size,
+        "merge_s": [round(r["merge_s"], 2) for r in runs],
+        "merge_s_median": median(runs, "merge_s"),
+        "merge_s_min": best,
+        "merge_cpu_s_median": median(runs, "merge_cpu_s"),
         "time_x_mergekit": median(runs, "merge_s") / median(baseline, "merge_s") if baseline else None,
         "time_x_mergekit_min": best / min(r["merge_s"] for r in baseline) if baseline else None,
         "cpu_x_mergekit": median(runs, "merge_cpu_s") / median(baseline, "merge_cpu_s") if baseline else None,
@@ -244,18 +252,34 @@ def summarise(runs: list[dict[str, Any]], floor: dict[str, Any], size: int,
 def print_table(results: dict[str, Any]) -> None:
     size, floor = results["model_bytes"], results["import_baseline"]
     print(f"model: {results['model']}; one model = {size / MIB:.0f} MiB ({size / 1e6:.0f} MB)")
-    print(f"import baseline (torch + transformers + mergekit + definemed.merge): VmHWM {floor['VmHWM'] / MIB:.0f} MiB "
-          f"({floor['VmHWM'] / size:.2f} x model; anon {floor['RssAnon'] / MIB:.0f}, file {floor['RssFile'] / MIB:.0f})")
-    head = ("variant", "peak RSS MiB", "x model", "peak anon", "peak file", "above imports", "x model",
-            "merge s (median, min)", "time x mergekit (median, min)", "CPU s", "CPU x mergekit", "out files")
+    print(
+        f"import baseline (torch + transformers + mergekit + definemed.merge): VmHWM {floor['VmHWM'] / MIB:.0f} MiB "
+        f"({floor['VmHWM'] / size:.2f} x model; anon {floor['RssAnon'] / MIB:.0f}, file {floor['RssFile'] / MIB:.0f})"
+    )
+    head = (
+        "variant",
+        "peak RSS MiB",
+        "x model",
+        "peak anon",
+        "peak file",
+        "above imports",
+        "x model",
+        "merge s (median, min)",
+        "time x mergekit (median, min)",
+        "CPU s",
+        "CPU x mergekit",
+        "out files",
+    )
     print(" | ".join(head))
     for name, r in results["variants"].items():
         ratio = "-" if r["time_x_mergekit"] is None else f"{r['time_x_mergekit']:.2f}, {r['time_x_mergekit_min']:.2f}"
         cpu = "-" if r["cpu_x_mergekit"] is None else f"{r['cpu_x_mergekit']:.2f}"
-        print(f"{name} | {r['peak_rss'] / MIB:.0f} | {r['peak_rss_x_model']:.2f} | {r['peak_anon'] / MIB:.0f} | "
-              f"{r['peak_file'] / MIB:.0f} | {r['above_import_baseline'] / MIB:.0f} | "
-              f"{r['above_import_baseline_x_model']:.2f} | {r['merge_s_median']:.1f}, {r['merge_s_min']:.1f} | {ratio} | "
-              f"{r['merge_cpu_s_median']:.1f} | {cpu} | {r['output_files']}")
+        print(
+            f"{name} | {r['peak_rss'] / MIB:.0f} | {r['peak_rss_x_model']:.2f} | {r['peak_anon'] / MIB:.0f} | "
+            f"{r['peak_file'] / MIB:.0f} | {r['above_import_baseline'] / MIB:.0f} | "
+            f"{r['above_import_baseline_x_model']:.2f} | {r['merge_s_median']:.1f}, {r['merge_s_min']:.1f} | {ratio} | "
+            f"{r['merge_cpu_s_median']:.1f} | {cpu} | {r['output_files']}"
+        )
     stage = results["variants"]["stage"]
     verdict = "meets" if stage["peak_rss_x_model"] < 1 else "misses"
     print(f"target (stage peak RSS below one model): {verdict} it at {stage['peak_rss_x_model']:.2f} x model")
@@ -267,14 +291,26 @@ def main() -> None:
     parser.add_argument("--base", help=argparse.SUPPRESS)
     parser.add_argument("--other", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
-    parser.add_argument("--shard-params", type=int, default=None,
-                        help="the stage's output shard in parameters (default: merge.out_shard_params)")
-    parser.add_argument("--layers", type=int, default=0, help="random-weight Llama with this many layers instead "
-                        "of SmolLM2-135M's real weights (30 layers = 538 MB; each layer adds 14 MB)")
+    parser.add_argument(
+        "--shard-params",
+        type=int,
+        default=None,
+        help="the stage's output shard in parameters (default: merge.out_shard_params)",
+    )
+    parser.add_argument(
+        "--layers",
+        type=int,
+        default=0,
+        help="random-weight Llama with this many layers instead "
+        "of SmolLM2-135M's real weights (30 layers = 538 MB; each layer adds 14 MB)",
+    )
     parser.add_argument("--input-shard-mb", type=int, default=None, help="write the inputs in shards of this size")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of all variants (time: median)")
-    parser.add_argument("--ablation", action="store_true",
-                        help="also run the stage's merge without our loader, and without its heap switch")
+    parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also run the stage's merge without our loader, and without its heap switch",
+    )
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the merge processes (default: torch's)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
@@ -296,11 +332,18 @@ def main() -> None:
                 cmd = [*me, "--child", v, "--base", str(a), "--other", str(b), "--out", str(out)]
                 runs[v].append(measure(cmd, args.threads))
                 shutil.rmtree(out, ignore_errors=True)
-    results = {"model": what, "model_bytes": size, "stage_out_shard_params": shard, "cpus": os.cpu_count(),
-               "threads": args.threads, "repeat": args.repeat,
-               "import_baseline": {k: floor[k] for k in FIELDS},
-               "variants": {v: summarise(rs, floor, size, None if v == "mergekit" else runs["mergekit"])
-                            for v, rs in runs.items()}}
+    results = {
+        "model": what,
+        "model_bytes": size,
+        "stage_out_shard_params": shard,
+        "cpus": os.cpu_count(),
+        "threads": args.threads,
+        "repeat": args.repeat,
+        "import_baseline": {k: floor[k] for k in FIELDS},
+        "variants": {
+            v: summarise(rs, floor, size, None if v == "mergekit" else runs["mergekit"]) for v, rs in runs.items()
+        },
+    }
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")

@@ -37,18 +37,26 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    parser.add_argument("--families", nargs="+", default=["fasttext", "fasttext:content_words=false",
-                                                          "tfidf_logreg", "tfidf_logreg:content_words=false"])
+    parser.add_argument(
+        "--families",
+        nargs="+",
+        default=["fasttext", "fasttext:content_words=false", "tfidf_logreg", "tfidf_logreg:content_words=false"],
+    )
     args = parser.parse_args()
     read = lambda p: [json.loads(line) for line in (ROOT / p).read_text(encoding="utf-8").splitlines()]  # noqa: E731
     gold = {r["id"]: r for r in read("demo/gold_labels.jsonl")}
     labels = {r["id"]: r["medical"] for r in read("demo/precomputed_labels.jsonl")}
-    docs = [r for f in sorted((ROOT / "demo/fineweb2-deu").glob("*.parquet"))
-            for r in pq.read_table(f, columns=["id", "text"]).to_pylist()
-            if gold[r["id"]]["lang"] == "de" and gold[r["id"]]["subdomain"] != "boilerplate"]
+    docs = [
+        r
+        for f in sorted((ROOT / "demo/fineweb2-deu").glob("*.parquet"))
+        for r in pq.read_table(f, columns=["id", "text"]).to_pylist()
+        if gold[r["id"]]["lang"] == "de" and gold[r["id"]]["subdomain"] != "boilerplate"
+    ]
     real = read_gold(ROOT / "demo/real_test.jsonl")
-    print("arm              family                            threshold  real F1 [95% CI]        P      R      "
-          "FPR tech  R short")
+    print(
+        "arm              family                            threshold  real F1 [95% CI]        P      R      "
+        "FPR tech  R short"
+    )
     for arm in args.arms:
         pool = [d for d in docs if ARMS[arm](gold[d["id"]])]
         train = [d for d in pool if not is_heldout(d["id"], 0.3, 0)]
@@ -59,13 +67,16 @@ def main() -> None:
             params = {o.split("=")[0]: json.loads(o.split("=")[1]) for o in opts}
             cfg = ClassifierConfig.model_validate({"kind": kind, section: params})
             model = build_classifier(cfg).fit([d["text"] for d in train], [labels[d["id"]] for d in train])
-            threshold = threshold_for_best_f1(model.predict_proba([d["text"] for d in held]),
-                                              [labels[d["id"]] for d in held])
+            threshold = threshold_for_best_f1(
+                model.predict_proba([d["text"] for d in held]), [labels[d["id"]] for d in held]
+            )
             a = audit_scores(real, model.predict_proba(real.texts), threshold, rounds=1000)
             lo, hi = a["intervals_95"]["f1"]
-            print(f"{arm:<16} {spec:<33} {threshold:9.3f}  {a['f1']:.3f} [{lo:.3f}, {hi:.3f}]  {a['precision']:.3f}  "
-                  f"{a['recall']:.3f}  {a['technical_false_positive_rate']:.3f}     {a['short_medical_recall']:.3f}",
-                  flush=True)
+            print(
+                f"{arm:<16} {spec:<33} {threshold:9.3f}  {a['f1']:.3f} [{lo:.3f}, {hi:.3f}]  {a['precision']:.3f}  "
+                f"{a['recall']:.3f}  {a['technical_false_positive_rate']:.3f}     {a['short_medical_recall']:.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

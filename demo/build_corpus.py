@@ -41,9 +41,17 @@ DUMPS = {
 }
 # FineWeb2's published column order and types (the deu_Latn split).
 SCHEMA_FIELDS = [
-    ("text", "string"), ("id", "string"), ("dump", "string"), ("url", "string"), ("date", "string"),
-    ("file_path", "string"), ("language", "string"), ("language_score", "float64"),
-    ("language_script", "string"), ("minhash_cluster_size", "int64"), ("top_langs", "string"),
+    ("text", "string"),
+    ("id", "string"),
+    ("dump", "string"),
+    ("url", "string"),
+    ("date", "string"),
+    ("file_path", "string"),
+    ("language", "string"),
+    ("language_score", "float64"),
+    ("language_script", "string"),
+    ("minhash_cluster_size", "int64"),
+    ("top_langs", "string"),
 ]
 LID_CODES = {"de": "deu", "en": "eng", "fr": "fra", "es": "spa", "it": "ita", "nl": "nld", "pl": "pol"}
 
@@ -100,10 +108,17 @@ def fineweb2_row(doc: dict, doc_id: str) -> dict:
     # Most documents are unique; a few belonged to a MinHash cluster FineWeb2 collapsed to one copy.
     cluster = 1 if u("dup") < 0.7 else 2 + int(u("cluster") * 20)
     return {
-        "text": doc["text"], "id": doc_id, "dump": dump, "url": doc["url"], "date": date,
+        "text": doc["text"],
+        "id": doc_id,
+        "dump": dump,
+        "url": doc["url"],
+        "date": date,
         "file_path": f"s3://commoncrawl/crawl-data/{dump}/segments/{segment}/warc/{warc}.warc.gz",
-        "language": "deu", "language_score": score, "language_script": "Latn",
-        "minhash_cluster_size": cluster, "top_langs": json.dumps(top_langs),
+        "language": "deu",
+        "language_score": score,
+        "language_script": "Latn",
+        "minhash_cluster_size": cluster,
+        "top_langs": json.dumps(top_langs),
     }
 
 
@@ -151,13 +166,20 @@ def _write_jsonl(rows: list[dict], path: Path) -> None:
 
 
 def _gold(doc: dict, doc_id: str) -> dict:
-    return {"id": doc_id, "medical": bool(doc.get("medical")), "subdomain": doc.get("subdomain", "unknown"),
-            "lang": doc.get("lang", "de"), "origin": doc["origin"],
-            "genre": doc.get("genre", doc.get("subdomain", "unknown")), "source": doc.get("source", "demo (written)")}
+    return {
+        "id": doc_id,
+        "medical": bool(doc.get("medical")),
+        "subdomain": doc.get("subdomain", "unknown"),
+        "lang": doc.get("lang", "de"),
+        "origin": doc["origin"],
+        "genre": doc.get("genre", doc.get("subdomain", "unknown")),
+        "source": doc.get("source", "demo (written)"),
+    }
 
 
-def build(source_dir: Path, out_dir: Path, labels_path: Path, seed: int = SEED,
-          real_test_path: Path | None = None) -> list[dict]:
+def build(
+    source_dir: Path, out_dir: Path, labels_path: Path, seed: int = SEED, real_test_path: Path | None = None
+) -> list[dict]:
     """Write N_SHARDS parquet shards, the gold labels and the real test set; returns the gold label rows of the
     shards in shard order."""
     docs = read_sources(source_dir)
@@ -172,7 +194,7 @@ def build(source_dir: Path, out_dir: Path, labels_path: Path, seed: int = SEED,
         stale.unlink()
     per_shard = -(-len(pairs) // N_SHARDS)
     for shard in range(N_SHARDS):
-        chunk = pairs[shard * per_shard:(shard + 1) * per_shard]
+        chunk = pairs[shard * per_shard : (shard + 1) * per_shard]
         _write_parquet([fineweb2_row(d, i) for d, i in chunk], out_dir / f"{shard:03d}_00000.parquet")
     labels = [_gold(d, i) for d, i in pairs]
     _write_jsonl(labels, labels_path)
@@ -183,8 +205,9 @@ def composition_markdown(labels: list[dict]) -> str:
     """The composition table for DATA_CARD.md: documents per subdomain, language and label."""
     counts = Counter((r["origin"], r["subdomain"], r["lang"], r["medical"]) for r in labels)
     lines = ["| origin | subdomain | lang | medical | documents |", "|---|---|---|---|---:|"]
-    for (origin, sub, lang, med), n in sorted(counts.items(),
-                                              key=lambda kv: (kv[0][0] != "written", not kv[0][3], kv[0][1:3])):
+    for (origin, sub, lang, med), n in sorted(
+        counts.items(), key=lambda kv: (kv[0][0] != "written", not kv[0][3], kv[0][1:3])
+    ):
         lines.append(f"| {origin} | {sub} | {lang} | {'yes' if med else 'no'} | {n} |")
     medical = sum(r["medical"] for r in labels)
     german = sum(r["lang"] == "de" for r in labels)
@@ -228,8 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     labels = build(args.sources, args.out, args.labels, args.seed, args.real_test)
     table, real_table = composition_markdown(labels), real_test_markdown(args.real_test)
-    print(f"wrote {len(labels)} documents in {N_SHARDS} shards to {args.out} and labels to {args.labels}; "
-          f"the real test set to {args.real_test}\n")
+    print(
+        f"wrote {len(labels)} documents in {N_SHARDS} shards to {args.out} and labels to {args.labels}; "
+        f"the real test set to {args.real_test}\n"
+    )
     print(table, real_table, sep="\n\n")
     if update_card(args.card, table) and update_card(args.card, real_table, "real-test"):
         print(f"\nupdated the composition tables in {args.card}")

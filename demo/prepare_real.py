@@ -61,11 +61,31 @@ def _spread(items: list[str], n: int) -> list[tuple[int, str]]:
     return [(k, items[k]) for k in picks]
 
 
-def _row(text: str, url: str, medical: bool, subdomain: str, genre: str, source: str, licence: str, group: str,
-         split_source: str, attribution: str | None = None) -> dict:
-    row = {"text": text, "url": url, "medical": medical, "subdomain": subdomain, "lang": "de", "origin": "real",
-           "genre": genre, "source": source, "license": licence, "group": group,
-           "split": split_of(split_source, group)}
+def _row(
+    text: str,
+    url: str,
+    medical: bool,
+    subdomain: str,
+    genre: str,
+    source: str,
+    licence: str,
+    group: str,
+    split_source: str,
+    attribution: str | None = None,
+) -> dict:
+    row = {
+        "text": text,
+        "url": url,
+        "medical": medical,
+        "subdomain": subdomain,
+        "lang": "de",
+        "origin": "real",
+        "genre": genre,
+        "source": source,
+        "license": licence,
+        "group": group,
+        "split": split_of(split_source, group),
+    }
     if attribution:
         row["attribution"] = attribution
     return row
@@ -76,19 +96,54 @@ def shared_rows(realdata: Path) -> dict[str, list[dict]]:
     letters, letter_paras = [], []
     for doc in read("grascco_letters.jsonl"):
         url = f"https://zenodo.org/records/6539131#{doc['id']}"
-        common = {"medical": True, "subdomain": "clinical", "source": "GraSCCo", "licence": doc["license"],
-                  "group": doc["id"], "split_source": "grascco", "attribution": doc["attribution"]}
+        common = {
+            "medical": True,
+            "subdomain": "clinical",
+            "source": "GraSCCo",
+            "licence": doc["license"],
+            "group": doc["id"],
+            "split_source": "grascco",
+            "attribution": doc["attribution"],
+        }
         letters.append(_row(doc["text"], url, genre="clinical letter", **common))
-        letter_paras += [_row(p, f"{url}-p{k}", genre="clinical paragraph", **common)
-                         for k, p in _spread(paragraphs(doc["text"]), PARAGRAPHS_PER_LETTER)]
-    man = [_row(d["text"], f"https://packages.debian.org/bookworm/manpages-de#{d['id']}", False, "technical",
-                "man page", "manpages-de (Debian)", d["license"], d["id"], "manpages-de")
-           for d in read("manpages_de.jsonl")]
-    ref = [_row(d["text"], f"https://packages.debian.org/bookworm/debian-reference-de#{d['id']}", False,
-                "technical", "technical manual", "debian-reference-de (Debian)", d["license"], d["id"],
-                "debian-reference-de") for d in read("debian_reference_de.jsonl")]
-    return {"grascco_letters": letters, "grascco_paragraphs": letter_paras, "manpages_de": man,
-            "debian_reference_de": ref}
+        letter_paras += [
+            _row(p, f"{url}-p{k}", genre="clinical paragraph", **common)
+            for k, p in _spread(paragraphs(doc["text"]), PARAGRAPHS_PER_LETTER)
+        ]
+    man = [
+        _row(
+            d["text"],
+            f"https://packages.debian.org/bookworm/manpages-de#{d['id']}",
+            False,
+            "technical",
+            "man page",
+            "manpages-de (Debian)",
+            d["license"],
+            d["id"],
+            "manpages-de",
+        )
+        for d in read("manpages_de.jsonl")
+    ]
+    ref = [
+        _row(
+            d["text"],
+            f"https://packages.debian.org/bookworm/debian-reference-de#{d['id']}",
+            False,
+            "technical",
+            "technical manual",
+            "debian-reference-de (Debian)",
+            d["license"],
+            d["id"],
+            "debian-reference-de",
+        )
+        for d in read("debian_reference_de.jsonl")
+    ]
+    return {
+        "grascco_letters": letters,
+        "grascco_paragraphs": letter_paras,
+        "manpages_de": man,
+        "debian_reference_de": ref,
+    }
 
 
 def fortune_entries(path: Path) -> list[str]:
@@ -100,12 +155,35 @@ def fortune_entries(path: Path) -> list[str]:
 
 def fortunes_rows(fortunes: Path) -> dict[str, list[dict]]:
     url = "https://packages.debian.org/bookworm/fortunes-de#{}-{}"
-    recipes = [_row(text, url.format(name, k), False, "recipes", "recipe", "fortunes-de (Debian)", "GPL-2+",
-                    f"{name}-{k}", "fortunes-de")
-               for name in RECIPE_FILES for k, text in enumerate(fortune_entries(fortunes / f"{name}.u8"))]
-    anecdotes = [_row(text, url.format("anekdoten", k), False, "anecdotes", "anecdote", "fortunes-de (Debian)",
-                      "GPL-2+", f"anekdoten-{k}", "fortunes-de")
-                 for k, text in enumerate(fortune_entries(fortunes / "anekdoten.u8"))]
+    recipes = [
+        _row(
+            text,
+            url.format(name, k),
+            False,
+            "recipes",
+            "recipe",
+            "fortunes-de (Debian)",
+            "GPL-2+",
+            f"{name}-{k}",
+            "fortunes-de",
+        )
+        for name in RECIPE_FILES
+        for k, text in enumerate(fortune_entries(fortunes / f"{name}.u8"))
+    ]
+    anecdotes = [
+        _row(
+            text,
+            url.format("anekdoten", k),
+            False,
+            "anecdotes",
+            "anecdote",
+            "fortunes-de (Debian)",
+            "GPL-2+",
+            f"anekdoten-{k}",
+            "fortunes-de",
+        )
+        for k, text in enumerate(fortune_entries(fortunes / "anekdoten.u8"))
+    ]
     return {"fortunes_de_recipes": recipes, "fortunes_de_anecdotes": anecdotes}
 
 

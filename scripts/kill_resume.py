@@ -67,8 +67,14 @@ def stable_metrics(obj: Any) -> Any:
 
 
 def run_cli(config: Path, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "definemed.cli", "run", str(config), "--stages", "corpus"],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
+    return subprocess.run(
+        [sys.executable, "-m", "definemed.cli", "run", str(config), "--stages", "corpus"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
 
 
 def completions(stage_dir: Path) -> int:
@@ -78,8 +84,12 @@ def completions(stage_dir: Path) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/definemed-kill-resume"))
-    parser.add_argument("--kill-after-completions", type=int, default=1,
-                        help="SIGKILL once this many datatrove ranks have finished (mid-stage)")
+    parser.add_argument(
+        "--kill-after-completions",
+        type=int,
+        default=1,
+        help="SIGKILL once this many datatrove ranks have finished (mid-stage)",
+    )
     args = parser.parse_args()
     work = args.workdir.resolve()
     if work.exists():
@@ -87,8 +97,12 @@ def main() -> int:
 
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO / "src"))}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO / "src")),
+    }
 
     configs = {}
     for name in ("uninterrupted", "killed"):
@@ -103,9 +117,14 @@ def main() -> int:
     print(f"uninterrupted run: {time.time() - t0:.0f} s")
 
     stage_dir = work / "killed" / "corpus"
-    proc = subprocess.Popen([sys.executable, "-m", "definemed.cli", "run", str(configs["killed"]), "--stages",
-                             "corpus"], cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # its own group, so the kill below cannot reach its children
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "definemed.cli", "run", str(configs["killed"]), "--stages", "corpus"],
+        cwd=work,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # its own group, so the kill below cannot reach its children
     while proc.poll() is None and completions(stage_dir) < args.kill_after_completions:
         time.sleep(0.05)
     if proc.poll() is not None:
@@ -123,18 +142,24 @@ def main() -> int:
         if _group_alive(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
         return 1
-    took_over = next((ln.split("WARNING ", 1)[-1] for ln in rerun.stderr.splitlines() if "taking it over" in ln),
-                     "no (lock was free and unrecorded)")
-    print(f"rerun: rc 0 in {time.time() - t1:.0f} s; resumed an interrupted attempt: "
-          f"{'resuming an interrupted attempt' in rerun.stderr}; lock: {took_over}")
+    took_over = next(
+        (ln.split("WARNING ", 1)[-1] for ln in rerun.stderr.splitlines() if "taking it over" in ln),
+        "no (lock was free and unrecorded)",
+    )
+    print(
+        f"rerun: rc 0 in {time.time() - t1:.0f} s; resumed an interrupted attempt: "
+        f"{'resuming an interrupted attempt' in rerun.stderr}; lock: {took_over}"
+    )
 
     diffs = []
     a, b = documents(work / "uninterrupted" / "corpus"), documents(stage_dir)
     for folder in sorted(set(a) | set(b)):
         if a.get(folder) != b.get(folder):
             ids_a, ids_b = _ids(a.get(folder, [])), _ids(b.get(folder, []))
-            diffs.append(f"{folder}: {len(a.get(folder, []))} vs {len(b.get(folder, []))} documents; "
-                         f"only uninterrupted: {sorted(ids_a - ids_b)[:5]}, only resumed: {sorted(ids_b - ids_a)[:5]}")
+            diffs.append(
+                f"{folder}: {len(a.get(folder, []))} vs {len(b.get(folder, []))} documents; "
+                f"only uninterrupted: {sorted(ids_a - ids_b)[:5]}, only resumed: {sorted(ids_b - ids_a)[:5]}"
+            )
     ma = stable_metrics(json.loads((work / "uninterrupted" / "corpus" / "manifest.json").read_text())["metrics"])
     mb = stable_metrics(json.loads((stage_dir / "manifest.json").read_text())["metrics"])
     for key in sorted(set(ma) | set(mb)):

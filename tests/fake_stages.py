@@ -33,7 +33,10 @@ def make_stage(name: str):
                     time.sleep(60)
         for up in ctx.upstream:
             assert (Path(ctx.input_dir(up)) / "items.txt").exists()
-        return StageResult(outputs={"items": "items.txt"}, metrics=FakeMetrics(n=5, max_steps=getattr(getattr(inputs, "cpt", None), "max_steps", None)))
+        return StageResult(
+            outputs={"items": "items.txt"},
+            metrics=FakeMetrics(n=5, max_steps=getattr(getattr(inputs, "cpt", None), "max_steps", None)),
+        )
 
     return run
 

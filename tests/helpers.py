@@ -15,6 +15,8 @@ def minimal_config_dict(tmp_path: Path, model_id: str = "tiny-model") -> dict[st
     return {
         "run": {"name": "test", "run_dir": str(tmp_path / "run"), "seed": 0},
         "models": {"instruct": {"id": model_id}},
-        "corpus": {"input": {"kind": "parquet", "paths": [str(tmp_path / "shards")]},
-                   "labels": {"kind": "file", "path": str(labels)}},
+        "corpus": {
+            "input": {"kind": "parquet", "paths": [str(tmp_path / "shards")]},
+            "labels": {"kind": "file", "path": str(labels)},
+        },
     }

@@ -41,25 +41,47 @@ class Reply:
 Responder = Callable[[dict[str, Any], int], "Reply | tuple[Any, ...]"]
 
 
-def completion(content: str | None, *, model: str = "fake-model", prompt_tokens: int = 11,
-               completion_tokens: int = 7, finish_reason: str = "stop") -> dict[str, Any]:
+def completion(
+    content: str | None,
+    *,
+    model: str = "fake-model",
+    prompt_tokens: int = 11,
+    completion_tokens: int = 7,
+    finish_reason: str = "stop",
+) -> dict[str, Any]:
     """The JSON body of a chat completion with one choice."""
-    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "finish_reason": finish_reason, "logprobs": None,
-                         "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens}}
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": finish_reason,
+                "logprobs": None,
+                "message": {"role": "assistant", "content": content},
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
 
 
 def ok(content: str | None, delay_s: float = 0.0, **usage: Any) -> Reply:
     return Reply(200, completion(content, **usage), delay_s=delay_s)
 
 
-def fail(status: int, message: str = "fake failure", headers: dict[str, str] | None = None,
-         delay_s: float = 0.0) -> Reply:
+def fail(
+    status: int, message: str = "fake failure", headers: dict[str, str] | None = None, delay_s: float = 0.0
+) -> Reply:
     """An error reply in the OpenAI error format."""
-    return Reply(status, {"error": {"message": message, "type": "fake_error", "code": status}},
-                 dict(headers or {}), delay_s)
+    return Reply(
+        status, {"error": {"message": message, "type": "fake_error", "code": status}}, dict(headers or {}), delay_s
+    )
 
 
 def as_reply(value: Reply | tuple[Any, ...]) -> Reply:
@@ -76,8 +98,7 @@ def last_message_text(request_json: dict[str, Any]) -> str:
 class ScriptedResponder:
     """Replies chosen by the first script marker that occurs in the last message; `hits` counts per marker."""
 
-    def __init__(self, script: Mapping[str, Sequence[Reply | tuple[Any, ...]]],
-                 default: Reply | None = None) -> None:
+    def __init__(self, script: Mapping[str, Sequence[Reply | tuple[Any, ...]]], default: Reply | None = None) -> None:
         if any(not replies for replies in script.values()):
             raise ValueError("every marker needs at least one reply")
         self.script = {marker: [as_reply(r) for r in replies] for marker, replies in script.items()}
@@ -165,8 +186,9 @@ class FakeOpenAIServer:
     def _record(self, method: str, path: str, headers: Mapping[str, str], body: Any) -> int:
         with self._lock:
             index = sum(r.method == "POST" for r in self.requests) if method == "POST" else -1
-            self.requests.append(RecordedRequest(index, method, path, {k.lower(): v for k, v in headers.items()},
-                                                 body, time.monotonic()))
+            self.requests.append(
+                RecordedRequest(index, method, path, {k.lower(): v for k, v in headers.items()}, body, time.monotonic())
+            )
             return index
 
     def _answer(self, body: Any, hit_index: int) -> Reply:
@@ -205,8 +227,9 @@ class FakeOpenAIServer:
             def do_GET(self) -> None:  # noqa: N802 - http.server naming
                 server._record("GET", self.path, self.headers, None)
                 if self.path.rstrip("/").endswith("/models") and server.models is not None:
-                    self._send(Reply(200, {"object": "list", "data": [{"id": m, "object": "model"}
-                                                                      for m in server.models]}))
+                    self._send(
+                        Reply(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in server.models]})
+                    )
                 else:
                     self._send(fail(404, f"no route {self.path}"))
 
@@ -221,12 +244,20 @@ class FakeOpenAIServer:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
-                    reply = (server._answer(body, hit) if isinstance(body, dict)
-                             else fail(400, "request body is not a JSON object"))
-                    if (isinstance(reply.body, dict) and reply.body.get("model") == "fake-model"
-                            and isinstance(body, dict) and body.get("model")):
-                        reply = Reply(reply.status, {**reply.body, "model": body["model"]}, reply.headers,
-                                      reply.delay_s)  # echo the requested name, as llama-cpp-python does
+                    reply = (
+                        server._answer(body, hit)
+                        if isinstance(body, dict)
+                        else fail(400, "request body is not a JSON object")
+                    )
+                    if (
+                        isinstance(reply.body, dict)
+                        and reply.body.get("model") == "fake-model"
+                        and isinstance(body, dict)
+                        and body.get("model")
+                    ):
+                        reply = Reply(
+                            reply.status, {**reply.body, "model": body["model"]}, reply.headers, reply.delay_s
+                        )  # echo the requested name, as llama-cpp-python does
                     if reply.delay_s:
                         server._stopping.wait(reply.delay_s)
                     self._send(reply)

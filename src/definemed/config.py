@@ -120,8 +120,9 @@ def key_path(loc: tuple[Any, ...], root: type[BaseModel] = None) -> tuple[str, .
     return tuple(out)
 
 
-def format_validation_error(exc: ValidationError, source: str, lines: Lines,
-                            origins: dict[tuple[str, ...], str] | None = None) -> str:
+def format_validation_error(
+    exc: ValidationError, source: str, lines: Lines, origins: dict[tuple[str, ...], str] | None = None
+) -> str:
     errors = []
     for err in exc.errors():
         nested = err.get("ctx", {}).get("error")
@@ -143,8 +144,10 @@ def format_validation_error(exc: ValidationError, source: str, lines: Lines,
             msg = "unknown key (misspelled?)"
         elif err["type"] == "union_tag_invalid":
             ctx = err.get("ctx", {})
-            msg = (f"unknown kind '{ctx.get('tag')}'; known kinds: {ctx.get('expected_tags')} (a plugin's kind needs "
-                   "its module in DEFINEMED_PLUGINS)")
+            msg = (
+                f"unknown kind '{ctx.get('tag')}'; known kinds: {ctx.get('expected_tags')} (a plugin's kind needs "
+                "its module in DEFINEMED_PLUGINS)"
+            )
         parts.append(f"  {field}{where}: {msg}")
     return "\n".join(parts)
 
@@ -165,8 +168,9 @@ def _absolutize(obj: Any, base: Path) -> Any:
     return obj
 
 
-def validate_config(data: Any, source: str = "config", lines: Lines | None = None,
-                    origins: dict[tuple[str, ...], str] | None = None) -> DefinemedConfig:
+def validate_config(
+    data: Any, source: str = "config", lines: Lines | None = None, origins: dict[tuple[str, ...], str] | None = None
+) -> DefinemedConfig:
     """Validate a parsed config mapping; errors name field and line."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be a mapping of sections")
@@ -209,5 +213,6 @@ def check_paths(cfg: DefinemedConfig, source: str | Path = "config", stages: set
         elif item.kind == "dir" and not path.is_dir():
             problems.append(f"  {item.field}: {path} is not a folder")
     if problems:
-        raise ConfigError(f"{source}: {len(problems)} input path(s) missing (fix the config or create them)\n"
-                          + "\n".join(problems))
+        raise ConfigError(
+            f"{source}: {len(problems)} input path(s) missing (fix the config or create them)\n" + "\n".join(problems)
+        )

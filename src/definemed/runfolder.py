@@ -47,9 +47,13 @@ def mark_owned(folder: Path, role: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / MARKER
     if not marker.exists():
-        marker.write_text(json.dumps({"created_by": "definemed", "role": role,
-                                      "created_at": datetime.now(UTC).isoformat(timespec="seconds")}) + "\n",
-                          encoding="utf-8")
+        marker.write_text(
+            json.dumps(
+                {"created_by": "definemed", "role": role, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+            )
+            + "\n",
+            encoding="utf-8",
+        )
 
 
 def is_owned(folder: Path) -> bool:
@@ -84,7 +88,8 @@ def claim_run_dir(run_dir: Path, stages: tuple[str, ...] = ()) -> None:
     elif run_dir.exists() and not is_owned(run_dir) and any(p.name != LOCK for p in run_dir.iterdir()):
         raise RunFolderError(
             f"run.run_dir {run_dir} already exists, holds files and was not created by definemed (no {MARKER}); "
-            "nothing was changed. Choose an empty or new run.run_dir")
+            "nothing was changed. Choose an empty or new run.run_dir"
+        )
     mark_owned(run_dir, "run")
 
 
@@ -96,7 +101,8 @@ def remove_owned(folder: Path, what: str) -> None:
         raise RunFolderError(
             f"{what} {folder} exists but was not created by definemed (no {MARKER}"
             f"{', it is a symlink' if folder.is_symlink() else ''}); nothing was deleted. Move it away or choose "
-            "another run.run_dir")
+            "another run.run_dir"
+        )
     shutil.rmtree(folder)
 
 
@@ -203,21 +209,37 @@ def run_lock(run_dir: Path, stages: tuple[str, ...] = ()) -> Iterator[None]:
                 raise
             holder = _read_holder(fd)
             hint = ""
-            if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) \
-                    and not _pid_alive(holder["pid"]):
-                hint = (" The recorded run is no longer alive, so a leftover process of it still holds the lock "
-                        f"(find it with `fuser {run_dir / LOCK}`)")
-            raise RunFolderError(f"{run_dir} is in use by {_describe(holder)}; wait for it to finish or stop "
-                                 f"it.{hint}") from None
+            if (
+                holder.get("host") == socket.gethostname()
+                and isinstance(holder.get("pid"), int)
+                and not _pid_alive(holder["pid"])
+            ):
+                hint = (
+                    " The recorded run is no longer alive, so a leftover process of it still holds the lock "
+                    f"(find it with `fuser {run_dir / LOCK}`)"
+                )
+            raise RunFolderError(
+                f"{run_dir} is in use by {_describe(holder)}; wait for it to finish or stop it.{hint}"
+            ) from None
         previous = _read_holder(fd)
         if previous.get("pid") not in (None, os.getpid()) and not previous.get("released"):
             stopped = _stop_leftovers(str(previous["token"])) if previous.get("token") else 0
-            logger.warning("run lock of %s was left by %s, which is no longer running; taking it over and "
-                           "resuming%s", run_dir, _describe(previous),
-                           f" (stopped {stopped} leftover worker process(es) of it)" if stopped else "")
+            logger.warning(
+                "run lock of %s was left by %s, which is no longer running; taking it over and resuming%s",
+                run_dir,
+                _describe(previous),
+                f" (stopped {stopped} leftover worker process(es) of it)" if stopped else "",
+            )
         token = uuid.uuid4().hex
-        _write_holder(fd, {"pid": os.getpid(), "host": socket.gethostname(), "token": token,
-                           "since": datetime.now(UTC).isoformat(timespec="seconds")})
+        _write_holder(
+            fd,
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "token": token,
+                "since": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
         _HELD_FDS.add(fd)
         outer = os.environ.get(TOKEN_ENV)
         os.environ[TOKEN_ENV] = token

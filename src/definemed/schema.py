@@ -33,8 +33,10 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,63}")
 
 def check_safe_name(name: str) -> str:
     if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
-        raise ValueError(f"name {name!r} is not a safe name: use 1-64 letters, digits, '-', '_' or '.', not starting "
-                         "with '.' (it becomes a file name)")
+        raise ValueError(
+            f"name {name!r} is not a safe name: use 1-64 letters, digits, '-', '_' or '.', not starting "
+            "with '.' (it becomes a file name)"
+        )
     return name
 
 
@@ -120,8 +122,11 @@ class RegisteredName:
 
             known = registry.names(family)
             if value not in known:
-                raise PydanticCustomError("unknown_kind", "'{value}' is not a registered {family}; registered: "
-                                          "{known}", {"value": value, "family": family, "known": ", ".join(known)})
+                raise PydanticCustomError(
+                    "unknown_kind",
+                    "'{value}' is not a registered {family}; registered: {known}",
+                    {"value": value, "family": family, "known": ", ".join(known)},
+                )
             return value
 
         return core_schema.no_info_after_validator_function(check, core_schema.str_schema())

@@ -41,8 +41,13 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def _size(self, node: yaml.Node) -> int:
         if id(node) not in self._sizes:
-            children = node.value if isinstance(node, yaml.SequenceNode) else \
-                [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
+            children = (
+                node.value
+                if isinstance(node, yaml.SequenceNode)
+                else [n for pair in node.value for n in pair]
+                if isinstance(node, yaml.MappingNode)
+                else []
+            )
             self._sizes[id(node)] = 1 + sum(self._size(c) for c in children)
         return self._sizes[id(node)]
 
@@ -51,13 +56,16 @@ class _BoundedLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             self.aliases += 1
             if self.aliases > MAX_ALIASES:
-                raise ConfigError(f"{self.source}:{line}: more than {MAX_ALIASES} YAML aliases (*name); write the "
-                                  "values out instead")
+                raise ConfigError(
+                    f"{self.source}:{line}: more than {MAX_ALIASES} YAML aliases (*name); write the values out instead"
+                )
             node = super().compose_node(parent, index)
             self.expanded += self._size(node)
             if self.expanded > MAX_NODES:
-                raise ConfigError(f"{self.source}:{line}: YAML aliases expand the config to more than {MAX_NODES} "
-                                  "values (aliases nested in aliases?); write the values out instead")
+                raise ConfigError(
+                    f"{self.source}:{line}: YAML aliases expand the config to more than {MAX_NODES} "
+                    "values (aliases nested in aliases?); write the values out instead"
+                )
             return node
         self.depth += 1
         try:
@@ -77,12 +85,20 @@ class _Budget:
     def spend(self, node: yaml.Node) -> None:
         self.nodes += 1
         if self.nodes > MAX_NODES:
-            raise ConfigError(f"{self.source}:{node.start_mark.line + 1}: the config expands to more than {MAX_NODES} "
-                              "values (YAML aliases expanding into each other?); write it out without aliases")
+            raise ConfigError(
+                f"{self.source}:{node.start_mark.line + 1}: the config expands to more than {MAX_NODES} "
+                "values (YAML aliases expanding into each other?); write it out without aliases"
+            )
 
 
-def _construct(node: yaml.Node, path: tuple[str, ...], lines: Lines, source: str,
-               scalars: yaml.constructor.SafeConstructor, budget: _Budget) -> Any:
+def _construct(
+    node: yaml.Node,
+    path: tuple[str, ...],
+    lines: Lines,
+    source: str,
+    scalars: yaml.constructor.SafeConstructor,
+    budget: _Budget,
+) -> Any:
     budget.spend(node)
     if len(path) > MAX_DEPTH:
         raise ConfigError(f"{source}:{node.start_mark.line + 1}: YAML nested deeper than {MAX_DEPTH} levels")
@@ -92,8 +108,9 @@ def _construct(node: yaml.Node, path: tuple[str, ...], lines: Lines, source: str
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: YAML merge keys (<<) are not supported")
             if not isinstance(key_node, yaml.ScalarNode):
-                raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: a key must be a plain value, not a "
-                                  "list or mapping")
+                raise ConfigError(
+                    f"{source}:{key_node.start_mark.line + 1}: a key must be a plain value, not a list or mapping"
+                )
             key = str(scalars.construct_object(key_node, deep=True))
             line = key_node.start_mark.line + 1
             field = ".".join((*path, key))
@@ -104,8 +121,9 @@ def _construct(node: yaml.Node, path: tuple[str, ...], lines: Lines, source: str
             out[key] = _construct(value_node, (*path, key), lines, source, scalars, budget)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(child, (*path, str(i)), lines, source, scalars, budget)
-                for i, child in enumerate(node.value)]
+        return [
+            _construct(child, (*path, str(i)), lines, source, scalars, budget) for i, child in enumerate(node.value)
+        ]
     return scalars.construct_object(node, deep=True)
 
 
@@ -139,8 +157,9 @@ def load_yaml_file(path: str | Path) -> tuple[Any, Lines]:
     return load_yaml(text, str(path))
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str],
-                    origins: dict[tuple[str, ...], str] | None = None) -> dict[str, Any]:
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], origins: dict[tuple[str, ...], str] | None = None
+) -> dict[str, Any]:
     """Apply `dotted.key=value` overrides; values are parsed as YAML scalars/flow collections (with the same
     bounds as a config file). `origins` receives each overridden key path and the override that set it."""
     for item in overrides:

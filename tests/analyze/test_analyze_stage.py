@@ -27,8 +27,14 @@ def test_identify_and_split_lines() -> None:
 def test_line_level_mixing_and_lengths() -> None:
     rows = [
         {"prompt_id": "p1", "model": "a", "answer": GERMAN + "\n" + GERMAN, "reference": GERMAN, "n_tokens": 30},
-        {"prompt_id": "p1", "model": "b", "answer": GERMAN + "\n" + ENGLISH, "reference": GERMAN, "n_tokens": 40,
-         "hit_limit": True},
+        {
+            "prompt_id": "p1",
+            "model": "b",
+            "answer": GERMAN + "\n" + ENGLISH,
+            "reference": GERMAN,
+            "n_tokens": 40,
+            "hit_limit": True,
+        },
         {"prompt_id": "p2", "model": "b", "answer": "", "reference": GERMAN, "n_tokens": 0},
     ]
     per = analyze_answers(rows, AnalyzeConfig())
@@ -55,12 +61,19 @@ def test_stage_writes_outputs_and_examples(tmp_path: Path) -> None:
     data["analyze"] = {"reference_model": "b"}
     cfg = DefinemedConfig.model_validate(data)
     answers = tmp_path / "run" / "evaluate" / "answers"
-    write_jsonl(answers / "a.jsonl", [{"prompt_id": "p1", "model": "a", "answer": GERMAN + "\n" + ENGLISH,
-                                       "reference": GERMAN, "n_tokens": 10}])
-    write_jsonl(answers / "b.jsonl", [{"prompt_id": "p1", "model": "b", "answer": GERMAN, "reference": GERMAN,
-                                       "n_tokens": 5, "hit_limit": True}])
-    ctx = StageContext(run_dir=tmp_path / "run", stage="analyze",
-                       upstream={"evaluate": {"outputs": {"answers": "answers"}, "metrics": {}}})
+    write_jsonl(
+        answers / "a.jsonl",
+        [{"prompt_id": "p1", "model": "a", "answer": GERMAN + "\n" + ENGLISH, "reference": GERMAN, "n_tokens": 10}],
+    )
+    write_jsonl(
+        answers / "b.jsonl",
+        [{"prompt_id": "p1", "model": "b", "answer": GERMAN, "reference": GERMAN, "n_tokens": 5, "hit_limit": True}],
+    )
+    ctx = StageContext(
+        run_dir=tmp_path / "run",
+        stage="analyze",
+        upstream={"evaluate": {"outputs": {"answers": "answers"}, "metrics": {}}},
+    )
     ctx.stage_dir.mkdir(parents=True)
     result = run(bind(cfg), ctx)
     m = result.metrics
@@ -79,9 +92,11 @@ def test_stage_writes_outputs_and_examples(tmp_path: Path) -> None:
 def test_word_level_mixing_inside_german_lines_only() -> None:
     mixed = "Der Patient sollte die Tabletten regularly einnehmen, und das ist very important für die Therapie."
     clean = "Bei Diabetes mellitus ist die Compliance und ein regelmäßiges Screening wichtig für den Verlauf."
-    rows = [{"prompt_id": "p", "model": "a", "answer": mixed},
-            {"prompt_id": "p", "model": "b", "answer": clean},
-            {"prompt_id": "p", "model": "c", "answer": ENGLISH}]
+    rows = [
+        {"prompt_id": "p", "model": "a", "answer": mixed},
+        {"prompt_id": "p", "model": "b", "answer": clean},
+        {"prompt_id": "p", "model": "c", "answer": ENGLISH},
+    ]
     per = analyze_answers(rows, AnalyzeConfig())
     assert per[0]["line_pass"] and {"regularly", "very important"} <= set(per[0]["english_spans"])
     assert per[0]["english_word_share"] == round(3 / len(mixed.split()), 4)
@@ -115,8 +130,16 @@ def _lcb_line_pass(answer: str, expected: str, threshold: float) -> bool:
 
 def test_line_level_pass_rate_matches_lcb_definition() -> None:
     french = "Il est important de consulter un médecin si la fièvre persiste plus de trois jours."
-    answers = [GERMAN, GERMAN + "\n" + ENGLISH, "kurz\n" + GERMAN, french + "\n" + GERMAN, "", "Ja.\nNein, danke.",
-               ENGLISH + "\n" + ENGLISH, GERMAN + "\n\n" + GERMAN + "\nOK thanks"]
+    answers = [
+        GERMAN,
+        GERMAN + "\n" + ENGLISH,
+        "kurz\n" + GERMAN,
+        french + "\n" + GERMAN,
+        "",
+        "Ja.\nNein, danke.",
+        ENGLISH + "\n" + ENGLISH,
+        GERMAN + "\n\n" + GERMAN + "\nOK thanks",
+    ]
     rows = [{"prompt_id": str(i), "model": "m", "answer": a} for i, a in enumerate(answers)]
     per = analyze_answers(rows, AnalyzeConfig())
     expected = [_lcb_line_pass(a, "de", 0.3) for a in answers]

@@ -21,14 +21,23 @@ BOILERPLATE = "\n".join(["Startseite", "Kontakt", "Impressum", "Datenschutz", "C
 
 def _document(sentences: list[str], seed: int) -> str:
     picked = random.Random(seed).sample(sentences, 7)
-    return "\n".join(" ".join(picked[i:i + 2]) for i in range(0, len(picked), 2))
+    return "\n".join(" ".join(picked[i : i + 2]) for i in range(0, len(picked), 2))
 
 
 def fineweb2_row(doc_id: str, text: str | None, language_score: float = 0.95) -> dict[str, Any]:
-    return {"text": text, "id": doc_id, "dump": "CC-MAIN-2024-10", "url": f"https://example.de/{doc_id}",
-            "date": "2024-02-20T10:00:00Z", "file_path": "s3://commoncrawl/crawl-data/x.warc.gz",
-            "language": "deu", "language_score": language_score, "language_script": "Latn",
-            "minhash_cluster_size": 1, "top_langs": json.dumps({"deu_Latn_score": language_score})}
+    return {
+        "text": text,
+        "id": doc_id,
+        "dump": "CC-MAIN-2024-10",
+        "url": f"https://example.de/{doc_id}",
+        "date": "2024-02-20T10:00:00Z",
+        "file_path": "s3://commoncrawl/crawl-data/x.warc.gz",
+        "language": "deu",
+        "language_score": language_score,
+        "language_script": "Latn",
+        "minhash_cluster_size": 1,
+        "top_langs": json.dumps({"deu_Latn_score": language_score}),
+    }
 
 
 def write_parquet(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -55,7 +64,7 @@ def corpus_inputs(tmp_path: Path, german_texts: dict[str, list[str]]) -> dict[st
     random.Random(0).shuffle(rows)
     shards = tmp_path / "shards"
     write_parquet(rows[: len(rows) // 2], shards / "000_00000.parquet")
-    write_parquet(rows[len(rows) // 2:], shards / "001_00000.parquet")
+    write_parquet(rows[len(rows) // 2 :], shards / "001_00000.parquet")
     intact = write_parquet(rows[:3], tmp_path / "whole.parquet").read_bytes()
     (shards / "002_00000.parquet").write_bytes(intact[: len(intact) // 2])  # truncated download
     label_file = tmp_path / "labels.jsonl"
@@ -74,8 +83,9 @@ def corpus_config(tmp_path: Path, inputs: dict[str, Any], **corpus: Any) -> Any:
         "classifier": {"kind": "tfidf_logreg", "threshold": 0.5, "holdout_fraction": 0.3},
         "executor": {"kind": "local", "tasks": 2, "workers": 1},
     } | corpus
-    return DefinemedConfig.model_validate({"run": {"name": "t", "run_dir": str(tmp_path / "run")},
-                                           "models": {"instruct": {"id": "x"}}, "corpus": section})
+    return DefinemedConfig.model_validate(
+        {"run": {"name": "t", "run_dir": str(tmp_path / "run")}, "models": {"instruct": {"id": "x"}}, "corpus": section}
+    )
 
 
 @pytest.fixture
@@ -91,8 +101,15 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer_dir: 
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
-    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.pad_token_id)
+    config = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny-bert")
     BertModel(config).save_pretrained(out)

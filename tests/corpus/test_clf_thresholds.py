@@ -61,8 +61,10 @@ def test_recall_rule_is_the_largest_threshold_reaching_recall(scored) -> None:
 
 def test_select_threshold_describes_the_rule(scored) -> None:
     scores, labels = scored
-    assert select_threshold(scores, labels, ThresholdConfig(by="score", value=0.4)) == (0.4, {"by": "score",
-                                                                                              "value": 0.4})
+    assert select_threshold(scores, labels, ThresholdConfig(by="score", value=0.4)) == (
+        0.4,
+        {"by": "score", "value": 0.4},
+    )
     t, info = select_threshold(scores, labels, ThresholdConfig(by="precision", value=0.9))
     assert info == {"by": "precision", "value": 0.9, "reached": True} and _precision(scores, labels, t) >= 0.9
 

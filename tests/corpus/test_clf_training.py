@@ -22,16 +22,39 @@ from definemed.corpus.training import (
 )
 
 FAST = {"fasttext": {"bucket": 20_000, "cutoff": 2_000, "epoch": 30, "lr": 0.5}}
-REPORT_KEYS = {"kind", "threshold", "threshold_method", "precision", "recall", "f1", "accuracy", "support",
-               "confusion", "average_precision", "pr_curve", "retention", "heldout_score_s", "docs_per_s",
-               "cascade", "n_train", "n_heldout", "n_unlabelled", "label_lines_malformed", "label_duplicates",
-               "train_seconds", "config_hash", "model"}
+REPORT_KEYS = {
+    "kind",
+    "threshold",
+    "threshold_method",
+    "precision",
+    "recall",
+    "f1",
+    "accuracy",
+    "support",
+    "confusion",
+    "average_precision",
+    "pr_curve",
+    "retention",
+    "heldout_score_s",
+    "docs_per_s",
+    "cascade",
+    "n_train",
+    "n_heldout",
+    "n_unlabelled",
+    "label_lines_malformed",
+    "label_duplicates",
+    "train_seconds",
+    "config_hash",
+    "model",
+}
 
 
 def _documents(german_texts: dict[str, list[str]]) -> list[tuple[str, bool]]:
     """90 short documents: every pair of medical sentences and every pair of general ones."""
-    medical, general = ([(" ".join(pair), kind == "medical") for pair in itertools.combinations(german_texts[kind], 2)]
-                        for kind in ("medical", "general"))
+    medical, general = (
+        [(" ".join(pair), kind == "medical") for pair in itertools.combinations(german_texts[kind], 2)]
+        for kind in ("medical", "general")
+    )
     return [doc for pair in zip(medical, general, strict=True) for doc in pair]  # classes interleaved
 
 
@@ -39,13 +62,22 @@ def _documents(german_texts: dict[str, list[str]]) -> list[tuple[str, bool]]:
 def split(german_texts) -> Split:
     docs = _documents(german_texts)
     train, test = docs[::3] + docs[1::3], docs[2::3]
-    return Split(train_x=[t for t, _ in train], train_y=[y for _, y in train],
-                 test_x=[t for t, _ in test], test_y=[y for _, y in test])
+    return Split(
+        train_x=[t for t, _ in train],
+        train_y=[y for _, y in train],
+        test_x=[t for t, _ in test],
+        test_y=[y for _, y in test],
+    )
 
 
-@pytest.mark.parametrize("section", [{"kind": "tfidf_logreg"}, {"kind": "fasttext", **FAST},
-                                     {"kind": "cascade", "cascade": {"stage1": "tfidf_logreg",
-                                                                     "stage2": "fasttext", "folds": 2}, **FAST}])
+@pytest.mark.parametrize(
+    "section",
+    [
+        {"kind": "tfidf_logreg"},
+        {"kind": "fasttext", **FAST},
+        {"kind": "cascade", "cascade": {"stage1": "tfidf_logreg", "stage2": "fasttext", "folds": 2}, **FAST},
+    ],
+)
 def test_every_family_writes_the_same_report_shape(section: dict, split: Split, tmp_path: Path) -> None:
     report = fit_and_evaluate(ClassifierConfig.model_validate(section), split, tmp_path, seed=0)
     assert set(report) == REPORT_KEYS
@@ -59,12 +91,14 @@ def test_every_family_writes_the_same_report_shape(section: dict, split: Split, 
 
 
 def test_precision_and_quantile_rules_through_training(split: Split, tmp_path: Path) -> None:
-    by_precision = fit_and_evaluate(ClassifierConfig(threshold={"by": "precision", "value": 0.9}), split,
-                                    tmp_path / "p", seed=0)
+    by_precision = fit_and_evaluate(
+        ClassifierConfig(threshold={"by": "precision", "value": 0.9}), split, tmp_path / "p", seed=0
+    )
     assert by_precision["threshold_method"]["reached"] is True and by_precision["precision"] >= 0.9
     assert chosen_threshold(tmp_path / "p") == by_precision["threshold"]
-    by_quantile = fit_and_evaluate(ClassifierConfig(threshold={"by": "quantile", "value": 0.2}), split,
-                                   tmp_path / "q", seed=0)
+    by_quantile = fit_and_evaluate(
+        ClassifierConfig(threshold={"by": "quantile", "value": 0.2}), split, tmp_path / "q", seed=0
+    )
     assert by_quantile["retention"]["docs"] == pytest.approx(0.2, abs=1 / 30)
     assert sum(by_quantile["confusion"][k] for k in ("tp", "fp")) == 6
 
@@ -82,8 +116,9 @@ def test_train_classifier_reuses_only_the_same_config(tmp_path: Path, german_tex
     first = train_classifier(survivors, spec, ClassifierConfig(holdout_fraction=0.3), 0, tmp_path / "clf")
     (tmp_path / "clf" / "weights.npz").write_bytes(b"")  # reuse must not touch the model
     assert train_classifier(survivors, spec, ClassifierConfig(holdout_fraction=0.3), 0, tmp_path / "clf") == first
-    changed = train_classifier(survivors, spec, ClassifierConfig(holdout_fraction=0.3, threshold=0.7), 0,
-                               tmp_path / "clf")
+    changed = train_classifier(
+        survivors, spec, ClassifierConfig(holdout_fraction=0.3, threshold=0.7), 0, tmp_path / "clf"
+    )
     assert changed["threshold"] == 0.7 and changed["config_hash"] != first["config_hash"]
     assert (tmp_path / "clf" / "weights.npz").stat().st_size > 0
     assert first["n_train"] + first["n_heldout"] == 90

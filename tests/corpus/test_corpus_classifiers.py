@@ -20,11 +20,16 @@ def _data(german_texts: dict[str, list[str]]) -> tuple[list[str], list[bool]]:
     return texts, [True] * len(german_texts["medical"]) + [False] * len(german_texts["general"])
 
 
-@pytest.mark.parametrize("cls", [TfidfLogRegClassifier,
-                                 lambda: FastTextClassifier(bucket=20_000, cutoff=2_000, quantize=True),
-                                 lambda: FastTextClassifier(bucket=20_000),
-                                 lambda: FastTextClassifier(bucket=20_000, quantize=False, maxn=0)],
-                         ids=["tfidf", "fasttext-quantised", "fasttext-float-default", "fasttext-float-words-only"])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        TfidfLogRegClassifier,
+        lambda: FastTextClassifier(bucket=20_000, cutoff=2_000, quantize=True),
+        lambda: FastTextClassifier(bucket=20_000),
+        lambda: FastTextClassifier(bucket=20_000, quantize=False, maxn=0),
+    ],
+    ids=["tfidf", "fasttext-quantised", "fasttext-float-default", "fasttext-float-words-only"],
+)
 def test_save_load_round_trip_gives_identical_probabilities(cls, tmp_path: Path, german_texts) -> None:
     texts, labels = _data(german_texts)
     model = cls().fit(texts, labels)
@@ -76,8 +81,11 @@ def test_single_class_training_data_is_an_error(german_texts) -> None:
 
 def test_malformed_label_lines_are_counted_and_named(tmp_path: Path, caplog) -> None:
     path = tmp_path / "labels.jsonl"
-    path.write_text('{"id": "a", "medical": true}\n{broken\n{"id": "b", "medical": "yes"}\n'
-                    '{"id": "c"}\n\n{"id": "a", "medical": false}\n', encoding="utf-8")
+    path.write_text(
+        '{"id": "a", "medical": true}\n{broken\n{"id": "b", "medical": "yes"}\n'
+        '{"id": "c"}\n\n{"id": "a", "medical": false}\n',
+        encoding="utf-8",
+    )
     with caplog.at_level(logging.WARNING, logger="definemed"):
         labels = load_labels(FileLabels(path=path))
     assert labels.by_id == {"a": False}

@@ -56,22 +56,34 @@ def test_a_pinned_tokenizer_makes_the_corpus_independent_of_the_cpt_model(demo: 
     assert bind(words).tokenizer == "whitespace"
     assert _key(demo("corpus.card.tokenizer=whitespace", f"models.instruct.id={QWEN}")) == _key(words)
     pinned = demo("corpus.card.tokenizer=HuggingFaceTB/SmolLM2-135M-Instruct")
-    assert isinstance(bind(demo()).tokenizer, ModelSpec) and bind(pinned).tokenizer == \
-        "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert _key(demo("corpus.card.tokenizer=HuggingFaceTB/SmolLM2-135M-Instruct", f"models.instruct.id={QWEN}")) \
-        == _key(pinned)
+    assert (
+        isinstance(bind(demo()).tokenizer, ModelSpec)
+        and bind(pinned).tokenizer == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    )
+    assert _key(
+        demo("corpus.card.tokenizer=HuggingFaceTB/SmolLM2-135M-Instruct", f"models.instruct.id={QWEN}")
+    ) == _key(pinned)
 
 
 def _finished_corpus(cfg: DefinemedConfig) -> None:
     """A corpus stage folder as the runner leaves it: its ownership marker and a manifest with the current key."""
     stage_dir = cfg.run.run_dir / "corpus"
     mark_owned(stage_dir, "stage:corpus")
-    write_json(stage_dir / "manifest.json", {"stage": "corpus", "key": _key(cfg), "run_id": "r1",
-                                             "finished_at": "2026-01-01T00:00:00+00:00", "metrics": {}})
+    write_json(
+        stage_dir / "manifest.json",
+        {
+            "stage": "corpus",
+            "key": _key(cfg),
+            "run_id": "r1",
+            "finished_at": "2026-01-01T00:00:00+00:00",
+            "metrics": {},
+        },
+    )
 
 
-def test_plan_reruns_the_corpus_after_the_cpt_model_changes(demo: Any, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_reruns_the_corpus_after_the_cpt_model_changes(
+    demo: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _finished_corpus(demo())
     [step] = pipeline.plan(demo(), ["corpus"])
     assert (step.action, step.reason) == ("cached", "finished 2026-01-01T00:00:00+00:00")

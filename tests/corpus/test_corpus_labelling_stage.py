@@ -38,8 +38,11 @@ def _is_medical(prompt: str) -> bool:
 
 def _reply(prompt: str) -> Reply:
     medical = _is_medical(prompt)
-    return ok(json.dumps({"medical": medical, "edu_score": 3 if medical else 0,
-                          "subdomain": "clinical" if medical else "none"}))
+    return ok(
+        json.dumps(
+            {"medical": medical, "edu_score": 3 if medical else 0, "subdomain": "clinical" if medical else "none"}
+        )
+    )
 
 
 class FlakyResponder:
@@ -67,24 +70,38 @@ class FlakyResponder:
 
 
 def _openai(server: FakeOpenAIServer, **extra: Any) -> dict[str, Any]:
-    return {"kind": "openai", "model": "fake-labeller", "base_url": server.base_url, "concurrency": 1,
-            "structured_output": "plain",
-            "max_retries": 2, "backoff_s": 0.01, "max_backoff_s": 0.5, "timeout_s": 10, **extra}
+    return {
+        "kind": "openai",
+        "model": "fake-labeller",
+        "base_url": server.base_url,
+        "concurrency": 1,
+        "structured_output": "plain",
+        "max_retries": 2,
+        "backoff_s": 0.01,
+        "max_backoff_s": 0.5,
+        "timeout_s": 10,
+        **extra,
+    }
 
 
 def _gold(tmp_path: Path, corpus_inputs: dict) -> Path:
     path = tmp_path / "gold.jsonl"
-    write_jsonl(path, [{"id": i, "medical": "medical-" in i, "subdomain": "clinical" if "medical-" in i else "none"}
-                       for i in GERMAN_IDS])
+    write_jsonl(
+        path,
+        [
+            {"id": i, "medical": "medical-" in i, "subdomain": "clinical" if "medical-" in i else "none"}
+            for i in GERMAN_IDS
+        ],
+    )
     return path
 
 
-def test_openai_labeller_in_the_stage_counts_errors_and_completes(tmp_path: Path, corpus_inputs: dict,
-                                                                 make_config: Any) -> None:
+def test_openai_labeller_in_the_stage_counts_errors_and_completes(
+    tmp_path: Path, corpus_inputs: dict, make_config: Any
+) -> None:
     responder = FlakyResponder()
     with FakeOpenAIServer(responder) as server:
-        cfg = make_config(corpus_inputs, labels=None, labelling={
-            "labeller": _openai(server), "max_failure_share": 0.1})
+        cfg = make_config(corpus_inputs, labels=None, labelling={"labeller": _openai(server), "max_failure_share": 0.1})
         result, stage_dir = _run(cfg)
     lab = result.metrics.labelling
     counts = lab.counts
@@ -105,15 +122,17 @@ def test_openai_labeller_in_the_stage_counts_errors_and_completes(tmp_path: Path
     assert lab.audit is None and lab.selection is None and lab.chosen == "openai:fake-labeller"
 
 
-def test_failure_budget_stops_the_stage_with_a_clear_message(tmp_path: Path, corpus_inputs: dict,
-                                                             make_config: Any) -> None:
+def test_failure_budget_stops_the_stage_with_a_clear_message(
+    tmp_path: Path, corpus_inputs: dict, make_config: Any
+) -> None:
     def responder(request: dict, hit: int) -> Reply:
         prompt = last_message_text(request)
         return ok("keine Ahnung") if "Impfung" in prompt or "Zinsen" in prompt else _reply(prompt)
 
     with FakeOpenAIServer(responder) as server:
-        cfg = make_config(corpus_inputs, labels=None, labelling={"labeller": _openai(server),
-                                                                 "max_failure_share": 0.05})
+        cfg = make_config(
+            corpus_inputs, labels=None, labelling={"labeller": _openai(server), "max_failure_share": 0.05}
+        )
         with pytest.raises(FailureBudgetExceeded) as err:
             _run(cfg)
     message = str(err.value)
@@ -128,9 +147,13 @@ def test_the_better_labeller_wins_the_audit(tmp_path: Path, corpus_inputs: dict,
     good, poor = tmp_path / "good.jsonl", tmp_path / "poor.jsonl"
     write_jsonl(good, [{"id": i, "medical": ("medical-" in i) != (i == GERMAN_IDS[0])} for i in GERMAN_IDS])
     write_jsonl(poor, [{"id": i, "medical": "medical-" in i and int(i[-3:-1]) % 3 == 0} for i in GERMAN_IDS])
-    labelling = {"labellers": [{"name": "poor", "kind": "file", "path": str(poor)},
-                               {"name": "good", "kind": "file", "path": str(good)}],
-                 "audit": {"gold": str(gold), "resamples": 200}}
+    labelling = {
+        "labellers": [
+            {"name": "poor", "kind": "file", "path": str(poor)},
+            {"name": "good", "kind": "file", "path": str(good)},
+        ],
+        "audit": {"gold": str(gold), "resamples": 200},
+    }
     result, stage_dir = _run(make_config(corpus_inputs, labels=None, labelling=labelling))
     lab = result.metrics.labelling
     assert lab.chosen == "good" and lab.selection.best == "good"
@@ -161,8 +184,9 @@ def test_a_labeller_reading_the_gold_file_is_refused(tmp_path: Path, corpus_inpu
         _run(make_config(corpus_inputs, labels=None, labelling=labelling))
 
 
-def test_interrupted_labelling_resumes_without_asking_twice(tmp_path: Path, corpus_inputs: dict,
-                                                            make_config: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_labelling_resumes_without_asking_twice(
+    tmp_path: Path, corpus_inputs: dict, make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from definemed.corpus.labelling.cache import LabelCache
 
     asked: Counter[str] = Counter()
@@ -182,8 +206,11 @@ def test_interrupted_labelling_resumes_without_asking_twice(tmp_path: Path, corp
 
     gold = _gold(tmp_path, corpus_inputs)
     with FakeOpenAIServer(responder) as server:
-        cfg = make_config(corpus_inputs, labels=None, labelling={
-            "labeller": _openai(server), "audit": {"gold": str(gold), "max_docs": 5, "resamples": 100}})
+        cfg = make_config(
+            corpus_inputs,
+            labels=None,
+            labelling={"labeller": _openai(server), "audit": {"gold": str(gold), "max_docs": 5, "resamples": 100}},
+        )
         monkeypatch.setattr(LabelCache, "append", append_then_die)
         with pytest.raises(RuntimeError, match="simulated kill"):
             _run(cfg)
@@ -201,15 +228,25 @@ def test_interrupted_labelling_resumes_without_asking_twice(tmp_path: Path, corp
     assert m.classifier.n_train + m.classifier.n_heldout == 28
 
 
-def test_compare_trains_every_listed_family_on_the_same_split(tmp_path: Path, corpus_inputs: dict,
-                                                             make_config: Any) -> None:
-    classifier = {"kind": "tfidf_logreg", "holdout_fraction": 0.3, "compare": ["fasttext", "cascade"],
-                  "not_compared": {"finetune": "no encoder offline"}, "fasttext": FAST,
-                  "cascade": {"stage1": "fasttext", "stage2": "tfidf_logreg", "target_recall": 0.95}}
+def test_compare_trains_every_listed_family_on_the_same_split(
+    tmp_path: Path, corpus_inputs: dict, make_config: Any
+) -> None:
+    classifier = {
+        "kind": "tfidf_logreg",
+        "holdout_fraction": 0.3,
+        "compare": ["fasttext", "cascade"],
+        "not_compared": {"finetune": "no encoder offline"},
+        "fasttext": FAST,
+        "cascade": {"stage1": "fasttext", "stage2": "tfidf_logreg", "target_recall": 0.95},
+    }
     result, stage_dir = _run(make_config(corpus_inputs, classifier=classifier))
     rows = result.metrics.classifier_comparison
-    assert [(r.kind, r.status) for r in rows] == [("tfidf_logreg", "ok"), ("fasttext", "ok"),
-                                                 ("cascade", "ok"), ("finetune", "not run")]
+    assert [(r.kind, r.status) for r in rows] == [
+        ("tfidf_logreg", "ok"),
+        ("fasttext", "ok"),
+        ("cascade", "ok"),
+        ("finetune", "not run"),
+    ]
     assert rows[0].main and rows[0].f1 == result.metrics.classifier.f1
     assert rows[3].note == "no encoder offline"
     heldout = result.metrics.classifier.n_heldout
@@ -227,8 +264,9 @@ def test_compare_trains_every_listed_family_on_the_same_split(tmp_path: Path, co
     assert "| finetune | not run |" in card and "pr_curves.png" in card
 
 
-def test_a_retrained_classifier_reclassifies_an_interrupted_attempt(tmp_path: Path, corpus_inputs: dict,
-                                                                   make_config: Any) -> None:
+def test_a_retrained_classifier_reclassifies_an_interrupted_attempt(
+    tmp_path: Path, corpus_inputs: dict, make_config: Any
+) -> None:
     """Labels that change between attempts (retried requests) retrain the classifier; what the earlier attempt
     classified with the old model must not survive through datatrove's completion markers."""
     import gzip
@@ -239,8 +277,11 @@ def test_a_retrained_classifier_reclassifies_an_interrupted_attempt(tmp_path: Pa
     _, stage_dir = _run(cfg)
 
     def kept() -> set[str]:
-        return {json.loads(line)["id"] for f in (stage_dir / "medical").glob("*.jsonl.gz")
-                for line in gzip.open(f, "rt", encoding="utf-8")}
+        return {
+            json.loads(line)["id"]
+            for f in (stage_dir / "medical").glob("*.jsonl.gz")
+            for line in gzip.open(f, "rt", encoding="utf-8")
+        }
 
     assert kept() and all("medical-" in i for i in kept())
     write_jsonl(labels, [{"id": i, "medical": "general-" in i} for i in GERMAN_IDS])  # the other way round
@@ -249,20 +290,28 @@ def test_a_retrained_classifier_reclassifies_an_interrupted_attempt(tmp_path: Pa
     assert result.metrics.docs_kept == len(kept())
 
 
-def test_single_pass_labels_the_sample_and_classifies_everything(tmp_path: Path, corpus_inputs: dict,
-                                                                 make_config: Any, german_texts: dict) -> None:
+def test_single_pass_labels_the_sample_and_classifies_everything(
+    tmp_path: Path, corpus_inputs: dict, make_config: Any, german_texts: dict
+) -> None:
     """The paper config's mode: the labeller sees only the sample pipeline's survivors (two of four files); one
     pass classifies the whole input, and the kept profile still reads the labeller's subdomains."""
     from tests.corpus.conftest import _document, fineweb2_row, write_parquet
 
-    rows = [fineweb2_row(f"<urn:uuid:{kind}-{i:02d}>", _document(german_texts[kind], seed=i))
-            for kind in ("medical", "general") for i in range(14)]
+    rows = [
+        fineweb2_row(f"<urn:uuid:{kind}-{i:02d}>", _document(german_texts[kind], seed=i))
+        for kind in ("medical", "general")
+        for i in range(14)
+    ]
     for k in range(4):
         write_parquet(rows[k::4], tmp_path / "four" / f"{k:03d}_00000.parquet")
     inputs = {**corpus_inputs, "shards": tmp_path / "four"}
     with FakeOpenAIServer(FlakyResponder()) as server:
-        cfg = make_config(inputs, labels=None, single_pass={"sample_files": 0.5},
-                          labelling={"labeller": _openai(server), "max_failure_share": 0.2})
+        cfg = make_config(
+            inputs,
+            labels=None,
+            single_pass={"sample_files": 0.5},
+            labelling={"labeller": _openai(server), "max_failure_share": 0.2},
+        )
         result, stage_dir = _run(cfg)
     m = result.metrics
     assert len((stage_dir / "sample" / "paths_0.txt").read_text().split()) == 2

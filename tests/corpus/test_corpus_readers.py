@@ -59,8 +59,10 @@ def test_fineweb_language_score_gate() -> None:
 
 def test_german_quality_filters_keep_prose_and_drop_navigation(german_texts) -> None:
     steps = dict(build_quality_filters(QualityConfig(), lambda name: None))
-    clinical = ("Bei Aufnahme lag der Blutdruck bei 165/95 mmHg, die Herzfrequenz bei 104/min und die "
-                "Temperatur bei 38,9 °C. Das CRP betrug 142 mg/l (Norm < 5), die Leukozyten 15,2 G/l.")
+    clinical = (
+        "Bei Aufnahme lag der Blutdruck bei 165/95 mmHg, die Herzfrequenz bei 104/min und die "
+        "Temperatur bei 38,9 °C. Das CRP betrug 142 mg/l (Norm < 5), die Leukozyten 15,2 G/l."
+    )
     prose = Document(text="\n".join([clinical] + german_texts["general"][:4] + german_texts["medical"][:3]), id="p")
     # with the defaults, punctuation-heavy German prose passes every quality filter
     assert {name: f.filter(prose) for name, f in steps.items()} == dict.fromkeys(steps, True)
@@ -103,8 +105,10 @@ def test_sample_input_files_is_seeded_relative_and_never_empty(tmp_path: Path) -
     assert len(names) == 3 and all(not n.startswith("/") and n.endswith(".parquet") for n in names)
     assert Path(sample_input_files(source, 0.3, seed=1, out_dir=tmp_path / "b")[0]).read_text().split() == names
     assert len(Path(sample_input_files(source, 0.01, seed=1, out_dir=tmp_path / "c")[0]).read_text().split()) == 1
-    picks = {tuple(Path(sample_input_files(source, 0.3, seed=s, out_dir=tmp_path / f"s{s}")[0]).read_text().split())
-             for s in range(5)}
+    picks = {
+        tuple(Path(sample_input_files(source, 0.3, seed=s, out_dir=tmp_path / f"s{s}")[0]).read_text().split())
+        for s in range(5)
+    }
     assert len(picks) > 1  # the seed matters
     with pytest.raises(RuntimeError, match=r"corpus.input.paths\[0\]: no files matching"):
         sample_input_files(ParquetInput(paths=[str(tmp_path / "in")], glob="*.none"), 0.5, 0, tmp_path / "d")

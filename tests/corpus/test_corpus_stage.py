@@ -14,8 +14,9 @@ from definemed.stage import StageContext
 
 
 def _docs(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for f in sorted(folder.glob("*.jsonl.gz"))
-            for line in gzip.open(f, "rt", encoding="utf-8")]
+    return [
+        json.loads(line) for f in sorted(folder.glob("*.jsonl.gz")) for line in gzip.open(f, "rt", encoding="utf-8")
+    ]
 
 
 def _run(cfg: Any) -> tuple[Any, Path]:
@@ -33,12 +34,12 @@ def test_stage_counts_every_document_and_reason(tmp_path: Path, corpus_inputs: d
     # every readable record with text entered the filters; each left as kept or by exactly one step
     assert m.docs_in == corpus_inputs["n_rows"] - 1
     assert m.docs_in == m.docs_kept + sum(m.dropped.values())
-    assert set(m.dropped) == {"language", "gopher_repetition", "gopher_quality", "fineweb_quality",
-                                 "not_medical"}
+    assert set(m.dropped) == {"language", "gopher_repetition", "gopher_quality", "fineweb_quality", "not_medical"}
 
     rejected_language = _docs(stage_dir / "rejected" / "language")
-    assert [(d["id"], d["metadata"]["filter_reason"]) for d in rejected_language] == [("<urn:uuid:english>",
-                                                                                       "language")]
+    assert [(d["id"], d["metadata"]["filter_reason"]) for d in rejected_language] == [
+        ("<urn:uuid:english>", "language")
+    ]
     assert rejected_language[0]["metadata"]["lid_language"] == "en"
     survivors = {d["id"] for d in _docs(stage_dir / "filtered")}
     assert "<urn:uuid:boilerplate>" not in survivors
@@ -116,8 +117,9 @@ def test_jsonl_input_kind(tmp_path: Path, corpus_inputs: dict, make_config: Any)
 
 def test_chosen_threshold_reaches_the_classify_step(tmp_path: Path, corpus_inputs: dict, make_config: Any) -> None:
     """A quantile threshold is resolved to a number at training time and that number filters the documents."""
-    result, stage_dir = _run(make_config(corpus_inputs, classifier={"threshold": {"by": "quantile", "value": 0.25},
-                                                                    "holdout_fraction": 0.3}))
+    result, stage_dir = _run(
+        make_config(corpus_inputs, classifier={"threshold": {"by": "quantile", "value": 0.25}, "holdout_fraction": 0.3})
+    )
     chosen = json.loads((stage_dir / "classifier" / "report.json").read_text())["threshold"]
     assert isinstance(chosen, float) and 0 < chosen < 1
     kept = _docs(stage_dir / "medical")
@@ -128,8 +130,9 @@ def test_chosen_threshold_reaches_the_classify_step(tmp_path: Path, corpus_input
     assert sum(d["metadata"]["medical_score"] < chosen - 1e-6 for d in rejected) >= len(rejected) - 1
 
 
-def test_single_pass_keeps_and_rejects_what_two_passes_do(tmp_path: Path, corpus_inputs: dict,
-                                                          make_config: Any) -> None:
+def test_single_pass_keeps_and_rejects_what_two_passes_do(
+    tmp_path: Path, corpus_inputs: dict, make_config: Any
+) -> None:
     """With every file sampled, one pass over the input gives the two-pass corpus: the same kept and rejected
     documents per reason, the same counts, and input tokens that the estimate reproduces exactly."""
     two, two_dir = _run(make_config(corpus_inputs))
@@ -143,8 +146,17 @@ def test_single_pass_keeps_and_rejects_what_two_passes_do(tmp_path: Path, corpus
     assert ids(one_dir / "medical") == ids(two_dir / "medical")
     for reason in two.metrics.dropped:
         assert ids(one_dir / "rejected" / reason) == ids(two_dir / "rejected" / reason), reason
-    for key in ("docs_in", "docs_kept", "dropped", "missing_text", "corrupt_files", "input_files", "tokens_kept",
-                "tokens_in", "kept_words"):
+    for key in (
+        "docs_in",
+        "docs_kept",
+        "dropped",
+        "missing_text",
+        "corrupt_files",
+        "input_files",
+        "tokens_kept",
+        "tokens_in",
+        "kept_words",
+    ):
         assert getattr(one.metrics, key) == getattr(two.metrics, key), key
     assert one.metrics.tokens_in_estimated and not two.metrics.tokens_in_estimated
     assert one.metrics.single_pass.sample_docs_in == one.metrics.docs_in
@@ -153,20 +165,23 @@ def test_single_pass_keeps_and_rejects_what_two_passes_do(tmp_path: Path, corpus
     assert "estimated: single pass" in (one_dir / "README.md").read_text()
 
 
-def test_single_pass_samples_a_share_of_the_files(tmp_path: Path, corpus_inputs: dict, make_config: Any,
-                                                  german_texts: dict) -> None:
+def test_single_pass_samples_a_share_of_the_files(
+    tmp_path: Path, corpus_inputs: dict, make_config: Any, german_texts: dict
+) -> None:
     """Half of four files: the classifier learns from the sampled files only, the classify pass reads them all,
     and dedup (which re-tokenises the kept documents) still balances the counts."""
     from tests.corpus.conftest import _document, fineweb2_row, write_parquet
 
-    rows = [fineweb2_row(f"<urn:uuid:{kind}-{i:02d}>", _document(german_texts[kind], seed=i))
-            for kind in ("medical", "general") for i in range(14)]
+    rows = [
+        fineweb2_row(f"<urn:uuid:{kind}-{i:02d}>", _document(german_texts[kind], seed=i))
+        for kind in ("medical", "general")
+        for i in range(14)
+    ]
     shards = tmp_path / "four"
     for k in range(4):
         write_parquet(rows[k::4], shards / f"{k:03d}_00000.parquet")
     inputs = {**corpus_inputs, "shards": shards}
-    result, stage_dir = _run(make_config(inputs, single_pass={"sample_files": 0.5, "seed": 3},
-                                         dedup={"n_grams": 3}))
+    result, stage_dir = _run(make_config(inputs, single_pass={"sample_files": 0.5, "seed": 3}, dedup={"n_grams": 3}))
     m = result.metrics
     listed = (stage_dir / "sample" / "paths_0.txt").read_text().split()
     assert len(listed) == 2 and all(name.endswith(".parquet") for name in listed)

@@ -50,7 +50,7 @@ def _planted_corpus(vocab: list[str]) -> tuple[list[tuple[str, str]], list[tuple
     distinct = [(f"distinct-{i:02d}", "\n".join(_sentences(vocab, seed=i))) for i in range(12)]
     base = _sentences(vocab, seed=0)
     copies = [
-        ("copy-reformatted", "  ".join(s.upper() for s in base)),               # same words, case, layout
+        ("copy-reformatted", "  ".join(s.upper() for s in base)),  # same words, case, layout
         ("copy-edited", "\n".join(base).replace(base[3], base[3].replace(" ", " und ", 1))),  # one word added
         ("copy-extended", "\n".join([*base, *_sentences(vocab, seed=99, n=1)])),  # one sentence appended
     ]
@@ -59,8 +59,10 @@ def _planted_corpus(vocab: list[str]) -> tuple[list[tuple[str, str]], list[tuple
 
 
 def test_minhash_removes_planted_near_duplicates_only(tmp_path: Path, german_texts: dict, make_config: Any) -> None:
-    cfg = make_config({"shards": tmp_path, "labels": tmp_path / "labels.jsonl"},
-                      dedup={"n_grams": 5, "num_buckets": 14, "hashes_per_bucket": 8})
+    cfg = make_config(
+        {"shards": tmp_path, "labels": tmp_path / "labels.jsonl"},
+        dedup={"n_grams": 5, "num_buckets": 14, "hashes_per_bucket": 8},
+    )
     layout = CorpusLayout(tmp_path / "stage")
     shard0, shard1 = _planted_corpus(_vocabulary(german_texts))
     _write(layout.classified, "00000.jsonl.gz", shard0)

@@ -11,9 +11,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FINEWEB2_COLUMNS = [
-    ("text", "string"), ("id", "string"), ("dump", "string"), ("url", "string"), ("date", "string"),
-    ("file_path", "string"), ("language", "string"), ("language_score", "double"), ("language_script", "string"),
-    ("minhash_cluster_size", "int64"), ("top_langs", "string"),
+    ("text", "string"),
+    ("id", "string"),
+    ("dump", "string"),
+    ("url", "string"),
+    ("date", "string"),
+    ("file_path", "string"),
+    ("language", "string"),
+    ("language_score", "double"),
+    ("language_script", "string"),
+    ("minhash_cluster_size", "int64"),
+    ("top_langs", "string"),
 ]
 
 
@@ -27,11 +35,26 @@ def builder():
 
 def _sources(folder: Path) -> Path:
     folder.mkdir()
-    rows = [{"text": f"Text Nummer {i} über das Wetter.", "url": f"https://example.de/{i}", "category": "c",
-             "subdomain": "general" if i % 3 else "clinical", "medical": i % 3 == 0, "lang": "de" if i < 8 else "en"}
-            for i in range(10)]
-    rows.append({"text": "Anderer Text, gleiche URL.", "url": "https://example.de/1", "subdomain": "general",
-                 "medical": False, "lang": "de"})
+    rows = [
+        {
+            "text": f"Text Nummer {i} über das Wetter.",
+            "url": f"https://example.de/{i}",
+            "category": "c",
+            "subdomain": "general" if i % 3 else "clinical",
+            "medical": i % 3 == 0,
+            "lang": "de" if i < 8 else "en",
+        }
+        for i in range(10)
+    ]
+    rows.append(
+        {
+            "text": "Anderer Text, gleiche URL.",
+            "url": "https://example.de/1",
+            "subdomain": "general",
+            "medical": False,
+            "lang": "de",
+        }
+    )
     (folder / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + "{oops\n", encoding="utf-8")
     return folder
 
@@ -83,14 +106,20 @@ def test_card_table_is_replaced_between_markers(builder, tmp_path: Path) -> None
 def test_real_test_documents_never_reach_the_shards_and_groups_stay_on_one_side() -> None:
     """The real held-out set is only held out if no shard (labelling, training, threshold) carries any of its
     documents, nor another paragraph of the same letter."""
-    sources = [json.loads(line) for f in sorted((REPO / "demo" / "sources" / "real").glob("*.jsonl"))
-               for line in f.open(encoding="utf-8")]
+    sources = [
+        json.loads(line)
+        for f in sorted((REPO / "demo" / "sources" / "real").glob("*.jsonl"))
+        for line in f.open(encoding="utf-8")
+    ]
     sides: dict[str, set[str]] = {}
     for row in sources:
         sides.setdefault(row["group"], set()).add(row["split"])
     assert all(len(s) == 1 for s in sides.values()), [g for g, s in sides.items() if len(s) > 1]
-    shard_texts = {t for s in sorted((REPO / "demo" / "fineweb2-deu").glob("*.parquet"))
-                   for t in pq.read_table(s, columns=["text"]).column("text").to_pylist()}
+    shard_texts = {
+        t
+        for s in sorted((REPO / "demo" / "fineweb2-deu").glob("*.parquet"))
+        for t in pq.read_table(s, columns=["text"]).column("text").to_pylist()
+    }
     real_test = [json.loads(line) for line in (REPO / "demo" / "real_test.jsonl").open(encoding="utf-8")]
     assert len(real_test) >= 300 and all(r["origin"] == "real" for r in real_test)
     assert not shard_texts & {r["text"] for r in real_test}

@@ -30,9 +30,14 @@ def test_zero_shot_labeller_is_deterministic() -> None:
     spec = importlib.util.spec_from_file_location("label_zero_shot", REPO / "demo" / "label_zero_shot.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    docs = [("a", "Bei Fieber über 39 Grad und Atemnot sollten Sie sofort ärztlichen Rat einholen. Antibiotika "
-                  "helfen nur gegen bakterielle Infektionen."),
-            ("b", "Der Gemeinderat stimmte dem Bau der neuen Schule zu. Am Wochenende findet ein Weinfest statt.")]
+    docs = [
+        (
+            "a",
+            "Bei Fieber über 39 Grad und Atemnot sollten Sie sofort ärztlichen Rat einholen. Antibiotika "
+            "helfen nur gegen bakterielle Infektionen.",
+        ),
+        ("b", "Der Gemeinderat stimmte dem Bau der neuen Schule zu. Am Wochenende findet ein Weinfest statt."),
+    ]
     first, second = module.label(docs), module.label(docs)
     assert first == second
     assert [r["medical"] for r in first] == [True, False]

@@ -23,8 +23,21 @@ from definemed.schema import Strict
 class StemParams(Strict):
     """`corpus.classifier.stems`: the word stems that make a text medical."""
 
-    stems: list[str] = Field(default_factory=lambda: ["patient", "therap", "arzt", "herz", "blut", "klinik",
-                                                      "medikament", "diagnos", "behandl", "pflege"], min_length=1)
+    stems: list[str] = Field(
+        default_factory=lambda: [
+            "patient",
+            "therap",
+            "arzt",
+            "herz",
+            "blut",
+            "klinik",
+            "medikament",
+            "diagnos",
+            "behandl",
+            "pflege",
+        ],
+        min_length=1,
+    )
 
 
 class StemClassifier:
@@ -41,8 +54,9 @@ class StemClassifier:
         return self
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        shares = [sum(any(s in w for s in self.stems) for w in t.lower().split()) / max(len(t.split()), 1)
-                  for t in texts]
+        shares = [
+            sum(any(s in w for s in self.stems) for w in t.lower().split()) / max(len(t.split()), 1) for t in texts
+        ]
         return np.clip(np.asarray(shares, dtype=np.float64) * 5, 0.0, 1.0)
 
     def save(self, model_dir: str | Path) -> Path:
@@ -64,8 +78,10 @@ def stems_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _documents(german_texts: dict[str, list[str]]) -> list[tuple[str, str, bool]]:
     """(id, text, medical) of every pair of medical and of general sentences, the classes alternating."""
-    medical, general = ([(" ".join(pair), kind == "medical") for pair in itertools.combinations(german_texts[kind], 2)]
-                        for kind in ("medical", "general"))
+    medical, general = (
+        [(" ".join(pair), kind == "medical") for pair in itertools.combinations(german_texts[kind], 2)]
+        for kind in ("medical", "general")
+    )
     alternating = itertools.chain(*zip(medical, general, strict=True))
     return [(f"d{i}", text, label) for i, (text, label) in enumerate(alternating)]
 
@@ -76,7 +92,8 @@ def test_plugin_kind_is_rejected_until_registered() -> None:
 
 
 def test_plugin_family_is_built_from_its_section_and_trained_like_the_built_ins(
-        stems_plugin: None, german_texts: dict, tmp_path: Path) -> None:
+    stems_plugin: None, german_texts: dict, tmp_path: Path
+) -> None:
     cfg = ClassifierConfig.model_validate({"kind": "stems", "stems": {"stems": ["herz", "blut"]}})
     assert cfg.params() == StemParams(stems=["herz", "blut"])
     assert build_classifier(cfg).stems == ["herz", "blut"]
@@ -86,27 +103,45 @@ def test_plugin_family_is_built_from_its_section_and_trained_like_the_built_ins(
 
     docs = _documents(german_texts)
     train, test = docs[::3] + docs[1::3], docs[2::3]  # classes alternate: both in each part
-    split = Split(train_x=[t for _, t, _ in train], train_y=[y for *_, y in train],
-                  test_x=[t for _, t, _ in test], test_y=[y for *_, y in test])
+    split = Split(
+        train_x=[t for _, t, _ in train],
+        train_y=[y for *_, y in train],
+        test_x=[t for _, t, _ in test],
+        test_y=[y for *_, y in test],
+    )
     report = fit_and_evaluate(ClassifierConfig(kind="stems", threshold={"by": "f1"}), split, tmp_path / "main", 0)
     assert report["kind"] == "stems" and report["n_heldout"] == len(split.test_x) and report["f1"] > 0.5
     assert read_json(tmp_path / "main" / META) == {"kind": "stems", "stems": StemParams().stems}
 
 
-def test_plugin_family_is_compared_and_can_be_a_cascade_stage(stems_plugin: None, german_texts: dict,
-                                                               tmp_path: Path) -> None:
+def test_plugin_family_is_compared_and_can_be_a_cascade_stage(
+    stems_plugin: None, german_texts: dict, tmp_path: Path
+) -> None:
     docs = _documents(german_texts)
     survivors = tmp_path / "filtered"
     write_jsonl(survivors / "00000.jsonl", ({"id": i, "text": t} for i, t, _ in docs))
     labels = FileLabels(path=tmp_path / "labels.jsonl")
     write_jsonl(labels.path, ({"id": i, "medical": y} for i, _, y in docs))
-    clf = ClassifierConfig.model_validate({
-        "kind": "tfidf_logreg", "holdout_fraction": 0.3, "compare": ["stems", "cascade"],
-        "stems": {"stems": ["patient", "therap", "arzt", "blut"]},
-        "cascade": {"stage1": "stems", "stage2": "tfidf_logreg", "folds": 2, "target_recall": 0.9}})
-    main = fit_and_evaluate(clf, Split(train_x=[t for _, t, _ in docs], train_y=[y for *_, y in docs],
-                                       test_x=[t for _, t, _ in docs], test_y=[y for *_, y in docs]),
-                            tmp_path / "classifier", seed=0)
+    clf = ClassifierConfig.model_validate(
+        {
+            "kind": "tfidf_logreg",
+            "holdout_fraction": 0.3,
+            "compare": ["stems", "cascade"],
+            "stems": {"stems": ["patient", "therap", "arzt", "blut"]},
+            "cascade": {"stage1": "stems", "stage2": "tfidf_logreg", "folds": 2, "target_recall": 0.9},
+        }
+    )
+    main = fit_and_evaluate(
+        clf,
+        Split(
+            train_x=[t for _, t, _ in docs],
+            train_y=[y for *_, y in docs],
+            test_x=[t for _, t, _ in docs],
+            test_y=[y for *_, y in docs],
+        ),
+        tmp_path / "classifier",
+        seed=0,
+    )
     result = compare_in_stage(clf, survivors, labels, 0, main, tmp_path / "classifier")
     rows = {row["kind"]: row for row in result["rows"]}
     assert [row["status"] for row in rows.values()] == ["ok", "ok", "ok"], rows

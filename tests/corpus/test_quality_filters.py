@@ -28,13 +28,13 @@ def repetitive_texts() -> list[str]:
     """Documents that trip each repetition rule, plus near misses."""
     base = "Die Patientin wurde wegen Fieber und Husten stationär aufgenommen und antibiotisch behandelt."
     return [
-        "\n\n".join([base] * 5),                                 # duplicate paragraphs
+        "\n\n".join([base] * 5),  # duplicate paragraphs
         "\n".join(["Startseite", "Kontakt", "Impressum"] * 10),  # duplicate lines
-        " ".join(["Blutdruck messen"] * 40),                     # top 2-gram
-        " ".join(["sehr gut und"] * 30) + " " + base,            # top 3-gram
-        (base + " ") * 3 + "Ende.",                              # duplicated n-grams inside one line
-        base + " " + base.replace("Fieber", "Schnupfen"),         # near miss: long shared n-grams once
-        "kurz",                                                  # fewer words than any n
+        " ".join(["Blutdruck messen"] * 40),  # top 2-gram
+        " ".join(["sehr gut und"] * 30) + " " + base,  # top 3-gram
+        (base + " ") * 3 + "Ende.",  # duplicated n-grams inside one line
+        base + " " + base.replace("Fieber", "Schnupfen"),  # near miss: long shared n-grams once
+        "kurz",  # fewer words than any n
         "",
     ]
 
@@ -78,8 +78,10 @@ def test_repetition_filter_decides_as_datatrove(demo_texts: list[str]) -> None:
     ours = GopherRepetitionFilter(language=GermanWordTokenizer())
     theirs = DatatroveRepetition(language=Languages.german)
     texts = demo_texts + repetitive_texts()
-    results = [(ours.filter(Document(text=t, id=str(i))), theirs.filter(Document(text=t, id=str(i))))
-               for i, t in enumerate(texts)]
+    results = [
+        (ours.filter(Document(text=t, id=str(i))), theirs.filter(Document(text=t, id=str(i))))
+        for i, t in enumerate(texts)
+    ]
     assert all(a == b for a, b in results), [(i, a, b) for i, (a, b) in enumerate(results) if a != b]
     reasons = {r[0][1] for r in results if r[0] is not True}
     # the fixtures exercise several different rules, so the equality above is not only about passing documents
@@ -99,9 +101,12 @@ def test_fineweb_language_backend_uses_fineweb2_labels_without_a_model() -> None
     english_text = "This text is English, but FineWeb2 labelled the page German."
     assert lid.filter(Document(text=english_text, id="a", metadata={"language": "deu", "language_score": 0.9}))
     assert lid.filter(Document(text="Hallo", id="b", metadata={"language": "deu", "language_score": 0.5})) == (
-        False, "fineweb_language_score")
+        False,
+        "fineweb_language_score",
+    )
     assert lid.filter(Document(text="Hallo", id="c", metadata={"language": "eng", "language_score": 0.9})) == (
-        False, "language")
-    assert lid.filter(Document(text="Hallo", id="d", metadata={"language_score": 0.9})) == (
-        False, "language_missing")
+        False,
+        "language",
+    )
+    assert lid.filter(Document(text="Hallo", id="d", metadata={"language_score": 0.9})) == (False, "language_missing")
     assert lid._model is None  # nothing was loaded

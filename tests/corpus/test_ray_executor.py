@@ -18,8 +18,9 @@ from definemed.stage import StageContext
 
 
 def _docs(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for f in sorted(folder.glob("*.jsonl.gz"))
-            for line in gzip.open(f, "rt", encoding="utf-8")]
+    return [
+        json.loads(line) for f in sorted(folder.glob("*.jsonl.gz")) for line in gzip.open(f, "rt", encoding="utf-8")
+    ]
 
 
 def _outputs(stage_dir: Path) -> dict[str, list[str]]:
@@ -33,8 +34,9 @@ def local_ray() -> Any:
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'definemed[ray]' (or the dev extra)")
     # Memory is a scheduling resource here: datatrove reserves 2 GB per task, declared so that two tasks fit on
     # any machine; the small object store keeps Ray off a small /dev/shm in containers.
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 2**20,
-             _memory=6 * 2**30)
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 2**20, _memory=6 * 2**30
+    )
     yield ray
     ray.shutdown()
 
@@ -51,12 +53,21 @@ def _run_stage(cfg: Any) -> tuple[Any, Path]:
 @pytest.mark.slow
 def test_corpus_stage_on_ray_equals_local(local_ray: Any, tmp_path: Path, corpus_inputs: dict) -> None:
     local, local_dir = _run_stage(corpus_config(tmp_path / "local", corpus_inputs))
-    on_ray, ray_dir = _run_stage(corpus_config(tmp_path / "ray", corpus_inputs,
-                                               executor={"kind": "ray", "tasks": 2}))
+    on_ray, ray_dir = _run_stage(corpus_config(tmp_path / "ray", corpus_inputs, executor={"kind": "ray", "tasks": 2}))
     assert _outputs(ray_dir) == _outputs(local_dir)
     assert _outputs(ray_dir)["medical"]  # the comparison is not between two empty folders
-    for key in ("docs_in", "docs_kept", "dropped", "dropped_by_reason", "corrupt_files", "missing_text",
-                "input_files", "tokens_in", "tokens_kept", "classifier"):
+    for key in (
+        "docs_in",
+        "docs_kept",
+        "dropped",
+        "dropped_by_reason",
+        "corrupt_files",
+        "missing_text",
+        "input_files",
+        "tokens_in",
+        "tokens_kept",
+        "classifier",
+    ):
         assert getattr(on_ray, key) == getattr(local, key), key
     assert sorted(p.name for p in (ray_dir / "logs" / "classify" / "completions").iterdir()) == ["00000", "00001"]
 
@@ -67,8 +78,10 @@ def test_ray_relaunch_skips_completed_ranks(local_ray: Any, tmp_path: Path, corp
     from definemed.corpus.readers import RobustParquetReader
 
     def pipeline() -> list[Any]:
-        return [RobustParquetReader(str(corpus_inputs["shards"])),
-                JsonlWriter(str(tmp_path / "out"), output_filename="${rank}.jsonl.gz", compression="gzip")]
+        return [
+            RobustParquetReader(str(corpus_inputs["shards"])),
+            JsonlWriter(str(tmp_path / "out"), output_filename="${rank}.jsonl.gz", compression="gzip"),
+        ]
 
     cfg, logs = RayExecutorConfig(kind="ray", tasks=2), tmp_path / "logs"
     run_to_completion(cfg, pipeline(), logs, "relaunch")
@@ -86,7 +99,8 @@ def test_ray_relaunch_skips_completed_ranks(local_ray: Any, tmp_path: Path, corp
 
 
 def test_slurm_without_sbatch_writes_the_job_script_and_says_what_is_missing(
-        tmp_path: Path, corpus_inputs: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, corpus_inputs: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import dill
 
     from definemed.corpus.pipelines import CorpusLayout, build_filter_pipeline
@@ -95,22 +109,42 @@ def test_slurm_without_sbatch_writes_the_job_script_and_says_what_is_missing(
     monkeypatch.setenv("PATH", str(tmp_path / "no-slurm"))  # no sbatch on PATH, as on a laptop
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
     cfg = corpus_config(tmp_path, corpus_inputs)
-    pipeline = build_filter_pipeline(cfg.corpus, CorpusLayout(tmp_path / "stage"),
-                                     TokenizerChoice("whitespace", None))
-    slurm = SlurmExecutorConfig(kind="slurm", tasks=8, partition="cpu", time="02:00:00", cpus_per_task=2,
-                                mem_per_cpu_gb=3, workers=4, qos="normal", sbatch_args={"account": "med"})
+    pipeline = build_filter_pipeline(cfg.corpus, CorpusLayout(tmp_path / "stage"), TokenizerChoice("whitespace", None))
+    slurm = SlurmExecutorConfig(
+        kind="slurm",
+        tasks=8,
+        partition="cpu",
+        time="02:00:00",
+        cpus_per_task=2,
+        mem_per_cpu_gb=3,
+        workers=4,
+        qos="normal",
+        sbatch_args={"account": "med"},
+    )
     logs = tmp_path / "logs"
     with pytest.raises(RuntimeError, match=r"needs Slurm's `sbatch` on PATH.*launch_script\.slurm"):
         run_to_completion(slurm, pipeline.blocks, logs, "t-corpus-filter")
 
     script = (logs / "launch_script.slurm").read_text()
     assert script.startswith("#!/bin/bash\n")
-    directives = dict(line.removeprefix("#SBATCH --").split("=", 1) for line in script.splitlines()
-                      if line.startswith("#SBATCH --") and "=" in line)
-    assert {k: directives[k] for k in ("partition", "job-name", "time", "cpus-per-task", "mem-per-cpu", "array",
-                                       "qos", "account")} == {
-        "partition": "cpu", "job-name": "t-corpus-filter", "time": "02:00:00", "cpus-per-task": "2",
-        "mem-per-cpu": "3G", "array": "0-7%4", "qos": "normal", "account": "med"}
+    directives = dict(
+        line.removeprefix("#SBATCH --").split("=", 1)
+        for line in script.splitlines()
+        if line.startswith("#SBATCH --") and "=" in line
+    )
+    assert {
+        k: directives[k]
+        for k in ("partition", "job-name", "time", "cpus-per-task", "mem-per-cpu", "array", "qos", "account")
+    } == {
+        "partition": "cpu",
+        "job-name": "t-corpus-filter",
+        "time": "02:00:00",
+        "cpus-per-task": "2",
+        "mem-per-cpu": "3G",
+        "array": "0-7%4",
+        "qos": "normal",
+        "account": "med",
+    }
     assert f"launch_pickled_pipeline {logs / 'executor.pik'}" in script
     if (activate := Path(sys.prefix) / "bin" / "activate").exists():
         assert f"source {activate}" in script  # the array tasks start in this environment

@@ -33,9 +33,13 @@ def _write_gz(folder: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def test_filter_costs_count_medical_drops_per_step_and_the_filters_recall(tmp_path: Path) -> None:
-    positives = {"m1": {"origin": "real", "lang": "de"}, "m2": {"origin": "written", "lang": "de"},
-                 "m3": {"origin": "real", "lang": "de"}, "m4": {"origin": "real", "lang": "de"},
-                 "en": {"origin": "written", "lang": "en"}}
+    positives = {
+        "m1": {"origin": "real", "lang": "de"},
+        "m2": {"origin": "written", "lang": "de"},
+        "m3": {"origin": "real", "lang": "de"},
+        "m4": {"origin": "real", "lang": "de"},
+        "en": {"origin": "written", "lang": "en"},
+    }
     _write_gz(tmp_path / "language", [{"id": "en"}, {"id": "x1"}])
     _write_gz(tmp_path / "gopher_quality", [{"id": "m1"}, {"id": "x2"}, {"id": "x3"}])
     _write_gz(tmp_path / "not_medical", [{"id": "m3"}, {"id": "x4"}])
@@ -52,8 +56,10 @@ def _reasons(quality: dict[str, Any], text: str) -> list[Any]:
     return [(name, f.filter(Document(text=text, id="d"))) for name, f in steps]
 
 
-SHORT_CLINICAL = ("Zytologisch kein Nachweis von Tumorzellen. Immunzytologisch kein Nachweis von Blasten. "
-                  "Bildgebung unauffällig, Befund vom 09.10.2033 besprochen.")
+SHORT_CLINICAL = (
+    "Zytologisch kein Nachweis von Tumorzellen. Immunzytologisch kein Nachweis von Blasten. "
+    "Bildgebung unauffällig, Befund vom 09.10.2033 besprochen."
+)
 
 
 def test_top_ngram_check_and_length_rules_are_configurable() -> None:
@@ -94,8 +100,10 @@ def test_best_f1_threshold_keeps_the_best_f1_set() -> None:
 
 
 def test_content_words_drop_function_words_in_training_and_scoring(tmp_path: Path) -> None:
-    assert _fasttext_line("Der Patient kann bei Fieber (etwa 39 °C) oft zittern.", function_words()) \
+    assert (
+        _fasttext_line("Der Patient kann bei Fieber (etwa 39 °C) oft zittern.", function_words())
         == "patient fieber 39 °c) zittern."
+    )
     med = [f"bei etwa häufig Patient{i} Fieber Therapie kann werden" for i in range(20)]
     gen = [f"für mit wir Verein{i} Fußball Tabelle euro" for i in range(20)]
     cfg = ClassifierConfig.model_validate({"kind": "fasttext", "fasttext": {"bucket": 20_000, "epoch": 20}})
@@ -108,16 +116,29 @@ def test_content_words_drop_function_words_in_training_and_scoring(tmp_path: Pat
 
 
 def test_stage_scores_every_family_on_the_real_test_set_and_writes_model_cards(
-        tmp_path: Path, corpus_inputs: dict, make_config: Any, german_texts) -> None:
+    tmp_path: Path, corpus_inputs: dict, make_config: Any, german_texts
+) -> None:
     real = tmp_path / "real_test.jsonl"
-    rows = [{"id": f"rm{i}", "text": t, "medical": True, "genre": "clinical paragraph", "subdomain": "clinical"}
-            for i, t in enumerate(german_texts["medical"][:6])]
-    rows += [{"id": f"rt{i}", "text": t, "medical": False, "genre": "man page", "subdomain": "technical"}
-             for i, t in enumerate(german_texts["general"][:6])]
+    rows = [
+        {"id": f"rm{i}", "text": t, "medical": True, "genre": "clinical paragraph", "subdomain": "clinical"}
+        for i, t in enumerate(german_texts["medical"][:6])
+    ]
+    rows += [
+        {"id": f"rt{i}", "text": t, "medical": False, "genre": "man page", "subdomain": "technical"}
+        for i, t in enumerate(german_texts["general"][:6])
+    ]
     real.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "broken\n", encoding="utf-8")
-    cfg = make_config(corpus_inputs, classifier={"kind": "tfidf_logreg", "threshold": {"by": "f1"},
-                                                 "holdout_fraction": 0.3, "compare": ["fasttext"],
-                                                 "fasttext": {"bucket": 20_000}, "real_test": str(real)})
+    cfg = make_config(
+        corpus_inputs,
+        classifier={
+            "kind": "tfidf_logreg",
+            "threshold": {"by": "f1"},
+            "holdout_fraction": 0.3,
+            "compare": ["fasttext"],
+            "fasttext": {"bucket": 20_000},
+            "real_test": str(real),
+        },
+    )
     ctx = StageContext(run_dir=cfg.run.run_dir, stage="corpus")
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     m = run(bind(cfg), ctx).metrics
@@ -125,8 +146,10 @@ def test_stage_scores_every_family_on_the_real_test_set_and_writes_model_cards(
     assert real_m.n == 12 and real_m.medical == 6 and real_m.bad_lines == 1
     assert set(real_m.families) == {"tfidf_logreg", "fasttext"}
     rows_by_kind = {r.kind: r for r in m.classifier_comparison}
-    for kind, folder in (("tfidf_logreg", ctx.stage_dir / "classifier"),
-                         ("fasttext", ctx.stage_dir / "classifier" / "compare" / "fasttext")):
+    for kind, folder in (
+        ("tfidf_logreg", ctx.stage_dir / "classifier"),
+        ("fasttext", ctx.stage_dir / "classifier" / "compare" / "fasttext"),
+    ):
         audit = json.loads((folder / "real_test.json").read_text(encoding="utf-8"))
         assert audit["n"] == 12 and sum(audit["confusion"].values()) == 12
         assert rows_by_kind[kind].real_f1 == audit["f1"]
@@ -141,7 +164,11 @@ def test_stage_scores_every_family_on_the_real_test_set_and_writes_model_cards(
     costs = m.filter_costs  # no audit gold file: the training labels say which documents are medical
     assert costs.source == "labels" and costs.medical_recall.model_dump() == {"docs": 14, "dropped": 0, "recall": 1.0}
     # The readers' drops (records without text, bad bytes) sit in rejected/input next to the filters' steps.
-    assert costs.steps["input"].model_dump() == {"dropped": m.missing_text, "medical_dropped": 0,
-                                                 "real_medical_dropped": 0}
-    assert {step: v.dropped for step, v in costs.steps.items() if v.dropped and step != "input"} == \
-        {step: n for step, n in m.dropped.items() if n}
+    assert costs.steps["input"].model_dump() == {
+        "dropped": m.missing_text,
+        "medical_dropped": 0,
+        "real_medical_dropped": 0,
+    }
+    assert {step: v.dropped for step, v in costs.steps.items() if v.dropped and step != "input"} == {
+        step: n for step, n in m.dropped.items() if n
+    }

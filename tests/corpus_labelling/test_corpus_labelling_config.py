@@ -33,14 +33,14 @@ def test_exactly_one_label_source(tmp_path: Path) -> None:
 
 def test_several_labellers_need_names_and_an_audit() -> None:
     two = [{"name": "a", "kind": "file", "path": "a.jsonl"}, {"name": "b", "kind": "hf", "model": "m"}]
-    cfg = LabellingSettings.model_validate({"labellers": two, "audit": {"gold": "g.jsonl", "max_docs": 40},
-                                            "select_by": "precision"})
+    cfg = LabellingSettings.model_validate(
+        {"labellers": two, "audit": {"gold": "g.jsonl", "max_docs": 40}, "select_by": "precision"}
+    )
     assert [c.label for c in cfg.candidates] == ["a", "b"] and cfg.audit.max_docs == 40
     with pytest.raises(ValidationError, match="needs `audit`"):
         LabellingSettings.model_validate({"labellers": two})
     with pytest.raises(ValidationError, match=r"every candidate needs a `name` \(missing at \[1\]\)"):
-        LabellingSettings.model_validate({"labellers": [two[0], {"kind": "hf", "model": "m"}],
-                                          "audit": {"gold": "g"}})
+        LabellingSettings.model_validate({"labellers": [two[0], {"kind": "hf", "model": "m"}], "audit": {"gold": "g"}})
     with pytest.raises(ValidationError, match="names must be unique"):
         LabellingSettings.model_validate({"labellers": [two[0], {**two[1], "name": "a"}], "audit": {"gold": "g"}})
     with pytest.raises(ValidationError, match="not both"):
@@ -52,8 +52,12 @@ def test_several_labellers_need_names_and_an_audit() -> None:
 
 
 def test_compare_lists_are_checked() -> None:
-    cfg = ClassifierConfig(kind="fasttext", compare=["embedding", "cascade"], embedding={"max_chars": 400},
-                           not_compared={"finetune": "too slow"})
+    cfg = ClassifierConfig(
+        kind="fasttext",
+        compare=["embedding", "cascade"],
+        embedding={"max_chars": 400},
+        not_compared={"finetune": "too slow"},
+    )
     assert cfg.embedding.max_chars == 400
     with pytest.raises(ValidationError, match="each family at most once"):
         ClassifierConfig(compare=["fasttext", "fasttext"])

@@ -15,16 +15,40 @@ REPO = Path(__file__).resolve().parents[2]
 # gold:      T T T T F F F F F F      -> tp 3 (g0-g2), fn 1 (g3), fp 2 (g4, g5), tn 4
 GOLD = [True, True, True, True, False, False, False, False, False, False]
 PRED = [True, True, True, False, True, True, False, False, False, False]
-GOLD_SUB = ["clinical", "nursing", "research", "non_german", "general", "veterinary", "wellness_marketing",
-            "fitness", "general", "boilerplate"]
-PRED_SUB = ["clinical", "clinical", "research", None, "public_health", "nursing", "wellness_marketing", "none",
-            "none", "none"]
+GOLD_SUB = [
+    "clinical",
+    "nursing",
+    "research",
+    "non_german",
+    "general",
+    "veterinary",
+    "wellness_marketing",
+    "fitness",
+    "general",
+    "boilerplate",
+]
+PRED_SUB = [
+    "clinical",
+    "clinical",
+    "research",
+    None,
+    "public_health",
+    "nursing",
+    "wellness_marketing",
+    "none",
+    "none",
+    "none",
+]
 
 
 def write_gold(path: Path, repeat: int = 1) -> Path:
     """The hand example, `repeat` times over (ids g0, g1, ...): same point metrics, narrower intervals."""
-    path.write_text("".join(json.dumps({"id": f"g{i}", "medical": GOLD[i % 10], "subdomain": GOLD_SUB[i % 10]})
-                            + "\n" for i in range(10 * repeat)))
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"g{i}", "medical": GOLD[i % 10], "subdomain": GOLD_SUB[i % 10]}) + "\n"
+            for i in range(10 * repeat)
+        )
+    )
     return path
 
 
@@ -49,7 +73,10 @@ def test_exact_metrics_confusion_and_disagreements(gold_file: Path) -> None:
     assert m == pytest.approx({"precision": 3 / 5, "recall": 3 / 4, "f1": 2 / 3, "accuracy": 7 / 10})
     assert report["confusion"] == {"tp": 3, "fp": 2, "fn": 1, "tn": 4}
     assert [(d["id"], d["gold"], d["predicted"]) for d in report["disagreements"]] == [
-        ("g3", True, False), ("g4", False, True), ("g5", False, True)]
+        ("g3", True, False),
+        ("g4", False, True),
+        ("g5", False, True),
+    ]
     assert report["disagreements"][0]["snippet"] == ("Text number 3 " + "x" * 300)[:40]
     # subdomain: g3 (medical non_german) is skipped, g3's prediction is None anyway; off-schema non-medical
     # gold (general, fitness, boilerplate) must be 'none': correct are g0, g2, g6, g7, g8, g9
@@ -57,8 +84,9 @@ def test_exact_metrics_confusion_and_disagreements(gold_file: Path) -> None:
     json.dumps(report)  # plain JSON
 
 
-def test_bootstrap_interval_contains_the_point_estimate_and_is_reproducible(gold_file: Path,
-                                                                          big_gold_file: Path) -> None:
+def test_bootstrap_interval_contains_the_point_estimate_and_is_reproducible(
+    gold_file: Path, big_gold_file: Path
+) -> None:
     small = audit_labels(predictions(), gold_file, resamples=1000, seed=1)
     big = audit_labels(predictions(repeat=20), big_gold_file, resamples=1000, seed=1)
     assert {k: v["value"] for k, v in big["metrics"].items()} == {k: v["value"] for k, v in small["metrics"].items()}
@@ -78,7 +106,8 @@ def test_binary_scores_agree_with_scikit_learn_also_per_bootstrap_row() -> None:
     p, r, f, _ = precision_recall_fscore_support(gold, pred, average="binary")
     ours = binary_scores(gold, pred)
     assert [ours["precision"], ours["recall"], ours["f1"], ours["accuracy"]] == pytest.approx(
-        [p, r, f, accuracy_score(gold, pred)])
+        [p, r, f, accuracy_score(gold, pred)]
+    )
     none = binary_scores(np.zeros(4, bool), np.zeros(4, bool))
     assert (none["precision"], none["f1"], none["accuracy"]) == (0, 0, 1)
     # bootstrap resamples (one row each) are scored in one call; each row equals scoring that row alone
@@ -90,8 +119,9 @@ def test_binary_scores_agree_with_scikit_learn_also_per_bootstrap_row() -> None:
     assert binary_scores(gold[None], pred[None])["f1"].tolist() == [ours["f1"]]  # a single row
 
 
-def test_select_labeller_prefers_the_better_f1_and_says_whether_it_is_clear(gold_file: Path,
-                                                                           big_gold_file: Path) -> None:
+def test_select_labeller_prefers_the_better_f1_and_says_whether_it_is_clear(
+    gold_file: Path, big_gold_file: Path
+) -> None:
     perfect = audit_labels(predictions(GOLD, repeat=20), big_gold_file, name="perfect")
     assert perfect["metrics"]["f1"] == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0}
     worse = audit_labels(predictions(repeat=20), big_gold_file, name="worse")

@@ -45,7 +45,8 @@ def reference_p_medical(labeller: HfLabeller, text: str) -> float:
 
 @pytest.mark.parametrize("words", [("ja", "nein"), ("B", "F")])  # multi-token and single-token answers
 def test_hf_labeller_gives_probabilities_that_match_an_unbatched_reference(
-        tiny_llama_dir: Path, docs: list[Document], words: tuple[str, str]) -> None:
+    tiny_llama_dir: Path, docs: list[Document], words: tuple[str, str]
+) -> None:
     settings = HfLabellerSettings(model=str(tiny_llama_dir), batch_size=3, positive=words[0], negative=words[1])
     labeller = HfLabeller(settings)
     results = labeller.label_many(docs)
@@ -59,8 +60,9 @@ def test_hf_labeller_gives_probabilities_that_match_an_unbatched_reference(
         assert p == pytest.approx(reference_p_medical(labeller, doc.text), abs=1e-4)
 
 
-def test_hf_labeller_through_the_runner_is_cached(tiny_llama_dir: Path, docs: list[Document],
-                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hf_labeller_through_the_runner_is_cached(
+    tiny_llama_dir: Path, docs: list[Document], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = LabellingSettings.model_validate({"labeller": {"kind": "hf", "model": str(tiny_llama_dir), "batch_size": 2}})
     first = label_documents(docs, build_labeller(cfg.labeller), tmp_path)
     second_labeller = build_labeller(cfg.labeller)
@@ -71,18 +73,24 @@ def test_hf_labeller_through_the_runner_is_cached(tiny_llama_dir: Path, docs: li
     assert set(json.loads(first.results[0].raw)["logprob"]) == {"ja", "nein"}
 
 
-def test_file_labeller_counts_malformed_lines_with_file_and_line(tmp_path: Path,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_file_labeller_counts_malformed_lines_with_file_and_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     docs = [Document(id=f"d{i}", text="irrelevant") for i in range(6)]
     path = tmp_path / "labels.jsonl"
-    path.write_text("\n".join([
-        json.dumps({"id": "d0", "medical": True, "subdomain": "clinical", "edu_score": 4}),
-        json.dumps({"id": "d1", "medical": False}),
-        '{"id": "d2", "medical": tru',
-        json.dumps({"id": "d3", "medical": "yes"}),
-        json.dumps({"medical": True}),
-        json.dumps({"id": "d4", "medical": True, "subdomain": "astrology"}),
-    ]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "d0", "medical": True, "subdomain": "clinical", "edu_score": 4}),
+                json.dumps({"id": "d1", "medical": False}),
+                '{"id": "d2", "medical": tru',
+                json.dumps({"id": "d3", "medical": "yes"}),
+                json.dumps({"medical": True}),
+                json.dumps({"id": "d4", "medical": True, "subdomain": "astrology"}),
+            ]
+        )
+        + "\n"
+    )
     labeller = FileLabeller(FileLabellerSettings(path=path))
     with caplog.at_level(logging.WARNING, logger="definemed"):
         results = {r.doc_id: r for r in labeller.label_many(docs)}
@@ -96,10 +104,14 @@ def test_sample_documents_is_reproducible_and_reads_jsonl_and_parquet(tmp_path: 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"id": f"j{i}", "text": f"Text {i}"}) + "\n"
-                                              for i in range(50)) + '{"id": "empty", "text": ""}\nnot json\n')
-    pq.write_table(pa.Table.from_pylist([{"id": f"p{i}", "text": f"Parkett {i}", "url": "u"} for i in range(50)]),
-                   tmp_path / "b.parquet")
+    (tmp_path / "a.jsonl").write_text(
+        "".join(json.dumps({"id": f"j{i}", "text": f"Text {i}"}) + "\n" for i in range(50))
+        + '{"id": "empty", "text": ""}\nnot json\n'
+    )
+    pq.write_table(
+        pa.Table.from_pylist([{"id": f"p{i}", "text": f"Parkett {i}", "url": "u"} for i in range(50)]),
+        tmp_path / "b.parquet",
+    )
     first = sample_documents([tmp_path], n=10, seed=3)
     assert first == sample_documents([tmp_path], n=10, seed=3)
     assert first != sample_documents([tmp_path], n=10, seed=4)

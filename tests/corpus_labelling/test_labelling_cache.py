@@ -45,8 +45,7 @@ class Crash(RuntimeError):
     pass
 
 
-def test_crash_then_rerun_labels_every_document_exactly_once(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_then_rerun_labels_every_document_exactly_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     docs = [doc("k", i) for i in range(20)]
     with FakeOpenAIServer(lambda request, hit: ok(VALID, delay_s=0.02)) as server:
         labeller = OpenAILabeller(make_settings(server, concurrency=4))
@@ -89,8 +88,9 @@ def test_torn_last_line_is_skipped_and_not_glued_to_the_next_row(tmp_path: Path)
 def test_reparse_rereads_raw_replies_without_requests(tmp_path: Path) -> None:
     responder = ScriptedResponder({"<<good>>": [ok(VALID)], "<<bad>>": [ok("nur Text")]})
     with FakeOpenAIServer(responder) as server:
-        label_documents([doc("good"), doc("bad")], OpenAILabeller(make_settings(server)), tmp_path,
-                        max_failure_share=1.0)
+        label_documents(
+            [doc("good"), doc("bad")], OpenAILabeller(make_settings(server)), tmp_path, max_failure_share=1.0
+        )
         path = tmp_path / "label_cache.jsonl"
         rows = cache_rows(tmp_path)
         # an older, buggier parser had rejected the good reply; the same row written twice (dedupe on load)
@@ -98,15 +98,17 @@ def test_reparse_rereads_raw_replies_without_requests(tmp_path: Path) -> None:
         path.write_text("".join(json.dumps(r) + "\n" for r in [*rows, stale, stale]))
         assert reparse(path) == {"ok": 1, "invalid_json": 1}
         assert len(cache_rows(tmp_path)) == 2  # compacted
-        run = label_documents([doc("good"), doc("bad")], OpenAILabeller(make_settings(server)), tmp_path,
-                              max_failure_share=1.0)
+        run = label_documents(
+            [doc("good"), doc("bad")], OpenAILabeller(make_settings(server)), tmp_path, max_failure_share=1.0
+        )
         assert server.hits == 2 and run.counts["cached"] == 2
     assert {r.doc_id: r.status for r in run.results} == {"good-0": "ok", "bad-0": "invalid_json"}
 
 
 def test_failure_budget(tmp_path: Path) -> None:
-    responder = ScriptedResponder({"<<ok>>": [ok(VALID)], "<<junk>>": [ok("weiß nicht")],
-                                   "<<gone>>": [fail(400, "too long")]})
+    responder = ScriptedResponder(
+        {"<<ok>>": [ok(VALID)], "<<junk>>": [ok("weiß nicht")], "<<gone>>": [fail(400, "too long")]}
+    )
     docs = [doc("junk", 0), doc("junk", 1), doc("gone", 0)] + [doc("ok", i) for i in range(7)]
     with FakeOpenAIServer(responder) as server:
         with pytest.raises(FailureBudgetExceeded) as info:
@@ -157,8 +159,7 @@ def test_sigkill_mid_run_loses_only_requests_in_flight(tmp_path: Path) -> None:
     import time
 
     with FakeOpenAIServer(lambda request, hit: ok(VALID, delay_s=0.1)) as server:
-        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(env=KEY_ENV), server.base_url,
-                                 str(tmp_path)])
+        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(env=KEY_ENV), server.base_url, str(tmp_path)])
         deadline = time.monotonic() + 60
         cache = tmp_path / "label_cache.jsonl"
         while time.monotonic() < deadline and (not cache.exists() or len(cache.read_text().splitlines()) < 6):

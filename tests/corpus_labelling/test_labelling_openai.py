@@ -20,9 +20,18 @@ VALID = '{"medical": true, "edu_score": 4, "subdomain": "clinical"}'
 
 
 def make_settings(server: FakeOpenAIServer, **overrides: object) -> OpenAILabellerSettings:
-    values: dict[str, object] = {"model": "label-model", "base_url": server.base_url, "api_key_env": KEY_ENV,
-                                 "concurrency": 4, "max_retries": 2, "backoff_s": 0.01, "max_backoff_s": 2.0,
-                                 "timeout_s": 5, "timeout_per_token_s": 0, "structured_output": "plain"}
+    values: dict[str, object] = {
+        "model": "label-model",
+        "base_url": server.base_url,
+        "api_key_env": KEY_ENV,
+        "concurrency": 4,
+        "max_retries": 2,
+        "backoff_s": 0.01,
+        "max_backoff_s": 2.0,
+        "timeout_s": 5,
+        "timeout_per_token_s": 0,
+        "structured_output": "plain",
+    }
     return OpenAILabellerSettings(**{**values, **overrides})
 
 
@@ -51,8 +60,9 @@ def test_replies_are_parsed_strictly_and_raw_text_is_kept(tmp_path: Path) -> Non
         "<<proxy>>": [Reply(200, "<html>Bad gateway page</html>")],
     }
     with FakeOpenAIServer(ScriptedResponder(script)) as server:
-        run = label_documents([doc(m.strip("<>")) for m in script], OpenAILabeller(make_settings(server)),
-                              tmp_path, max_failure_share=1.0)
+        run = label_documents(
+            [doc(m.strip("<>")) for m in script], OpenAILabeller(make_settings(server)), tmp_path, max_failure_share=1.0
+        )
     results = by_id(run.results)
     assert results["valid-0"].status == "ok" and results["valid-0"].labels.subdomain == "clinical"
     assert results["fenced-0"].labels.edu_score == 4
@@ -102,20 +112,21 @@ def test_response_format_falls_back_once_and_500_is_not_retried_as_transient(tmp
     assert [r.status for r in results] == ["ok"] * 5
     kinds = [r.body.get("response_format", {}).get("type") for r in server.requests if r.method == "POST"]
     assert kinds == ["json_schema", "json_object"] + ["json_object"] * 5  # one refusal, never resent
-    assert server.requests[-1].body["response_format"]["schema"]["required"] == ["medical", "edu_score",
-                                                                                  "subdomain"]
+    assert server.requests[-1].body["response_format"]["schema"]["required"] == ["medical", "edu_score", "subdomain"]
     assert labeller.stats["structured_output"] == "json_object"
     assert [t["status"] for t in labeller.stats["negotiation"]] == [500, 200]
 
 
 def test_retries_on_5xx_429_and_timeouts_but_not_on_400(tmp_path: Path) -> None:
-    responder = ScriptedResponder({
-        "<<flaky>>": [fail(500), ok(VALID)],
-        "<<ratelimit>>": [fail(429, headers={"Retry-After": "0.4"}), ok(VALID)],
-        "<<slow>>": [ok(VALID, delay_s=2.0)],
-        "<<bad>>": [fail(400, "context too long")],
-        "<<down>>": [fail(503)],
-    })
+    responder = ScriptedResponder(
+        {
+            "<<flaky>>": [fail(500), ok(VALID)],
+            "<<ratelimit>>": [fail(429, headers={"Retry-After": "0.4"}), ok(VALID)],
+            "<<slow>>": [ok(VALID, delay_s=2.0)],
+            "<<bad>>": [fail(400, "context too long")],
+            "<<down>>": [fail(503)],
+        }
+    )
     with FakeOpenAIServer(responder) as server:
         labeller = OpenAILabeller(make_settings(server, timeout_s=0.3))
         results = by_id(labeller.label_many([doc(m) for m in ("flaky", "ratelimit", "slow", "bad", "down")]))
@@ -124,16 +135,17 @@ def test_retries_on_5xx_429_and_timeouts_but_not_on_400(tmp_path: Path) -> None:
     assert results["slow-0"].status == "timeout" and results["slow-0"].attempts == 3
     assert results["bad-0"].status == "http_error" and "bad_request: HTTP 400" in results["bad-0"].error
     assert results["down-0"].status == "http_error" and results["down-0"].attempts == 3
-    assert dict(responder.hits) == {"<<flaky>>": 2, "<<ratelimit>>": 2, "<<slow>>": 3, "<<bad>>": 1,
-                                    "<<down>>": 3}
+    assert dict(responder.hits) == {"<<flaky>>": 2, "<<ratelimit>>": 2, "<<slow>>": 3, "<<bad>>": 1, "<<down>>": 3}
     assert labeller.requests == server.hits == 11
     limited = [r.received_at for r in server.requests if "<<ratelimit>>" in str(r.body)]
     assert limited[1] - limited[0] >= 0.4  # Retry-After beats the 0.01 s back-off
 
 
 def test_setup_errors_abort_instead_of_failing_every_document(monkeypatch: pytest.MonkeyPatch) -> None:
-    with (FakeOpenAIServer(lambda request, hit: fail(401, "invalid api key")) as server,
-          pytest.raises(LabellingSetupError, match=f"HTTP 401: the key in {KEY_ENV} was refused")):
+    with (
+        FakeOpenAIServer(lambda request, hit: fail(401, "invalid api key")) as server,
+        pytest.raises(LabellingSetupError, match=f"HTTP 401: the key in {KEY_ENV} was refused"),
+    ):
         OpenAILabeller(make_settings(server)).label_many([doc("x", i) for i in range(20)])
     assert server.hits == 1  # the first refusal stops the batch (this fake has no /models to probe)
     monkeypatch.delenv(KEY_ENV)
@@ -160,11 +172,16 @@ def test_concurrency_adapts_up_to_the_limit_and_keeps_input_order() -> None:
 
 def test_api_key_goes_to_the_header_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    responder = ScriptedResponder({"<<ok>>": [ok(VALID)], "<<bad>>": [fail(400, "nope")],
-                                   "<<retry>>": [fail(500), ok("kein json")]})
+    responder = ScriptedResponder(
+        {"<<ok>>": [ok(VALID)], "<<bad>>": [fail(400, "nope")], "<<retry>>": [fail(500), ok("kein json")]}
+    )
     with FakeOpenAIServer(responder) as server:
-        label_documents([doc("ok"), doc("bad"), doc("retry")], OpenAILabeller(make_settings(server)), tmp_path,
-                        max_failure_share=1.0)
+        label_documents(
+            [doc("ok"), doc("bad"), doc("retry")],
+            OpenAILabeller(make_settings(server)),
+            tmp_path,
+            max_failure_share=1.0,
+        )
     assert server.authorization_headers() == {f"Bearer {SECRET}"}
     assert "retry 1/2" in caplog.text  # logging did happen
     assert SECRET not in caplog.text

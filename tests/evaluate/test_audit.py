@@ -15,14 +15,20 @@ def verdict(prompt: str, order: str, winner: str, a: str = "qwen", b: str = "mis
 
 def test_position_consistency_hand_example() -> None:
     records = [
-        verdict("p1", "ab", "A"), verdict("p1", "ba", "B"),    # qwen both times: consistent
-        verdict("p2", "ab", "A"), verdict("p2", "ba", "A"),    # first slot both times: first-biased
-        verdict("p3", "ab", "tie"), verdict("p3", "ba", "tie"),  # tie twice: consistent
-        verdict("p4", "ab", "B"), verdict("p4", "ba", "B"),    # second slot both times: second-biased
-        verdict("p5", "ab", "invalid"), verdict("p5", "ba", "A"),  # excluded from consistency
-        verdict("p6", "ab", "A"),                              # only one order: incomplete
+        verdict("p1", "ab", "A"),
+        verdict("p1", "ba", "B"),  # qwen both times: consistent
+        verdict("p2", "ab", "A"),
+        verdict("p2", "ba", "A"),  # first slot both times: first-biased
+        verdict("p3", "ab", "tie"),
+        verdict("p3", "ba", "tie"),  # tie twice: consistent
+        verdict("p4", "ab", "B"),
+        verdict("p4", "ba", "B"),  # second slot both times: second-biased
+        verdict("p5", "ab", "invalid"),
+        verdict("p5", "ba", "A"),  # excluded from consistency
+        verdict("p6", "ab", "A"),  # only one order: incomplete
         # the pair listed both ways round, each record "ab": mistral shown first, then qwen; mistral both times
-        verdict("p7", "ab", "A", a="mistral", b="qwen"), verdict("p7", "ab", "B", a="qwen", b="mistral"),
+        verdict("p7", "ab", "A", a="mistral", b="qwen"),
+        verdict("p7", "ab", "B", a="qwen", b="mistral"),
     ]
     r = position_consistency(records)
     assert (r["n_verdicts"], r["n_pairs"], r["n_compared"], r["n_incomplete"]) == (13, 7, 5, 1)
@@ -43,15 +49,18 @@ def test_position_consistency_rejects_bad_records() -> None:
         position_consistency([verdict("p1", "ab", "A"), verdict("p1", "ba", "B", a="mistral", b="qwen")])
 
 
-def battle(prompt: str, winner: str, len_a: int = 100, len_b: int = 100, a: str = "qwen",
-           b: str = "mistral") -> dict:
+def battle(prompt: str, winner: str, len_a: int = 100, len_b: int = 100, a: str = "qwen", b: str = "mistral") -> dict:
     return {"prompt_id": prompt, "model_a": a, "model_b": b, "winner": winner, "len_a": len_a, "len_b": len_b}
 
 
 def test_tie_share_and_length_bias_counts() -> None:
-    battles = [battle("p1", "model_a", 200, 100), battle("p2", "model_b", 100, 300),
-               battle("p3", "model_a", 100, 250), battle("p4", "tie", 300, 100),
-               battle("p5", "model_a", 100, 100)]
+    battles = [
+        battle("p1", "model_a", 200, 100),
+        battle("p2", "model_b", 100, 300),
+        battle("p3", "model_a", 100, 250),
+        battle("p4", "tie", 300, 100),
+        battle("p5", "model_a", 100, 100),
+    ]
     assert tie_share(battles) == pytest.approx(1 / 5)
     r = length_bias(battles)
     assert r["n_decisive_unequal"] == 3  # p4 is a tie, p5 has equal lengths
@@ -88,8 +97,10 @@ def test_cohen_kappa_matches_sklearn_and_aligns_by_key() -> None:
 
     # Humans listed in reverse, half with the pair swapped (winner label swapped with it), plus strays.
     swap = {"model_a": "model_b", "model_b": "model_a", "tie": "tie"}
-    reordered = [battle(f"p{i}", swap[w], a="mistral", b="qwen") if i % 2 else battle(f"p{i}", w)
-                 for i, w in enumerate(human_winners)][::-1]
+    reordered = [
+        battle(f"p{i}", swap[w], a="mistral", b="qwen") if i % 2 else battle(f"p{i}", w)
+        for i, w in enumerate(human_winners)
+    ][::-1]
     reordered.append(battle("p99", "tie"))
     r2 = cohen_kappa(judge + [battle("p42", "model_a")], reordered)
     assert r2["kappa"] == pytest.approx(expected)

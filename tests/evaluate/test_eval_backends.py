@@ -23,10 +23,19 @@ SCRIPT = {
 
 
 def generator(server: FakeOpenAIServer, **overrides: object) -> OpenAIGenerator:
-    cfg = OpenAIGenerationConfig.model_validate({
-        "kind": "openai", "base_url": server.base_url, "model": "served-{name}", "max_new_tokens": 8,
-        "system_prompt": "Antworte auf Deutsch.", "concurrency": 2, "max_retries": 2, "backoff_s": 0.01,
-        **overrides})
+    cfg = OpenAIGenerationConfig.model_validate(
+        {
+            "kind": "openai",
+            "base_url": server.base_url,
+            "model": "served-{name}",
+            "max_new_tokens": 8,
+            "system_prompt": "Antworte auf Deutsch.",
+            "concurrency": 2,
+            "max_retries": 2,
+            "backoff_s": 0.01,
+            **overrides,
+        }
+    )
     return OpenAIGenerator("/models/cpt", cfg, seed=7, name="cpt")
 
 
@@ -36,7 +45,10 @@ def test_openai_generation_tokens_limit_and_retries() -> None:
         out = gen.generate(["Frage <<short>>", "Frage <<cut>>", "Frage <<flaky>>"])
         bodies = [r.body for r in server.requests if r.method == "POST"]
     assert [(g.text, g.n_tokens, g.hit_limit) for g in out] == [
-        ("Kurz.", 3, False), ("Eine sehr lange Antwort", 8, True), ("Geht doch.", 4, False)]
+        ("Kurz.", 3, False),
+        ("Eine sehr lange Antwort", 8, True),
+        ("Geht doch.", 4, False),
+    ]
     assert gen.requests == server.hits == 5  # two failures of <<flaky>> retried
     assert [g.requests for g in out] == [1, 1, 3] and [g.completion_tokens for g in out] == [3, 8, 4]
     body = bodies[0]
@@ -50,8 +62,10 @@ def test_generate_answers_stores_the_endpoint_accounting_in_typed_metrics(tmp_pa
     from definemed.evaluate.resolve import ModelRef
     from definemed.evaluate.stage import generate_answers
 
-    prompts = [{"id": "p1", "prompt": "Frage <<short>>", "category": "", "reference": None},
-               {"id": "p2", "prompt": "Frage <<flaky>>", "category": "", "reference": None}]
+    prompts = [
+        {"id": "p1", "prompt": "Frage <<short>>", "category": "", "reference": None},
+        {"id": "p2", "prompt": "Frage <<flaky>>", "category": "", "reference": None},
+    ]
     with FakeOpenAIServer(ScriptedResponder(SCRIPT)) as server:
         cfg = generator(server).cfg
         row = generate_answers(cfg, 7, ModelRef("cpt", "/models/cpt"), prompts, tmp_path)
@@ -64,8 +78,9 @@ def test_generate_answers_stores_the_endpoint_accounting_in_typed_metrics(tmp_pa
 
 def test_openai_generation_fails_loudly_after_retries() -> None:
     with FakeOpenAIServer(ScriptedResponder(SCRIPT)) as server:
-        with pytest.raises(FailureBudgetExceeded,
-                           match="evaluate.generation .served-cpt.: 1 of 2 failed.*server_error=1"):
+        with pytest.raises(
+            FailureBudgetExceeded, match="evaluate.generation .served-cpt.: 1 of 2 failed.*server_error=1"
+        ):
             generator(server, max_retries=1).generate(["Frage <<short>>", "Frage <<down>>"])
         assert server.responder.hits["<<down>>"] == 2  # type: ignore[attr-defined]
 
@@ -76,9 +91,11 @@ def test_vllm_missing_names_the_extra() -> None:
         VllmGenerator("/models/x", VllmGenerationConfig(kind="vllm"))
 
 
-ITEMS = [JudgeItem("Was ist Fieber?", "Erhöhte Körpertemperatur.", "Erhöhte Temperatur.", "Ein Auto."),
-         JudgeItem("Was ist Fieber?", "Erhöhte Körpertemperatur.", "Ein Auto.", "Erhöhte Temperatur."),
-         JudgeItem("Wofür Metformin?", None, "Diabetes Typ 2.", "Kopfschmerz.")]
+ITEMS = [
+    JudgeItem("Was ist Fieber?", "Erhöhte Körpertemperatur.", "Erhöhte Temperatur.", "Ein Auto."),
+    JudgeItem("Was ist Fieber?", "Erhöhte Körpertemperatur.", "Ein Auto.", "Erhöhte Temperatur."),
+    JudgeItem("Wofür Metformin?", None, "Diabetes Typ 2.", "Kopfschmerz."),
+]
 
 
 def test_hf_judge_logprob_gives_valid_verdicts_and_caches(tmp_path: Path, tiny_llama_dir: Path) -> None:
@@ -102,8 +119,7 @@ def test_hf_judge_logprob_gives_valid_verdicts_and_caches(tmp_path: Path, tiny_l
 def test_hf_judge_generate_parses_strictly(tmp_path: Path, tiny_qwen2_dir: Path) -> None:
     from definemed.evaluate.hf_judge import HfJudge
 
-    judge = HfJudge(HfJudgeConfig(kind="hf", model=str(tiny_qwen2_dir), method="generate", max_new_tokens=3),
-                    None)
+    judge = HfJudge(HfJudgeConfig(kind="hf", model=str(tiny_qwen2_dir), method="generate", max_new_tokens=3), None)
     verdicts = judge.judge_batch(ITEMS)
     # a random tiny model writes no verdict line: every reply is kept and counted invalid, none dropped
     assert len(verdicts) == 3 and all(v.winner == "invalid" and v.raw is not None for v in verdicts)

@@ -21,8 +21,9 @@ def test_count_generated_stops_at_first_eos() -> None:
 
 
 def test_generates_with_chat_template_and_flags_truncation(tiny_llama_dir: Path) -> None:
-    gen = HfGenerator(str(tiny_llama_dir), HfGenerationConfig(max_new_tokens=6, batch_size=2,
-                                                              system_prompt="Antworte auf Deutsch."))
+    gen = HfGenerator(
+        str(tiny_llama_dir), HfGenerationConfig(max_new_tokens=6, batch_size=2, system_prompt="Antworte auf Deutsch.")
+    )
     assert "<|im_start|>system\nAntworte auf Deutsch." in gen.render("Hallo")
     out = gen.generate(PROMPTS)
     gen.close()

@@ -8,8 +8,9 @@ from definemed.evaluate import pairwise
 from definemed.evaluate.config import ReferenceJudgeConfig
 from definemed.evaluate.judges import JudgeItem, ReferenceJudge, Verdict, chrf, parse_verdict
 
-REFERENCE = ("Metformin ist das Mittel der ersten Wahl bei Diabetes mellitus Typ 2, sofern keine "
-             "Kontraindikation besteht.")
+REFERENCE = (
+    "Metformin ist das Mittel der ersten Wahl bei Diabetes mellitus Typ 2, sofern keine Kontraindikation besteht."
+)
 UNRELATED = "Der Zug nach München hatte heute Morgen wegen einer Weichenstörung Verspätung."
 
 
@@ -26,7 +27,7 @@ def _popovic_chrf(hyp: str, ref: str, max_n: int = 6, beta: float = 2.0) -> floa
 
     def grams(text: str, n: int) -> Counter[str]:
         chars = "".join(text.split())
-        return Counter(chars[i:i + n] for i in range(len(chars) - n + 1))
+        return Counter(chars[i : i + n] for i in range(len(chars) - n + 1))
 
     precisions, recalls = [], []
     for n in range(1, max_n + 1):
@@ -40,21 +41,31 @@ def _popovic_chrf(hyp: str, ref: str, max_n: int = 6, beta: float = 2.0) -> floa
     return (1 + beta**2) * p * r / (beta**2 * p + r) if p + r else 0.0
 
 
-@pytest.mark.parametrize("hyp", ["Metformin gilt bei Typ-2-Diabetes als erste Wahl.", UNRELATED, "Met", "x y z",
-                                 REFERENCE.upper(), REFERENCE[:40] + " und sonst nichts."])
+@pytest.mark.parametrize(
+    "hyp",
+    [
+        "Metformin gilt bei Typ-2-Diabetes als erste Wahl.",
+        UNRELATED,
+        "Met",
+        "x y z",
+        REFERENCE.upper(),
+        REFERENCE[:40] + " und sonst nichts.",
+    ],
+)
 def test_chrf_is_the_definition_the_verdicts_were_built_on(hyp: str) -> None:
     # sacrebleu's defaults (char order 6, no word n-grams, beta 2, effective-order averaging) must keep the
     # reference judge's verdicts where they were; an eps-smoothed or chrF++ default would move them.
     assert chrf(hyp, REFERENCE) == pytest.approx(_popovic_chrf(hyp, REFERENCE), abs=1e-12)
-    assert chrf(hyp, REFERENCE, max_n=3, beta=1.0) == pytest.approx(
-        _popovic_chrf(hyp, REFERENCE, 3, 1.0), abs=1e-12)
+    assert chrf(hyp, REFERENCE, max_n=3, beta=1.0) == pytest.approx(_popovic_chrf(hyp, REFERENCE, 3, 1.0), abs=1e-12)
 
 
 def test_reference_judge_prefers_reference_in_both_orders_and_ties_equal() -> None:
     judge = ReferenceJudge(ReferenceJudgeConfig(tie_margin=0.01))
-    items = [JudgeItem("Frage", REFERENCE, REFERENCE, UNRELATED),
-             JudgeItem("Frage", REFERENCE, UNRELATED, REFERENCE),
-             JudgeItem("Frage", REFERENCE, UNRELATED, UNRELATED)]
+    items = [
+        JudgeItem("Frage", REFERENCE, REFERENCE, UNRELATED),
+        JudgeItem("Frage", REFERENCE, UNRELATED, REFERENCE),
+        JudgeItem("Frage", REFERENCE, UNRELATED, UNRELATED),
+    ]
     assert [v.winner for v in judge.judge_batch(items)] == ["A", "B", "tie"]
 
 
@@ -63,18 +74,21 @@ def test_reference_judge_needs_references() -> None:
         ReferenceJudge().judge_batch([JudgeItem("Frage", None, "a", "b")])
 
 
-@pytest.mark.parametrize(("text", "winner"), [
-    ("Begründung ...\nUrteil: [[A]]", "A"),
-    ("B ist genauer.\n\n**Urteil: [[B]]**\n", "B"),
-    ("gleich gut\n[[C]]", "tie"),
-    ("[[A]]\nUrteil: [[B]]", "B"),  # only the final line counts
-    ("Urteil: [[D]]", "invalid"),
-    ("Urteil: [[A]] oder [[B]]", "invalid"),
-    ("Urteil: [[A]]\nIch hoffe, das hilft.", "invalid"),
-    ("A ist besser", "invalid"),
-    ("", "invalid"),
-    (None, "invalid"),
-])
+@pytest.mark.parametrize(
+    ("text", "winner"),
+    [
+        ("Begründung ...\nUrteil: [[A]]", "A"),
+        ("B ist genauer.\n\n**Urteil: [[B]]**\n", "B"),
+        ("gleich gut\n[[C]]", "tie"),
+        ("[[A]]\nUrteil: [[B]]", "B"),  # only the final line counts
+        ("Urteil: [[D]]", "invalid"),
+        ("Urteil: [[A]] oder [[B]]", "invalid"),
+        ("Urteil: [[A]]\nIch hoffe, das hilft.", "invalid"),
+        ("A ist besser", "invalid"),
+        ("", "invalid"),
+        (None, "invalid"),
+    ],
+)
 def test_parse_verdict_is_strict(text: str | None, winner: str) -> None:
     assert parse_verdict(text) == winner
 
@@ -100,12 +114,16 @@ def _judged(slots: list[tuple[str, str]]) -> list[dict]:
 
 
 def test_win_rate_arithmetic() -> None:
-    rows = _judged([("A", "B"),        # x wins both orders -> x
-                    ("A", "B"),        # x
-                    ("B", "A"),        # y wins both orders -> y
-                    ("A", "A"),        # each order picks slot A -> tie
-                    ("tie", "tie"),    # tie
-                    ("A", "invalid")])  # invalid, counted separately
+    rows = _judged(
+        [
+            ("A", "B"),  # x wins both orders -> x
+            ("A", "B"),  # x
+            ("B", "A"),  # y wins both orders -> y
+            ("A", "A"),  # each order picks slot A -> tie
+            ("tie", "tie"),  # tie
+            ("A", "invalid"),
+        ]
+    )  # invalid, counted separately
     assert [r["outcome"] for r in rows] == ["x", "x", "y", "tie", "tie", "invalid"]
     assert [r["winner"] for r in rows] == ["model_a", "model_a", "model_b", "tie", "tie", "invalid"]
     summary = pairwise.summarize(rows, ["x", "y"], baseline="y")

@@ -18,10 +18,18 @@ SUBJECTS = ["anatomy", "virology", "nutrition"]
 
 def write_questions(folder: Path, n: int = 10) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    rows = [{"id": f"q{i}", "subject": SUBJECTS[i % 3], "question": f"Welches Organ ist Nummer {i}?",
-             "choices": ["Herz", "Lunge", "Leber", "Niere"], "answer": i % 4} for i in range(n)]
+    rows = [
+        {
+            "id": f"q{i}",
+            "subject": SUBJECTS[i % 3],
+            "question": f"Welches Organ ist Nummer {i}?",
+            "choices": ["Herz", "Lunge", "Leber", "Niere"],
+            "answer": i % 4,
+        }
+        for i in range(n)
+    ]
     # Two files in one folder: the task must read both.
-    for part, chunk in enumerate((rows[: n // 2], rows[n // 2:])):
+    for part, chunk in enumerate((rows[: n // 2], rows[n // 2 :])):
         text = "".join(json.dumps(r) + "\n" for r in chunk)
         (folder / f"part{part}.jsonl").write_text(text, encoding="utf-8")
     return folder
@@ -66,8 +74,11 @@ def test_lm_eval_local_task_on_tiny_model(tmp_path: Path, tiny_llama_dir: Path) 
     assert set(table) == set(SUBJECTS)
     assert sum(v["n"] for v in table.values()) == 10
     assert sum(v["acc"] * v["n"] for v in table.values()) == pytest.approx(task["acc"] * 10)
-    assert all(s["prompt"].startswith("Die folgenden Fragen") and "\nFrage: Welches Organ" in s["prompt"]
-               and s["prompt"].endswith("Antwort:")
-               for s in samples)
+    assert all(
+        s["prompt"].startswith("Die folgenden Fragen")
+        and "\nFrage: Welches Organ" in s["prompt"]
+        and s["prompt"].endswith("Antwort:")
+        for s in samples
+    )
     stored = read_json(out / "tiny.json")
     assert stored["tasks"]["mini_de"]["acc"] == task["acc"]

@@ -27,8 +27,18 @@ SCRIPT = {
     "<<auth>>": [fail(401, "bad key")],
     "<<paced>>": [ok("Urteil: [[B]]", delay_s=0.2)],
 }
-MARKERS = ["valid_a", "valid_c", "garbage", "empty", "bad_letter", "garbage_then_b", "flaky500", "ratelimit",
-           "down", "slow"]
+MARKERS = [
+    "valid_a",
+    "valid_c",
+    "garbage",
+    "empty",
+    "bad_letter",
+    "garbage_then_b",
+    "flaky500",
+    "ratelimit",
+    "down",
+    "slow",
+]
 
 
 @pytest.fixture
@@ -38,15 +48,28 @@ def server() -> Iterator[FakeOpenAIServer]:
 
 
 def item(marker: str, other: str = "Eine andere Antwort {answer_b}") -> JudgeItem:
-    return JudgeItem(prompt="Was hilft bei Fieber?", reference="Ruhe und Flüssigkeit.",
-                     answer_a=f"Antwort <<{marker}>>", answer_b=other)
+    return JudgeItem(
+        prompt="Was hilft bei Fieber?",
+        reference="Ruhe und Flüssigkeit.",
+        answer_a=f"Antwort <<{marker}>>",
+        answer_b=other,
+    )
 
 
 def make_judge(server: FakeOpenAIServer, workdir: Path, **overrides: object) -> OpenAIJudge:
     settings: dict[str, object] = {
-        "model": "judge-model", "base_url": server.base_url, "api_key_env": "DEFINEMED_TEST_JUDGE_KEY",
-        "concurrency": 4, "max_retries": 2, "backoff_s": 0.01, "timeout_s": 0.5, "timeout_per_token_s": 0,
-        "parse_retries": 1, "temperature": 0.5, "max_invalid_share": 1.0}
+        "model": "judge-model",
+        "base_url": server.base_url,
+        "api_key_env": "DEFINEMED_TEST_JUDGE_KEY",
+        "concurrency": 4,
+        "max_retries": 2,
+        "backoff_s": 0.01,
+        "timeout_s": 0.5,
+        "timeout_per_token_s": 0,
+        "parse_retries": 1,
+        "temperature": 0.5,
+        "max_invalid_share": 1.0,
+    }
     cfg = OpenAIJudgeConfig.model_validate({"kind": "openai", **settings, **overrides})
     return OpenAIJudge(cfg, workdir)
 
@@ -55,24 +78,44 @@ def hits(server: FakeOpenAIServer) -> dict[str, int]:
     return {m.strip("<>"): n for m, n in server.responder.hits.items()}  # type: ignore[attr-defined]
 
 
-def test_bad_replies_and_failures_are_retried_then_invalid(server: FakeOpenAIServer, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_replies_and_failures_are_retried_then_invalid(
+    server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("DEFINEMED_TEST_JUDGE_KEY", SECRET)
     caplog.set_level(logging.DEBUG)
     judge = make_judge(server, tmp_path)
     verdicts = judge.judge_batch([item(m) for m in MARKERS])
 
-    assert [v.winner for v in verdicts] == ["A", "tie", "invalid", "invalid", "invalid", "B", "B", "A",
-                                            "invalid", "invalid"]
+    assert [v.winner for v in verdicts] == [
+        "A",
+        "tie",
+        "invalid",
+        "invalid",
+        "invalid",
+        "B",
+        "B",
+        "A",
+        "invalid",
+        "invalid",
+    ]
     assert verdicts[8].error.startswith("server_error") and verdicts[9].error.startswith("timeout")
     assert [v.cause for v in verdicts[2:5]] == ["unparsed"] * 3 and verdicts[9].cause == "timeout"
     assert verdicts[5].requests == 2 and verdicts[9].requests == 3  # every attempt is counted
     assert all(v.error is None for v in verdicts[:8])
     assert verdicts[2].raw == "Ich kann das nicht beurteilen."  # raw replies are kept
     # unparseable replies are asked once more (temperature > 0); transport failures 1 + max_retries times
-    assert hits(server) == {"valid_a": 1, "valid_c": 1, "garbage": 2, "empty": 2, "bad_letter": 2,
-                            "garbage_then_b": 2, "flaky500": 2, "ratelimit": 2, "down": 3, "slow": 3}
+    assert hits(server) == {
+        "valid_a": 1,
+        "valid_c": 1,
+        "garbage": 2,
+        "empty": 2,
+        "bad_letter": 2,
+        "garbage_then_b": 2,
+        "flaky500": 2,
+        "ratelimit": 2,
+        "down": 3,
+        "slow": 3,
+    }
     assert judge.requests == server.hits == 20
     assert server.authorization_headers() == {f"Bearer {SECRET}"}
     limited = [r.received_at for r in server.requests if "<<ratelimit>>" in str(r.body)]
@@ -83,8 +126,7 @@ def test_bad_replies_and_failures_are_retried_then_invalid(server: FakeOpenAISer
     again = make_judge(server, tmp_path).judge_batch([item(m) for m in MARKERS])
     assert [v.winner for v in again] == [v.winner for v in verdicts]
     assert [v.cached for v in again] == [True] * 8 + [False] * 2
-    assert {k: v - before.get(k, 0) for k, v in hits(server).items() if v != before.get(k, 0)} == \
-        {"down": 3, "slow": 3}
+    assert {k: v - before.get(k, 0) for k, v in hits(server).items() if v != before.get(k, 0)} == {"down": 3, "slow": 3}
 
     stored = "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file())
     assert "Urteil: [[A]]" in stored
@@ -99,12 +141,12 @@ def test_requests_run_concurrently_up_to_the_limit(server: FakeOpenAIServer, tmp
     assert 1 < server.max_in_flight <= 4 and judge.stats["capacity"]["peak_limit"] == server.max_in_flight
 
 
-def test_at_temperature_zero_an_unparseable_reply_is_not_asked_again(server: FakeOpenAIServer,
-                                                                     tmp_path: Path) -> None:
+def test_at_temperature_zero_an_unparseable_reply_is_not_asked_again(server: FakeOpenAIServer, tmp_path: Path) -> None:
     judge = make_judge(server, tmp_path, temperature=0.0)
     verdicts = judge.judge_batch([item("garbage_then_b")])
-    assert verdicts[0].winner == "invalid" and verdicts[0].cause == "unparsed" and hits(server) == {
-        "garbage_then_b": 1}  # the same request would get the same reply: no second, paid attempt
+    assert (
+        verdicts[0].winner == "invalid" and verdicts[0].cause == "unparsed" and hits(server) == {"garbage_then_b": 1}
+    )  # the same request would get the same reply: no second, paid attempt
 
 
 def test_cache_key_covers_order_template_and_decoding(server: FakeOpenAIServer, tmp_path: Path) -> None:
@@ -130,18 +172,19 @@ def test_template_is_filled_without_touching_braces_in_answers(server: FakeOpenA
     assert "{" not in text.replace("{answer_b}", "")  # every placeholder of the shipped template is filled
 
 
-def test_local_endpoint_without_key_uses_dummy(server: FakeOpenAIServer, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_endpoint_without_key_uses_dummy(
+    server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("DEFINEMED_TEST_JUDGE_KEY", raising=False)
     assert make_judge(server, tmp_path).judge_batch([item("valid_a")])[0].winner == "A"
     assert server.authorization_headers() == {"Bearer EMPTY"}
 
 
-def test_remote_endpoint_without_key_fails_naming_the_variable(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_remote_endpoint_without_key_fails_naming_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DEFINEMED_TEST_JUDGE_KEY", raising=False)
-    cfg = OpenAIJudgeConfig(kind="openai", model="m", base_url="https://judge.example.org/v1",
-                            api_key_env="DEFINEMED_TEST_JUDGE_KEY")
+    cfg = OpenAIJudgeConfig(
+        kind="openai", model="m", base_url="https://judge.example.org/v1", api_key_env="DEFINEMED_TEST_JUDGE_KEY"
+    )
     with pytest.raises(RuntimeError, match="DEFINEMED_TEST_JUDGE_KEY"):
         OpenAIJudge(cfg, tmp_path).judge_batch([item("valid_a")])
 

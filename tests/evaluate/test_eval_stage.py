@@ -19,62 +19,109 @@ from tests.evaluate.test_eval_mcq import write_questions
 from tests.helpers import minimal_config_dict
 
 PROMPTS = [
-    {"id": "p1", "category": "patient_question", "prompt": "Wann sollte ich bei Fieber zum Arzt?",
-     "reference": "Bei Fieber über 39 Grad oder länger als drei Tage sollten Sie ärztlichen Rat einholen."},
-    {"id": "p2", "category": "pharmacology", "prompt": "Wofür wird Metformin eingesetzt?",
-     "reference": "Metformin ist das Mittel der ersten Wahl bei Diabetes mellitus Typ 2."},
-    {"id": "p3", "category": "nursing", "prompt": "Was ist Dekubitusprophylaxe?",
-     "reference": "Maßnahmen, die Druckgeschwüre bei bettlägerigen Patienten verhindern."},
+    {
+        "id": "p1",
+        "category": "patient_question",
+        "prompt": "Wann sollte ich bei Fieber zum Arzt?",
+        "reference": "Bei Fieber über 39 Grad oder länger als drei Tage sollten Sie ärztlichen Rat einholen.",
+    },
+    {
+        "id": "p2",
+        "category": "pharmacology",
+        "prompt": "Wofür wird Metformin eingesetzt?",
+        "reference": "Metformin ist das Mittel der ersten Wahl bei Diabetes mellitus Typ 2.",
+    },
+    {
+        "id": "p3",
+        "category": "nursing",
+        "prompt": "Was ist Dekubitusprophylaxe?",
+        "reference": "Maßnahmen, die Druckgeschwüre bei bettlägerigen Patienten verhindern.",
+    },
 ]
 
 
 def merge_metrics(sweep: dict[str, Any] | None = None) -> dict[str, Any]:
     """Valid merge-stage metrics (`MergeMetrics`), with a sweep when given one (proxy settings and dev ids)."""
-    out: dict[str, Any] = {"method": "slerp", "base": "instruct", "t": 0.5, "seconds": 0.0, "parameters": {},
-                           "inputs": {}}
+    out: dict[str, Any] = {
+        "method": "slerp",
+        "base": "instruct",
+        "t": 0.5,
+        "seconds": 0.0,
+        "parameters": {},
+        "inputs": {},
+    }
     if sweep is not None:
-        row = {"candidate": 0, "t": 0.5, "mcq_acc": None, "medical_loss": None, "medical_ppl": None,
-               "general_loss": None, "general_ppl": None, "mixing_rate": None, "objective": 0.0, "terms": {},
-               "seconds": 0.0}
+        row = {
+            "candidate": 0,
+            "t": 0.5,
+            "mcq_acc": None,
+            "medical_loss": None,
+            "medical_ppl": None,
+            "general_loss": None,
+            "general_ppl": None,
+            "mixing_rate": None,
+            "objective": 0.0,
+            "terms": {},
+            "seconds": 0.0,
+        }
         out["sweep"] = {"rows": [row], "chosen": row, "objective": {"maximize": {"mcq_acc": 1.0}}, **sweep}
     return out
 
 
-def make_setup(tmp_path: Path, instruct: Path, cpt: Path, merged: Path,
-               evaluate: dict[str, Any]) -> tuple[EvaluateInputs, StageContext]:
+def make_setup(
+    tmp_path: Path, instruct: Path, cpt: Path, merged: Path, evaluate: dict[str, Any]
+) -> tuple[EvaluateInputs, StageContext]:
     """The stage's bound inputs (what the runner passes) and a context whose cpt / merge outputs are `cpt` and
     `merged`."""
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in PROMPTS), encoding="utf-8")
     data = minimal_config_dict(tmp_path, model_id=str(instruct))
-    data["evaluate"] = {"models": ["instruct", "cpt", "merged"], "baseline": "instruct",
-                        "prompts": str(prompts),
-                        "generation": {"kind": "hf", "max_new_tokens": 4, "batch_size": 2}, **evaluate}
+    data["evaluate"] = {
+        "models": ["instruct", "cpt", "merged"],
+        "baseline": "instruct",
+        "prompts": str(prompts),
+        "generation": {"kind": "hf", "max_new_tokens": 4, "batch_size": 2},
+        **evaluate,
+    }
     cfg = DefinemedConfig.model_validate(data)
     run_dir = cfg.run.run_dir
     for stage, model in (("cpt", cpt), ("merge", merged)):
         (run_dir / stage).mkdir(parents=True)
         (run_dir / stage / "model").symlink_to(model)
-    upstream = {s: {"run_id": s, "key": s, "outputs": {"model": "model"}, "metrics": m}
-                for s, m in (("cpt", {}), ("merge", merge_metrics()))}
+    upstream = {
+        s: {"run_id": s, "key": s, "outputs": {"model": "model"}, "metrics": m}
+        for s, m in (("cpt", {}), ("merge", merge_metrics()))
+    }
     ctx = StageContext(run_dir=run_dir, stage="evaluate", upstream=upstream)
     ctx.stage_dir.mkdir(parents=True)
     return bind(cfg), ctx
 
 
-def test_stage_with_reference_judge(tmp_path: Path, tiny_llama_dir: Path, tiny_qwen2_dir: Path,
-                                    tiny_llama_other_dir: Path) -> None:
+def test_stage_with_reference_judge(
+    tmp_path: Path, tiny_llama_dir: Path, tiny_qwen2_dir: Path, tiny_llama_other_dir: Path
+) -> None:
     from definemed.evaluate.stage import run
 
     questions = write_questions(tmp_path / "mcq", n=8)
-    inputs, ctx = make_setup(tmp_path, tiny_llama_dir, tiny_qwen2_dir, tiny_llama_other_dir, {
-        "mcq": {"tasks": [{"name": "mini_de", "path": str(questions)}], "batch_size": 4},
-        "judge": {"kind": "reference", "tie_margin": 0.0}})
+    inputs, ctx = make_setup(
+        tmp_path,
+        tiny_llama_dir,
+        tiny_qwen2_dir,
+        tiny_llama_other_dir,
+        {
+            "mcq": {"tasks": [{"name": "mini_de", "path": str(questions)}], "batch_size": 4},
+            "judge": {"kind": "reference", "tie_margin": 0.0},
+        },
+    )
     result = run(inputs, ctx)
     out = ctx.stage_dir
 
-    assert result.outputs == {"mcq": "mcq", "answers": "answers", "judgments": "judgments.jsonl",
-                              "pairwise": "pairwise.json"}
+    assert result.outputs == {
+        "mcq": "mcq",
+        "answers": "answers",
+        "judgments": "judgments.jsonl",
+        "pairwise": "pairwise.json",
+    }
     assert all((out / p).exists() for p in result.outputs.values())
     m = result.metrics
     assert isinstance(m, EvaluateMetrics)
@@ -90,9 +137,21 @@ def test_stage_with_reference_judge(tmp_path: Path, tiny_llama_dir: Path, tiny_q
     judgments = read_jsonl(out / "judgments.jsonl")
     assert len(judgments) == 3 * 3 * 2  # pairs x prompts x orders
     assert m.judge is not None and "weak proxy" in (m.judge.note or "")
-    assert m.judge == JudgeMetrics(kind="reference", model="chrF", note=m.judge.note, n_judgments=18, cached=0,
-                                   invalid=0, invalid_verdicts=0, errors=0, invalid_by_cause={}, requests=0,
-                                   prompt_tokens=0, completion_tokens=0, endpoint=None)
+    assert m.judge == JudgeMetrics(
+        kind="reference",
+        model="chrF",
+        note=m.judge.note,
+        n_judgments=18,
+        cached=0,
+        invalid=0,
+        invalid_verdicts=0,
+        errors=0,
+        invalid_by_cause={},
+        requests=0,
+        prompt_tokens=0,
+        completion_tokens=0,
+        endpoint=None,
+    )
     assert m.resumed.mcq == [] and m.resumed.generation == []
     assert m.ratings is not None and m.ratings.bradley_terry is not None
     assert set(m.ratings.bradley_terry) == {"instruct", "cpt", "merged"}
@@ -130,13 +189,16 @@ class SlotAJudge:
         self.workdir = workdir
 
     def judge_batch(self, items: list[JudgeItem]) -> list[Verdict]:
-        return [Verdict("invalid", raw="???") if "Metformin" in i.prompt else Verdict("A", raw="[[A]]")
-                for i in items]
+        return [Verdict("invalid", raw="???") if "Metformin" in i.prompt else Verdict("A", raw="[[A]]") for i in items]
 
 
 def test_stage_with_fake_judge_counts_position_bias_and_invalid(
-        tmp_path: Path, tiny_llama_dir: Path, tiny_qwen2_dir: Path, tiny_llama_other_dir: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path,
+    tiny_llama_dir: Path,
+    tiny_qwen2_dir: Path,
+    tiny_llama_other_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from definemed.evaluate.stage import run
 
     monkeypatch.setitem(registry._ENTRIES["judge"], "reference", (SlotAJudge, "test double"))

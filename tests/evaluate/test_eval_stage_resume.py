@@ -24,9 +24,20 @@ QUALITY = {"instruct": [1, 1, 3], "cpt": [2, 1, 1], "merged": [3, 3, 2]}
 def write_answers(ctx: StageContext) -> None:
     """Answers as an interrupted attempt left them: the stage must not generate them again."""
     for model, scores in QUALITY.items():
-        rows = [{"prompt_id": p["id"], "model": model, "category": p["category"], "prompt": p["prompt"],
-                 "reference": p["reference"], "answer": " ".join(["gut"] * q + ["Text"] * (4 - q)),
-                 "n_tokens": 4 + q, "hit_limit": False, "seconds": 0.1} for p, q in zip(PROMPTS, scores, strict=True)]
+        rows = [
+            {
+                "prompt_id": p["id"],
+                "model": model,
+                "category": p["category"],
+                "prompt": p["prompt"],
+                "reference": p["reference"],
+                "answer": " ".join(["gut"] * q + ["Text"] * (4 - q)),
+                "n_tokens": 4 + q,
+                "hit_limit": False,
+                "seconds": 0.1,
+            }
+            for p, q in zip(PROMPTS, scores, strict=True)
+        ]
         path = ctx.stage_dir / "answers" / f"{model}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -59,17 +70,29 @@ def test_resume_and_statistics(tmp_path: Path, tiny_llama_dir: Path, monkeypatch
     monkeypatch.setitem(registry._ENTRIES["judge"], "reference", (GutJudge, "test double"))
     monkeypatch.setitem(registry._ENTRIES["generator"], "hf", (NoGenerator, "test double"))
     labels = tmp_path / "human.jsonl"
-    labels.write_text('{"prompt_id": "p1", "model_a": "instruct", "model_b": "cpt", "winner": "cpt"}\n'
-                      '{"prompt_id": "p2", "model_a": "cpt", "model_b": "merged", "winner": "model_b"}\n'
-                      '{"prompt_id": "p3", "model_a": "merged", "model_b": "instruct", "winner": "instruct"}\n')
-    inputs, ctx = make_setup(tmp_path, tiny_llama_dir, tiny_llama_dir, tiny_llama_dir, {
-        "mcq": {"tasks": [{"name": "mini_de", "path": str(tmp_path)}]},
-        "fold_change": [["merged", "cpt", "instruct"]], "human_labels": str(labels), "bootstrap_rounds": 200})
+    labels.write_text(
+        '{"prompt_id": "p1", "model_a": "instruct", "model_b": "cpt", "winner": "cpt"}\n'
+        '{"prompt_id": "p2", "model_a": "cpt", "model_b": "merged", "winner": "model_b"}\n'
+        '{"prompt_id": "p3", "model_a": "merged", "model_b": "instruct", "winner": "instruct"}\n'
+    )
+    inputs, ctx = make_setup(
+        tmp_path,
+        tiny_llama_dir,
+        tiny_llama_dir,
+        tiny_llama_dir,
+        {
+            "mcq": {"tasks": [{"name": "mini_de", "path": str(tmp_path)}]},
+            "fold_change": [["merged", "cpt", "instruct"]],
+            "human_labels": str(labels),
+            "bootstrap_rounds": 200,
+        },
+    )
     write_answers(ctx)
     for model in QUALITY:  # finished multiple-choice results, as an interrupted attempt left them
-        write_json(ctx.stage_dir / "mcq" / f"{model}.json",
-                   {"tasks": {"mini_de": {"acc": 0.5, "acc_stderr": 0.1, "n": 8, "per_subject": {}}},
-                    "seconds": 1.0})
+        write_json(
+            ctx.stage_dir / "mcq" / f"{model}.json",
+            {"tasks": {"mini_de": {"acc": 0.5, "acc_stderr": 0.1, "n": 8, "per_subject": {}}}, "seconds": 1.0},
+        )
     m = run(inputs, ctx).metrics
 
     assert m.resumed.mcq == m.resumed.generation == ["instruct", "cpt", "merged"]
@@ -93,14 +116,20 @@ def test_resume_and_statistics(tmp_path: Path, tiny_llama_dir: Path, monkeypatch
     assert audit.kappa.n == 3 and audit.kappa.agreement == 1.0 and audit.kappa.kappa == 1.0
 
 
-def test_llm_judge_cache_survives_a_stage_rerun(tmp_path: Path, tiny_llama_dir: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_llm_judge_cache_survives_a_stage_rerun(
+    tmp_path: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from definemed.evaluate.stage import run
 
     monkeypatch.setitem(registry._ENTRIES["generator"], "hf", (NoGenerator, "test double"))
     with FakeOpenAIServer(lambda body, hit: ok("Begründung.\nUrteil: [[A]]")) as server:
-        inputs, ctx = make_setup(tmp_path, tiny_llama_dir, tiny_llama_dir, tiny_llama_dir, {
-            "judge": {"kind": "openai", "model": "judge", "base_url": server.base_url, "concurrency": 4}})
+        inputs, ctx = make_setup(
+            tmp_path,
+            tiny_llama_dir,
+            tiny_llama_dir,
+            tiny_llama_dir,
+            {"judge": {"kind": "openai", "model": "judge", "base_url": server.base_url, "concurrency": 4}},
+        )
         write_answers(ctx)
         first = run(inputs, ctx).metrics
         asked = server.hits  # identical comparisons (equal answers, same order) are asked once
@@ -120,14 +149,20 @@ def test_llm_judge_cache_survives_a_stage_rerun(tmp_path: Path, tiny_llama_dir: 
 
 def test_fold_change_models_must_be_evaluated(tmp_path: Path, tiny_llama_dir: Path) -> None:
     with pytest.raises(ValueError, match="fold_change"):
-        make_setup(tmp_path, tiny_llama_dir, tiny_llama_dir, tiny_llama_dir,
-                   {"fold_change": [["merged", "nobody", "instruct"]]})
+        make_setup(
+            tmp_path,
+            tiny_llama_dir,
+            tiny_llama_dir,
+            tiny_llama_dir,
+            {"fold_change": [["merged", "nobody", "instruct"]]},
+        )
 
 
 def test_config_round_trip_keeps_task_kinds(tmp_path: Path) -> None:
     from definemed.evaluate.config import EvaluateConfig, LmEvalMcqTaskConfig, LocalMcqTaskConfig
 
-    ev = EvaluateConfig.model_validate({"mcq": {"tasks": [
-        {"name": "local_de", "path": "x"}, {"kind": "lm_eval", "name": "definemed_mmlux_de_med"}]}})
+    ev = EvaluateConfig.model_validate(
+        {"mcq": {"tasks": [{"name": "local_de", "path": "x"}, {"kind": "lm_eval", "name": "definemed_mmlux_de_med"}]}}
+    )
     assert [type(t) for t in ev.mcq.tasks] == [LocalMcqTaskConfig, LmEvalMcqTaskConfig]
     assert EvaluateConfig.model_validate(ev.model_dump(mode="json")) == ev

@@ -20,12 +20,17 @@ from tests.helpers import minimal_config_dict
 def setup(tmp_path: Path, merge_metrics: dict[str, Any] | None) -> tuple[DefinemedConfig, StageContext, Path]:
     questions = write_questions(tmp_path / "mcq", n=10)
     data = minimal_config_dict(tmp_path)
-    data["evaluate"] = {"models": ["instruct"], "baseline": "instruct",
-                        "mcq": {"tasks": [{"name": "mini_de", "path": str(questions)},
-                                          {"name": "other_de", "path": str(questions)}]}}
+    data["evaluate"] = {
+        "models": ["instruct"],
+        "baseline": "instruct",
+        "mcq": {"tasks": [{"name": "mini_de", "path": str(questions)}, {"name": "other_de", "path": str(questions)}]},
+    }
     cfg = DefinemedConfig.model_validate(data)
-    upstream = {} if merge_metrics is None else {
-        "merge": {"run_id": "m", "key": "m", "outputs": {"model": "model"}, "metrics": merge_metrics}}
+    upstream = (
+        {}
+        if merge_metrics is None
+        else {"merge": {"run_id": "m", "key": "m", "outputs": {"model": "model"}, "metrics": merge_metrics}}
+    )
     ctx = StageContext(run_dir=cfg.run.run_dir, stage="evaluate", upstream=upstream)
     ctx.stage_dir.mkdir(parents=True)
     return cfg, ctx, questions
@@ -39,13 +44,15 @@ def test_dev_questions_are_excluded_from_their_task_only(tmp_path: Path) -> None
     mini, other = mcq.tasks
     assert [r["id"] for r in read_jsonl(mini.path)] == ["q0", "q2", "q3", "q5", "q6", "q8", "q9"]
     assert other.path == questions  # a task the sweep did not use keeps all its questions
-    assert metrics["mcq_split"] == {"mini_de": {"questions": 10, "excluded_dev": 3, "evaluated": 7,
-                                                "reason": "merge.sweep.proxy dev split"}}
+    assert metrics["mcq_split"] == {
+        "mini_de": {"questions": 10, "excluded_dev": 3, "evaluated": 7, "reason": "merge.sweep.proxy dev split"}
+    }
     assert cfg.evaluate.mcq.tasks[0].path == questions  # the config itself is not changed
 
 
-@pytest.mark.parametrize("merge_metrics", [None, valid_merge_metrics(), valid_merge_metrics(
-    {"proxy": {"mcq_task": None}, "dev_ids": []})])
+@pytest.mark.parametrize(
+    "merge_metrics", [None, valid_merge_metrics(), valid_merge_metrics({"proxy": {"mcq_task": None}, "dev_ids": []})]
+)
 def test_without_a_sweep_on_a_task_everything_is_evaluated(tmp_path: Path, merge_metrics: Any) -> None:
     cfg, ctx, _ = setup(tmp_path, merge_metrics)
     metrics: dict[str, Any] = {}

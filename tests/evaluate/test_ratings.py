@@ -20,8 +20,7 @@ from definemed.evaluate.ratings import (
 STRENGTHS = {"klein": 0.0, "mittel": 0.5, "gross": 1.0, "riese": 1.6}  # log-odds units
 
 
-def synthetic_battles(strengths: dict[str, float], n_prompts: int, seed: int,
-                      tie_prob: float = 0.2) -> list[dict]:
+def synthetic_battles(strengths: dict[str, float], n_prompts: int, seed: int, tie_prob: float = 0.2) -> list[dict]:
     """One battle per prompt per pair: a tie with `tie_prob`, otherwise a BT draw from the known strengths."""
     rng = np.random.default_rng(seed)
     battles = []
@@ -30,13 +29,15 @@ def synthetic_battles(strengths: dict[str, float], n_prompts: int, seed: int,
         for k in range(n_prompts):
             tie, a_wins = rng.random() < tie_prob, rng.random() < p_a
             winner = "tie" if tie else "model_a" if a_wins else "model_b"
-            battles.append({"model_a": a, "model_b": b, "winner": winner, "prompt_id": f"p{k}",
-                            "len_a": 100, "len_b": 100})
+            battles.append(
+                {"model_a": a, "model_b": b, "winner": winner, "prompt_id": f"p{k}", "len_a": 100, "len_b": 100}
+            )
     return battles
 
 
-def sklearn_reference(battles: list[dict], models: list[str], scale: float = 400, base: float = 10,
-                      init_rating: float = 1000) -> dict[str, float]:
+def sklearn_reference(
+    battles: list[dict], models: list[str], scale: float = 400, base: float = 10, init_rating: float = 1000
+) -> dict[str, float]:
     """Arena-Hard-Auto's recipe: unpenalised LogisticRegression, no intercept, +1/-1 design, each tie as a
     win each way with weight 0.5. (C=inf is sklearn >= 1.8's spelling of penalty=None.)"""
     from sklearn.linear_model import LogisticRegression
@@ -55,14 +56,16 @@ def sklearn_reference(battles: list[dict], models: list[str], scale: float = 400
 
 
 def test_win_table_counts_and_fold_change() -> None:
-    battles = [Battle("qwen-cpt", "mistral-24b", "model_a", "p1"),
-               {"model_a": "mistral-24b", "model_b": "qwen-cpt", "winner": "tie", "prompt_id": "p2"},
-               {"model_a": "qwen-cpt", "model_b": "mistral-24b", "winner": "model_b", "prompt_id": "p3"},
-               {"model_a": "qwen-cpt", "model_b": "mistral-24b", "winner": "model_b", "prompt_id": "p4"},
-               {"model_a": "qwen", "model_b": "mistral-24b", "winner": "tie", "prompt_id": "p1"},
-               {"model_a": "qwen", "model_b": "mistral-24b", "winner": "model_b", "prompt_id": "p2"},
-               {"model_a": "qwen", "model_b": "mistral-24b", "winner": "model_b", "prompt_id": "p3"},
-               {"model_a": "qwen", "model_b": "mistral-24b", "winner": "model_b", "prompt_id": "p4"}]
+    battles = [
+        Battle("qwen-cpt", "mistral-24b", "model_a", "p1"),
+        {"model_a": "mistral-24b", "model_b": "qwen-cpt", "winner": "tie", "prompt_id": "p2"},
+        {"model_a": "qwen-cpt", "model_b": "mistral-24b", "winner": "model_b", "prompt_id": "p3"},
+        {"model_a": "qwen-cpt", "model_b": "mistral-24b", "winner": "model_b", "prompt_id": "p4"},
+        {"model_a": "qwen", "model_b": "mistral-24b", "winner": "tie", "prompt_id": "p1"},
+        {"model_a": "qwen", "model_b": "mistral-24b", "winner": "model_b", "prompt_id": "p2"},
+        {"model_a": "qwen", "model_b": "mistral-24b", "winner": "model_b", "prompt_id": "p3"},
+        {"model_a": "qwen", "model_b": "mistral-24b", "winner": "model_b", "prompt_id": "p4"},
+    ]
     table = {(r["model"], r["opponent"]): r for r in win_table(battles)}
     assert len(table) == 4  # qwen and qwen-cpt never met
     cpt = table[("qwen-cpt", "mistral-24b")]
@@ -106,7 +109,8 @@ def test_bradley_terry_anchor_scale_and_base() -> None:
         assert anchored[m] - anchored["klein"] == pytest.approx(free[m] - free["klein"], abs=1e-9)
     natural = bradley_terry(battles, scale=1.0, base=np.e, init_rating=0.0)
     assert free["riese"] - free["klein"] == pytest.approx(
-        400 / np.log(10) * (natural["riese"] - natural["klein"]), rel=1e-9)
+        400 / np.log(10) * (natural["riese"] - natural["klein"]), rel=1e-9
+    )
     with pytest.raises(ValueError, match="anchor"):
         bradley_terry(battles, anchor="gpt-4")
 
@@ -180,12 +184,27 @@ def length_biased_battles(share_longer: float, seed: int = 0, n: int = 400) -> l
         u, p_win = rng.random(), 0.75 if longer else 0.35
         winner = "tie" if u < 0.1 else "model_a" if rng.random() < p_win else "model_b"
         if k % 2:  # half the battles list the baseline first: orientation must not matter
-            battles.append({"model_a": "base", "model_b": "cpt", "len_a": length_b, "len_b": length_m,
-                            "winner": {"model_a": "model_b", "model_b": "model_a"}.get(winner, "tie"),
-                            "prompt_id": f"p{k}"})
+            battles.append(
+                {
+                    "model_a": "base",
+                    "model_b": "cpt",
+                    "len_a": length_b,
+                    "len_b": length_m,
+                    "winner": {"model_a": "model_b", "model_b": "model_a"}.get(winner, "tie"),
+                    "prompt_id": f"p{k}",
+                }
+            )
         else:
-            battles.append({"model_a": "cpt", "model_b": "base", "len_a": length_m, "len_b": length_b,
-                            "winner": winner, "prompt_id": f"p{k}"})
+            battles.append(
+                {
+                    "model_a": "cpt",
+                    "model_b": "base",
+                    "len_a": length_m,
+                    "len_b": length_b,
+                    "winner": winner,
+                    "prompt_id": f"p{k}",
+                }
+            )
     return battles
 
 
@@ -209,8 +228,9 @@ def test_lc_removes_length_advantage_in_both_directions() -> None:
 
 
 def test_lc_flags_separation_and_ridge_fixes_it() -> None:
-    battles = [{**b, "winner": "model_a" if b["len_a"] > b["len_b"] else "model_b"}
-               for b in length_biased_battles(0.6, n=100)]
+    battles = [
+        {**b, "winner": "model_a" if b["len_a"] > b["len_b"] else "model_b"} for b in length_biased_battles(0.6, n=100)
+    ]
     assert length_controlled_winrate(battles, "cpt", "base")["separated"]
     ridged = length_controlled_winrate(battles, "cpt", "base", length_ridge=1.0)
     assert not ridged["separated"] and 0.0 < ridged["lc"] < 1.0

@@ -19,8 +19,10 @@ MODEL = "smollm2"
 
 def _need_llama_cpp() -> None:
     if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama-cpp-python is not installed: pip install 'definemed[server]' (builds llama.cpp once, "
-                    "~7 min); .ci/run and make test install it")
+        pytest.skip(
+            "llama-cpp-python is not installed: pip install 'definemed[server]' (builds llama.cpp once, "
+            "~7 min); .ci/run and make test install it"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -49,8 +49,11 @@ class Storm:
 def test_a_429_storm_halves_the_limit_honours_retry_after_and_every_document_succeeds(tmp_path: Path) -> None:
     storm = Storm(429, VALID, storm_hits=6, retry_after="0.3")
     with FakeOpenAIServer(storm) as server:
-        lab = OpenAILabeller(OpenAILabellerSettings(model="m", base_url=server.base_url, concurrency=4,
-                                                    structured_output="plain", max_retries=6, **FAST))
+        lab = OpenAILabeller(
+            OpenAILabellerSettings(
+                model="m", base_url=server.base_url, concurrency=4, structured_output="plain", max_retries=6, **FAST
+            )
+        )
         run = label_documents(docs(10), lab, tmp_path, max_failure_share=0.0)
     assert run.counts["ok"] == 10
     stats = lab.stats
@@ -65,8 +68,15 @@ def test_a_500_storm_is_retried_and_requests_per_item_stay_counted() -> None:
     storm = Storm(500, "Urteil: [[A]]", storm_hits=3)
     items = [JudgeItem("F?", "R", f"a{i}", f"b{i}") for i in range(5)]
     with FakeOpenAIServer(storm) as server:
-        cfg = OpenAIJudgeConfig(kind="openai", model="j", base_url=server.base_url, max_retries=3, backoff_s=0.01,
-                                timeout_s=2, timeout_per_token_s=0)
+        cfg = OpenAIJudgeConfig(
+            kind="openai",
+            model="j",
+            base_url=server.base_url,
+            max_retries=3,
+            backoff_s=0.01,
+            timeout_s=2,
+            timeout_per_token_s=0,
+        )
         judge = OpenAIJudge(cfg, None)
         verdicts = judge.judge_batch(items)
     assert [v.winner for v in verdicts] == ["A"] * 5
@@ -75,8 +85,11 @@ def test_a_500_storm_is_retried_and_requests_per_item_stay_counted() -> None:
 
 def test_a_dead_endpoint_mid_run_stops_the_batch_at_the_budget_not_after_every_document(tmp_path: Path) -> None:
     with FakeOpenAIServer(lambda request, hit: fail(500, "dead")) as server:
-        lab = OpenAILabeller(OpenAILabellerSettings(model="m", base_url=server.base_url, concurrency=2,
-                                                    structured_output="plain", max_retries=1, **FAST))
+        lab = OpenAILabeller(
+            OpenAILabellerSettings(
+                model="m", base_url=server.base_url, concurrency=2, structured_output="plain", max_retries=1, **FAST
+            )
+        )
         with pytest.raises(FailureBudgetExceeded) as err:
             label_documents(docs(200), lab, tmp_path, max_failure_share=0.05)
     # 5 % of 200 = 10 documents may fail: the 11th failure stops it (the issue saw 200 requests for 40 documents)
@@ -90,9 +103,12 @@ def test_timeouts_scale_with_max_tokens_and_a_timed_out_request_is_not_resent_at
     policy = SendPolicy(timeout_s=10, timeout_per_token_s=0.5)
     assert policy.timeout(None) == 10 and policy.timeout(100) == 60 and policy.timeout(100, 1) == 120
     with FakeOpenAIServer(lambda request, hit: ok("spät", delay_s=0.6)) as server:
+
         async def go() -> tuple:
-            async with LLMClient(Endpoint("t", "m", server.base_url), SendPolicy(
-                    timeout_s=0.4, timeout_per_token_s=0, max_retries=1, backoff_s=0.01)) as llm:
+            async with LLMClient(
+                Endpoint("t", "m", server.base_url),
+                SendPolicy(timeout_s=0.4, timeout_per_token_s=0, max_retries=1, backoff_s=0.01),
+            ) as llm:
                 return await llm.send({"model": "m", "messages": [], "max_tokens": 1}), llm.limiter.stats()
 
         outcome, capacity = run_sync(go)
@@ -136,20 +152,22 @@ def test_all_three_stages_share_one_setup_check_and_one_error_text(monkeypatch: 
     with FakeOpenAIServer(lambda request, hit: fail(401, "no"), models=None) as server:
         url = server.base_url
         calls = {
-            "corpus.labelling.labeller": lambda: OpenAILabeller(OpenAILabellerSettings(
-                model="m", base_url=url, api_key_env="DEFINEMED_TEST_K", structured_output="plain")).label_many(
-                docs(2)),
-            "evaluate.judge": lambda: OpenAIJudge(OpenAIJudgeConfig(
-                kind="openai", model="m", base_url=url, api_key_env="DEFINEMED_TEST_K"), None).judge_batch(
-                [JudgeItem("F?", "R", "a", "b")]),
-            "evaluate.generation": lambda: OpenAIGenerator("/x", OpenAIGenerationConfig(
-                kind="openai", model="m", base_url=url, api_key_env="DEFINEMED_TEST_K")).generate(["F?"]),
+            "corpus.labelling.labeller": lambda: OpenAILabeller(
+                OpenAILabellerSettings(
+                    model="m", base_url=url, api_key_env="DEFINEMED_TEST_K", structured_output="plain"
+                )
+            ).label_many(docs(2)),
+            "evaluate.judge": lambda: OpenAIJudge(
+                OpenAIJudgeConfig(kind="openai", model="m", base_url=url, api_key_env="DEFINEMED_TEST_K"), None
+            ).judge_batch([JudgeItem("F?", "R", "a", "b")]),
+            "evaluate.generation": lambda: OpenAIGenerator(
+                "/x", OpenAIGenerationConfig(kind="openai", model="m", base_url=url, api_key_env="DEFINEMED_TEST_K")
+            ).generate(["F?"]),
         }
         for who, call in calls.items():
             with pytest.raises(Exception) as err:
                 call()
-            assert str(err.value).startswith(f"{who}: {url} answered HTTP 401: the key in DEFINEMED_TEST_K was "
-                                             "refused")
+            assert str(err.value).startswith(f"{who}: {url} answered HTTP 401: the key in DEFINEMED_TEST_K was refused")
             assert "sk-secret-key-777777" not in str(err.value)
 
 
@@ -162,7 +180,8 @@ def test_scrub_removes_keys_and_bearer_tokens() -> None:
 
 def test_identical_requests_per_answered_item_on_a_healthy_server_is_one(tmp_path: Path) -> None:
     with FakeOpenAIServer(lambda request, hit: ok(VALID, delay_s=0.01)) as server:
-        lab = OpenAILabeller(OpenAILabellerSettings(model="m", base_url=server.base_url, structured_output="plain",
-                                                    **FAST))
+        lab = OpenAILabeller(
+            OpenAILabellerSettings(model="m", base_url=server.base_url, structured_output="plain", **FAST)
+        )
         run = label_documents(docs(20), lab, tmp_path)
     assert run.counts["requests"] == 20 == server.hits

@@ -30,8 +30,17 @@ def test_verbosity_is_measured_on_untruncated_answers_only() -> None:
     from definemed.analyze.stage import summarize
 
     def row(model: str, words: int, cut: bool) -> dict:
-        return {"model": model, "words": words, "hit_limit": cut, "reference_words": 0, "line_pass": True,
-                "foreign_line_share": 0.0, "tokens": words, "empty": False, "repetition": 0.0}
+        return {
+            "model": model,
+            "words": words,
+            "hit_limit": cut,
+            "reference_words": 0,
+            "line_pass": True,
+            "foreign_line_share": 0.0,
+            "tokens": words,
+            "empty": False,
+            "repetition": 0.0,
+        }
 
     rows = [row("a", 128, True), row("a", 20, False), row("b", 128, True), row("b", 40, False)]
     summary = summarize(rows, "a")

@@ -30,16 +30,18 @@ from tests.llm.conftest import MODEL, SERVER_KEY, SERVER_KEY_ENV
 PROMPTS = Path(__file__).parent / "prompts"
 LABEL_TEMPLATE = str(PROMPTS / "label_short_en.md")
 JUDGE_TEMPLATE = str(PROMPTS / "judge_short_de.md")
-TEXTS = ["Bluthochdruck wird mit ACE-Hemmern behandelt; die Dosis richtet sich nach dem Blutdruck.",
-         "Die Zinsen für Sparkonten steigen im nächsten Jahr, sagt die Bank.",
-         "Die Grippeimpfung wird für Menschen über 60 Jahre empfohlen.",
-         "Der Fußballverein gewann das Spiel mit drei zu eins.",
-         "Metformin ist das Mittel der ersten Wahl bei Diabetes Typ 2.",
-         "Das neue Smartphone hat eine bessere Kamera."]
-ITEMS = [JudgeItem("Was hilft bei Kopfschmerzen?", "Ibuprofen oder Paracetamol.", "Ibuprofen hilft.",
-                   "Ich weiß es nicht."),
-         JudgeItem("Was hilft bei Kopfschmerzen?", "Ibuprofen oder Paracetamol.", "Ich weiß es nicht.",
-                   "Ibuprofen hilft.")]
+TEXTS = [
+    "Bluthochdruck wird mit ACE-Hemmern behandelt; die Dosis richtet sich nach dem Blutdruck.",
+    "Die Zinsen für Sparkonten steigen im nächsten Jahr, sagt die Bank.",
+    "Die Grippeimpfung wird für Menschen über 60 Jahre empfohlen.",
+    "Der Fußballverein gewann das Spiel mit drei zu eins.",
+    "Metformin ist das Mittel der ersten Wahl bei Diabetes Typ 2.",
+    "Das neue Smartphone hat eine bessere Kamera.",
+]
+ITEMS = [
+    JudgeItem("Was hilft bei Kopfschmerzen?", "Ibuprofen oder Paracetamol.", "Ibuprofen hilft.", "Ich weiß es nicht."),
+    JudgeItem("Was hilft bei Kopfschmerzen?", "Ibuprofen oder Paracetamol.", "Ich weiß es nicht.", "Ibuprofen hilft."),
+]
 
 
 def docs(n: int = len(TEXTS), prefix: str = "d") -> list[Document]:
@@ -47,21 +49,32 @@ def docs(n: int = len(TEXTS), prefix: str = "d") -> list[Document]:
 
 
 def labeller(server: LocalServer, **overrides: object) -> OpenAILabeller:
-    values: dict[str, object] = {"model": MODEL, "base_url": server.base_url, "template": LABEL_TEMPLATE,
-                                 "max_tokens": 32, "api_key_env": "DEFINEMED_TEST_UNSET_KEY"}
+    values: dict[str, object] = {
+        "model": MODEL,
+        "base_url": server.base_url,
+        "template": LABEL_TEMPLATE,
+        "max_tokens": 32,
+        "api_key_env": "DEFINEMED_TEST_UNSET_KEY",
+    }
     return OpenAILabeller(OpenAILabellerSettings(**{**values, **overrides}))
 
 
 def judge(server: LocalServer, workdir: Path | None, **overrides: object) -> OpenAIJudge:
-    values: dict[str, object] = {"kind": "openai", "model": MODEL, "base_url": server.base_url,
-                                 "template": JUDGE_TEMPLATE, "api_key_env": "DEFINEMED_TEST_UNSET_KEY",
-                                 "method": "logprob"}
+    values: dict[str, object] = {
+        "kind": "openai",
+        "model": MODEL,
+        "base_url": server.base_url,
+        "template": JUDGE_TEMPLATE,
+        "api_key_env": "DEFINEMED_TEST_UNSET_KEY",
+        "method": "logprob",
+    }
     return OpenAIJudge(OpenAIJudgeConfig.model_validate({**values, **overrides}), workdir)
 
 
 # ----------------------------------------------------------------------------------------- findings 2, 3
 def test_logprob_labelling_with_the_defaults_scores_every_document_in_one_request_each(
-        real_server: LocalServer, tmp_path: Path) -> None:
+    real_server: LocalServer, tmp_path: Path
+) -> None:
     lab = labeller(real_server, method="logprob", positive="yes", negative="no")  # defaults: 8 in flight
     run = label_documents(docs(), lab, tmp_path, max_failure_share=0.0)
     assert run.counts["ok"] == len(TEXTS)  # every document scored: yes/no are among the top log-probabilities
@@ -74,12 +87,12 @@ def test_logprob_labelling_with_the_defaults_scores_every_document_in_one_reques
 
 
 def test_json_schema_is_refused_once_and_json_object_with_the_schema_gives_valid_labels(
-        real_server: LocalServer, tmp_path: Path) -> None:
+    real_server: LocalServer, tmp_path: Path
+) -> None:
     lab = labeller(real_server, structured_output="auto")
     run = label_documents(docs(4), lab, tmp_path, max_failure_share=0.5)
     # llama-cpp-python answers json_schema with HTTP 500: asked once while negotiating, never per document
-    assert [(t["mode"], t["status"]) for t in lab.stats["negotiation"]] == [("json_schema", 500),
-                                                                            ("json_object", 200)]
+    assert [(t["mode"], t["status"]) for t in lab.stats["negotiation"]] == [("json_schema", 500), ("json_object", 200)]
     assert lab.stats["structured_output"] == "json_object"
     assert lab.stats["requests"] == 4 and lab.stats["retries"] == {}
     assert run.counts["ok"] >= 3  # the schema grammar makes SmolLM2 write valid labels (free text: 0-3 %)
@@ -88,7 +101,8 @@ def test_json_schema_is_refused_once_and_json_object_with_the_schema_gives_valid
 
 
 def test_a_forced_unsupported_response_format_fails_each_document_once_not_four_times(
-        real_server: LocalServer, tmp_path: Path) -> None:
+    real_server: LocalServer, tmp_path: Path
+) -> None:
     lab = labeller(real_server, structured_output="json_schema", max_retries=4)
     run = label_documents(docs(3), lab, tmp_path, max_failure_share=1.0)
     assert [r.status for r in run.results] == ["http_error"] * 3
@@ -97,8 +111,7 @@ def test_a_forced_unsupported_response_format_fails_each_document_once_not_four_
 
 
 # ----------------------------------------------------------------------------------------- finding 6
-def test_judge_both_orders_in_logprob_mode_counts_tokens_and_requests(real_server: LocalServer,
-                                                                      tmp_path: Path) -> None:
+def test_judge_both_orders_in_logprob_mode_counts_tokens_and_requests(real_server: LocalServer, tmp_path: Path) -> None:
     j = judge(real_server, tmp_path)
     verdicts = j.judge_batch(ITEMS)
     assert [v.winner in ("A", "B", "tie") for v in verdicts] == [True, True]
@@ -111,7 +124,8 @@ def test_judge_both_orders_in_logprob_mode_counts_tokens_and_requests(real_serve
 
 
 def test_generating_judge_records_cut_replies_and_does_not_resend_at_temperature_zero(
-        real_server: LocalServer, tmp_path: Path) -> None:
+    real_server: LocalServer, tmp_path: Path
+) -> None:
     j = judge(real_server, tmp_path, method="generate", max_tokens=4, parse_retries=2, max_invalid_share=1.0)
     verdicts = j.judge_batch(ITEMS)
     for v in verdicts:
@@ -123,7 +137,8 @@ def test_generating_judge_records_cut_replies_and_does_not_resend_at_temperature
 
 # ----------------------------------------------------------------------------------------- finding 1
 def test_an_invalid_judge_fails_with_one_line_naming_causes_and_where_replies_are(
-        real_server: LocalServer, tmp_path: Path) -> None:
+    real_server: LocalServer, tmp_path: Path
+) -> None:
     from definemed.llm import FailureBudgetExceeded
 
     j = judge(real_server, tmp_path, method="generate", max_tokens=2, max_invalid_share=0.1)
@@ -136,8 +151,13 @@ def test_an_invalid_judge_fails_with_one_line_naming_causes_and_where_replies_ar
 
 # ----------------------------------------------------------------------------------------- generation
 def test_generation_counts_tokens_requests_and_cut_answers(real_server: LocalServer) -> None:
-    cfg = OpenAIGenerationConfig(kind="openai", model=MODEL, base_url=real_server.base_url, max_new_tokens=6,
-                                 api_key_env="DEFINEMED_TEST_UNSET_KEY")
+    cfg = OpenAIGenerationConfig(
+        kind="openai",
+        model=MODEL,
+        base_url=real_server.base_url,
+        max_new_tokens=6,
+        api_key_env="DEFINEMED_TEST_UNSET_KEY",
+    )
     gen = OpenAIGenerator("/unused", cfg, seed=1, name="instruct")
     out = gen.generate(["Was ist Fieber?", "Nenne drei Symptome einer Grippe."])
     assert all(g.text and g.requests == 1 and 0 < g.n_tokens <= 6 and g.prompt_tokens > 0 for g in out)
@@ -162,8 +182,9 @@ def test_misspelled_model_is_an_error_naming_the_served_ones(real_server: LocalS
         judge(real_server, tmp_path, model="gpt-4o").judge_batch(ITEMS)
 
 
-def test_unset_and_refused_keys_name_the_variable(keyed_server: LocalServer, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unset_and_refused_keys_name_the_variable(
+    keyed_server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("DEFINEMED_TEST_CLIENT_KEY", raising=False)
     lab = labeller(keyed_server, api_key_env="DEFINEMED_TEST_CLIENT_KEY")
     with pytest.raises(EndpointSetupError, match="DEFINEMED_TEST_CLIENT_KEY is not set and the server wants a key"):
@@ -172,8 +193,13 @@ def test_unset_and_refused_keys_name_the_variable(keyed_server: LocalServer, tmp
     with pytest.raises(EndpointSetupError, match="HTTP 401: the key in DEFINEMED_TEST_CLIENT_KEY was refused"):
         judge(keyed_server, tmp_path, api_key_env="DEFINEMED_TEST_CLIENT_KEY").judge_batch(ITEMS)
     monkeypatch.setenv("DEFINEMED_TEST_CLIENT_KEY", SERVER_KEY)
-    run = label_documents(docs(2), labeller(keyed_server, api_key_env="DEFINEMED_TEST_CLIENT_KEY",
-                                            method="logprob", positive="yes", negative="no"), tmp_path / "ok")
+    run = label_documents(
+        docs(2),
+        labeller(
+            keyed_server, api_key_env="DEFINEMED_TEST_CLIENT_KEY", method="logprob", positive="yes", negative="no"
+        ),
+        tmp_path / "ok",
+    )
     assert run.counts["ok"] == 2
     stored = "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file())
     assert SERVER_KEY not in stored and "sk-wrong-key" not in stored
@@ -195,11 +221,13 @@ label_documents(docs, OpenAILabeller(settings), sys.argv[2])
 
 
 @pytest.mark.slow
-def test_killed_labelling_resumes_asking_exactly_the_remaining_documents(real_server: LocalServer,
-                                                                         tmp_path: Path) -> None:
+def test_killed_labelling_resumes_asking_exactly_the_remaining_documents(
+    real_server: LocalServer, tmp_path: Path
+) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, real_server.base_url, str(tmp_path),
-                             LABEL_TEMPLATE], env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, real_server.base_url, str(tmp_path), LABEL_TEMPLATE], env=env
+    )
     cache = tmp_path / "label_cache.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not cache.exists() or len(cache.read_text().splitlines()) < 4):
@@ -208,8 +236,9 @@ def test_killed_labelling_resumes_asking_exactly_the_remaining_documents(real_se
     proc.wait()
     saved = {json.loads(line)["doc_id"] for line in cache.read_text().splitlines() if line.strip()}
     assert 4 <= len(saved) < 16
-    docs16 = [Document(id=f"k-{i}", text=f"Dokument Nummer {i} über Bluthochdruck und Blutdrucksenker.")
-              for i in range(16)]
+    docs16 = [
+        Document(id=f"k-{i}", text=f"Dokument Nummer {i} über Bluthochdruck und Blutdrucksenker.") for i in range(16)
+    ]
     lab = labeller(real_server, method="logprob", positive="yes", negative="no")
     run = label_documents(docs16, lab, tmp_path)
     assert lab.stats["requests"] == 16 - len(saved) and run.counts["cached"] == len(saved)
@@ -220,7 +249,8 @@ def test_killed_labelling_resumes_asking_exactly_the_remaining_documents(real_se
 
 # ----------------------------------------------------------------------------------------- finding 1, stage level
 def test_evaluate_stage_with_the_real_judge_fails_when_verdicts_are_invalid_and_records_it_when_valid(
-        real_server: LocalServer, tmp_path: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_server: LocalServer, tmp_path: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from definemed import registry
     from definemed.errors import DefinemedError
     from definemed.evaluate.stage import run
@@ -228,19 +258,30 @@ def test_evaluate_stage_with_the_real_judge_fails_when_verdicts_are_invalid_and_
     from tests.evaluate.test_eval_stage_resume import NoGenerator, write_answers
 
     monkeypatch.setitem(registry._ENTRIES["generator"], "hf", (NoGenerator, "test double"))
-    judge_cfg = {"kind": "openai", "model": MODEL, "base_url": real_server.base_url, "template": JUDGE_TEMPLATE,
-                 "api_key_env": "DEFINEMED_TEST_UNSET_KEY"}
+    judge_cfg = {
+        "kind": "openai",
+        "model": MODEL,
+        "base_url": real_server.base_url,
+        "template": JUDGE_TEMPLATE,
+        "api_key_env": "DEFINEMED_TEST_UNSET_KEY",
+    }
     (tmp_path / "bad").mkdir()
     (tmp_path / "good").mkdir()
-    inputs, ctx = make_setup(tmp_path / "bad", tiny_llama_dir, tiny_llama_dir, tiny_llama_dir,
-                             {"judge": judge_cfg | {"method": "generate", "max_tokens": 2}})
+    inputs, ctx = make_setup(
+        tmp_path / "bad",
+        tiny_llama_dir,
+        tiny_llama_dir,
+        tiny_llama_dir,
+        {"judge": judge_cfg | {"method": "generate", "max_tokens": 2}},
+    )
     write_answers(ctx)
     with pytest.raises(DefinemedError) as err:  # the CLI prints it as one error: line and exits 2
         run(inputs, ctx)
     assert "evaluate.judge" in str(err.value) and "cut=" in str(err.value)
 
-    inputs, ctx = make_setup(tmp_path / "good", tiny_llama_dir, tiny_llama_dir, tiny_llama_dir,
-                             {"judge": judge_cfg | {"method": "logprob"}})
+    inputs, ctx = make_setup(
+        tmp_path / "good", tiny_llama_dir, tiny_llama_dir, tiny_llama_dir, {"judge": judge_cfg | {"method": "logprob"}}
+    )
     write_answers(ctx)
     judge = run(inputs, ctx).metrics.judge
     assert judge.kind == "openai" and judge.model == MODEL and judge.invalid_by_cause == {}

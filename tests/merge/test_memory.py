@@ -28,7 +28,8 @@ def _rss(field: str) -> int:
 
 
 def test_stage_merge_reads_through_our_loader_and_writes_the_same_tensors_as_plain_mergekit(
-        tmp_path: Path, tiny_llama_dir: Path, tiny_llama_other_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, tiny_llama_dir: Path, tiny_llama_other_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch
     from mergekit.config import MergeConfiguration
     from mergekit.io.tasks import LoaderCache
@@ -47,8 +48,11 @@ def test_stage_merge_reads_through_our_loader_and_writes_the_same_tensors_as_pla
     merge_dict = slerp_config(SlerpMergeConfig(t=[0.2, 0.7]), {"instruct": tiny_llama_dir, "cpt": tiny_llama_other_dir})
     stage.run_mergekit(merge_dict, tmp_path / "ours", "# card\n", tiny_llama_dir, shard_params=20_000)
     assert reads.count("model.embed_tokens.weight") == 2 and not LoaderCache().loaders  # both inputs; released
-    run_merge(MergeConfiguration.model_validate(merge_dict), str(tmp_path / "plain"),
-              options=MergeOptions(copy_tokenizer=False, write_model_card=False, quiet=True))
+    run_merge(
+        MergeConfiguration.model_validate(merge_dict),
+        str(tmp_path / "plain"),
+        options=MergeOptions(copy_tokenizer=False, write_model_card=False, quiet=True),
+    )
     release_loaders()
     ours, plain = _weights(tmp_path / "ours"), _weights(tmp_path / "plain")
     assert ours.keys() == plain.keys() and len(ours) > 10
@@ -107,8 +111,9 @@ def test_file_pages_leave_the_process_with_the_tensor(tmp_path: Path) -> None:
     assert kept["ReleasingTensorLoader"] < 8 * MIB
 
 
-def test_reading_a_large_tensor_switches_the_mmap_threshold_low(tiny_llama_dir: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reading_a_large_tensor_switches_the_mmap_threshold_low(
+    tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The loader sets glibc's mmap threshold low for the largest tensors and back for the others; the merge's
     end restores the default and trims the heap. (What glibc then does with RSS depends on the process's heap
     history, so the effect itself is measured by benchmarks/merge_memory.py, not asserted here.)"""
@@ -140,8 +145,13 @@ def test_reading_a_large_tensor_switches_the_mmap_threshold_low(tiny_llama_dir: 
         memory.release_loaders()
     low, default = memory.LARGE_TENSOR_MMAP_THRESHOLD, memory.DEFAULT_MMAP_THRESHOLD
     threshold = memory.M_MMAP_THRESHOLD
-    assert calls == [("mallopt", threshold, default), ("mallopt", threshold, low), ("mallopt", threshold, default),
-                     ("mallopt", threshold, default), ("malloc_trim", 0)]
+    assert calls == [
+        ("mallopt", threshold, default),
+        ("mallopt", threshold, low),
+        ("mallopt", threshold, default),
+        ("mallopt", threshold, default),
+        ("malloc_trim", 0),
+    ]
 
 
 def _shard_bytes(folder: Path) -> list[tuple[int, int]]:
@@ -157,13 +167,15 @@ def _shard_bytes(folder: Path) -> list[tuple[int, int]]:
     return out
 
 
-def test_out_shard_params_counts_parameters_not_bytes(tmp_path: Path, tiny_llama_dir: Path,
-                                                      tiny_llama_other_dir: Path) -> None:
+def test_out_shard_params_counts_parameters_not_bytes(
+    tmp_path: Path, tiny_llama_dir: Path, tiny_llama_other_dir: Path
+) -> None:
     """mergekit's `out_shard_size` is compared with bytes: the stage converts parameters with the dtype."""
     shard = 20_000
     for dtype, width in (("float32", 4), ("bfloat16", 2)):
-        merge_dict = slerp_config(SlerpMergeConfig(t=0.5, dtype=dtype),
-                                  {"instruct": tiny_llama_dir, "cpt": tiny_llama_other_dir})
+        merge_dict = slerp_config(
+            SlerpMergeConfig(t=0.5, dtype=dtype), {"instruct": tiny_llama_dir, "cpt": tiny_llama_other_dir}
+        )
         stage.run_mergekit(merge_dict, tmp_path / dtype, "# card\n", tiny_llama_dir, shard_params=shard)
         shards = _shard_bytes(tmp_path / dtype)
         assert len(shards) > 1

@@ -28,8 +28,9 @@ def _merge(tmp_path: Path, base: Path, other: Path, t: float | list[float]) -> t
     cfg = DefinemedConfig.model_validate(data)
     run_dir = cfg.run.run_dir
     shutil.copytree(other, run_dir / "cpt" / "model")
-    ctx = StageContext(run_dir=run_dir, stage="merge",
-                       upstream={"cpt": {"outputs": {"model": "model"}, "run_id": "x", "key": "y"}})
+    ctx = StageContext(
+        run_dir=run_dir, stage="merge", upstream={"cpt": {"outputs": {"model": "model"}, "run_id": "x", "key": "y"}}
+    )
     return stage.run(bind(cfg), ctx), ctx
 
 
@@ -54,8 +55,9 @@ def _reference_slerp(t: float, a: Any, b: Any) -> Any:
     return ((math.sin((1 - t) * theta) * x + math.sin(t * theta) * y) / math.sin(theta)).reshape(a.shape)
 
 
-def test_t0_reproduces_base_and_t1_reproduces_other(tmp_path: Path, tiny_llama_dir: Path,
-                                                    tiny_llama_other_dir: Path) -> None:
+def test_t0_reproduces_base_and_t1_reproduces_other(
+    tmp_path: Path, tiny_llama_dir: Path, tiny_llama_other_dir: Path
+) -> None:
     base, other = _weights(tiny_llama_dir), _weights(tiny_llama_other_dir)
     for t, expected in ((0.0, base), (1.0, other)):
         result, ctx = _merge(tmp_path / f"t{t}", tiny_llama_dir, tiny_llama_other_dir, t)
@@ -63,11 +65,14 @@ def test_t0_reproduces_base_and_t1_reproduces_other(tmp_path: Path, tiny_llama_d
         assert merged.keys() == expected.keys()
         assert max(float((merged[k].float() - expected[k].float()).abs().max()) for k in merged) < 1e-5
         assert result.metrics.method == "slerp" and result.metrics.t == t and result.metrics.sweep is None
-        assert result.metrics.base == str(tiny_llama_dir) and result.metrics.inputs["instruct"] == str(tiny_llama_dir.resolve())
+        assert result.metrics.base == str(tiny_llama_dir) and result.metrics.inputs["instruct"] == str(
+            tiny_llama_dir.resolve()
+        )
 
 
 def test_half_way_slerp_matches_a_reference_and_the_model_generates(
-        tmp_path: Path, tiny_llama_dir: Path, tiny_llama_other_dir: Path) -> None:
+    tmp_path: Path, tiny_llama_dir: Path, tiny_llama_other_dir: Path
+) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -89,20 +94,24 @@ def test_half_way_slerp_matches_a_reference_and_the_model_generates(
     assert ids.shape[1] > 2 and result.metrics.seconds > 0
 
 
-def test_gradient_t_spreads_anchors_over_layers(tmp_path: Path, tiny_llama_dir: Path,
-                                                tiny_llama_other_dir: Path) -> None:
+def test_gradient_t_spreads_anchors_over_layers(
+    tmp_path: Path, tiny_llama_dir: Path, tiny_llama_other_dir: Path
+) -> None:
     import torch
 
     assert layer_factors([0.2, 0.8], 2) == [0.2, 0.8]
     assert layer_factors([0.0, 1.0, 0.0], 5) == [0.0, 0.5, 1.0, 0.5, 0.0]
     assert layer_factors(0.3, 3) == [0.3, 0.3, 0.3] and layer_factors([0.1, 0.9], 1) == [0.9]  # one layer: t=1
-    assert module_factors({"mlp": [0.0, 1.0], "default": 0.25}, 3) == {"mlp": [0.0, 0.5, 1.0],
-                                                                       "default": [0.25, 0.25, 0.25]}
+    assert module_factors({"mlp": [0.0, 1.0], "default": 0.25}, 3) == {
+        "mlp": [0.0, 0.5, 1.0],
+        "default": [0.25, 0.25, 0.25],
+    }
     _, ctx = _merge(tmp_path, tiny_llama_dir, tiny_llama_other_dir, [0.2, 0.8])
     base, other, merged = _weights(tiny_llama_dir), _weights(tiny_llama_other_dir), _weights(ctx.stage_dir / "model")
     for name, t in ((Q0, 0.2), (Q1, 0.8), (EMBED, 0.2)):
-        torch.testing.assert_close(merged[name].double(), _reference_slerp(t, base[name], other[name]),
-                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            merged[name].double(), _reference_slerp(t, base[name], other[name]), atol=1e-5, rtol=1e-4
+        )
 
 
 def test_slerp_config_uses_absolute_paths_and_the_base_as_t0(tmp_path: Path) -> None:
@@ -115,8 +124,9 @@ def _assert_nothing_written(ctx_dir: Path) -> None:
     assert not (ctx_dir / "model").exists() and not (ctx_dir / "model.tmp").exists()
 
 
-def test_different_architectures_fail_before_writing(tmp_path: Path, tiny_llama_dir: Path,
-                                                     tiny_qwen2_dir: Path) -> None:
+def test_different_architectures_fail_before_writing(
+    tmp_path: Path, tiny_llama_dir: Path, tiny_qwen2_dir: Path
+) -> None:
     with pytest.raises(MergeCompatibilityError, match=r"architecture mismatch: model_type is 'llama'.*'qwen2'"):
         _merge(tmp_path, tiny_llama_dir, tiny_qwen2_dir, 0.5)
     _assert_nothing_written(tmp_path / "run" / "merge")

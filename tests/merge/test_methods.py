@@ -42,8 +42,11 @@ def _run(tmp_path: Path, models: dict[str, Path], cpt: Path, merge: dict[str, An
     data["merge"] = merge
     cfg = DefinemedConfig.model_validate(data)
     shutil.copytree(cpt, cfg.run.run_dir / "cpt" / "model")
-    ctx = StageContext(run_dir=cfg.run.run_dir, stage="merge",
-                       upstream={"cpt": {"outputs": {"model": "model"}, "run_id": "x", "key": "y"}})
+    ctx = StageContext(
+        run_dir=cfg.run.run_dir,
+        stage="merge",
+        upstream={"cpt": {"outputs": {"model": "model"}, "run_id": "x", "key": "y"}},
+    )
     return stage.run(bind(cfg), ctx), ctx.stage_dir / "model"
 
 
@@ -56,7 +59,8 @@ def _loadable(folder: Path) -> None:
 
 
 def test_linear_with_weights_one_zero_reproduces_the_first_model(
-        tmp_path: Path, tiny_llama_dir: Path, tiny_llama_other_dir: Path) -> None:
+    tmp_path: Path, tiny_llama_dir: Path, tiny_llama_other_dir: Path
+) -> None:
     merge = {"kind": "linear", "models": [{"model": "instruct", "weight": 1.0}, {"model": "cpt", "weight": 0.0}]}
     result, out = _run(tmp_path, {"instruct": tiny_llama_dir}, tiny_llama_other_dir, merge)
     base, merged = _weights(tiny_llama_dir), _weights(out)
@@ -70,14 +74,17 @@ def test_linear_with_weights_one_zero_reproduces_the_first_model(
 
 
 def test_task_arithmetic_chat_vector_adds_instruct_minus_base_to_cpt(
-        tmp_path: Path, tiny_llama_dir: Path, tiny_llama_other_dir: Path) -> None:
+    tmp_path: Path, tiny_llama_dir: Path, tiny_llama_other_dir: Path
+) -> None:
     import torch
 
     pre = _perturbed(tiny_llama_dir, tmp_path / "pre-instruct", seed=5)
-    merge = {"kind": "task_arithmetic", "base_model": "pretrained",
-             "models": [{"model": "cpt", "weight": 1.0}, {"model": "instruct", "weight": 1.0}]}
-    result, out = _run(tmp_path / "run", {"instruct": tiny_llama_dir, "pretrained": pre}, tiny_llama_other_dir,
-                       merge)
+    merge = {
+        "kind": "task_arithmetic",
+        "base_model": "pretrained",
+        "models": [{"model": "cpt", "weight": 1.0}, {"model": "instruct", "weight": 1.0}],
+    }
+    result, out = _run(tmp_path / "run", {"instruct": tiny_llama_dir, "pretrained": pre}, tiny_llama_other_dir, merge)
     cpt, inst, base, merged = (_weights(p) for p in (tiny_llama_other_dir, tiny_llama_dir, pre, out))
     for name in (Q0, UP1, "model.embed_tokens.weight"):
         torch.testing.assert_close(merged[name], cpt[name] + (inst[name] - base[name]), atol=1e-5, rtol=1e-5)
@@ -87,14 +94,18 @@ def test_task_arithmetic_chat_vector_adds_instruct_minus_base_to_cpt(
 
 
 @pytest.mark.parametrize("kind", ["ties", "dare_ties"])
-def test_ties_and_dare_ties_run_and_differ_from_linear(tmp_path: Path, tiny_llama_dir: Path,
-                                                        tiny_llama_other_dir: Path, kind: str) -> None:
+def test_ties_and_dare_ties_run_and_differ_from_linear(
+    tmp_path: Path, tiny_llama_dir: Path, tiny_llama_other_dir: Path, kind: str
+) -> None:
     import torch
 
     pre = _perturbed(tiny_llama_dir, tmp_path / "pre-instruct", seed=5)
     models = {"instruct": tiny_llama_dir, "pretrained": pre}
-    merge = {"kind": kind, "base_model": "pretrained", "density": 0.3, "seed": 1} if kind == "dare_ties" else \
-        {"kind": kind, "base_model": "pretrained", "density": 0.3}
+    merge = (
+        {"kind": kind, "base_model": "pretrained", "density": 0.3, "seed": 1}
+        if kind == "dare_ties"
+        else {"kind": kind, "base_model": "pretrained", "density": 0.3}
+    )
     result, out = _run(tmp_path / kind, models, tiny_llama_other_dir, merge)
     _, lin = _run(tmp_path / "linear", models, tiny_llama_other_dir, {"kind": "linear"})
     merged, linear, base = _weights(out), _weights(lin), _weights(pre)
@@ -109,29 +120,35 @@ def test_ties_and_dare_ties_run_and_differ_from_linear(tmp_path: Path, tiny_llam
         torch.testing.assert_close(_weights(again)[Q0], merged[Q0])
 
 
-def test_per_module_curve_gives_attention_its_own_factor(tmp_path: Path, tiny_llama_dir: Path,
-                                                         tiny_llama_other_dir: Path) -> None:
+def test_per_module_curve_gives_attention_its_own_factor(
+    tmp_path: Path, tiny_llama_dir: Path, tiny_llama_other_dir: Path
+) -> None:
     import torch
 
     t = {"self_attn": [0.1, 0.9], "mlp": 0.7, "default": 0.4}
-    assert factor_setting(t) == [{"filter": "self_attn", "value": [0.1, 0.9]}, {"filter": "mlp", "value": 0.7},
-                                 {"value": 0.4}]
+    assert factor_setting(t) == [
+        {"filter": "self_attn", "value": [0.1, 0.9]},
+        {"filter": "mlp", "value": 0.7},
+        {"value": 0.4},
+    ]
     result, out = _run(tmp_path, {"instruct": tiny_llama_dir}, tiny_llama_other_dir, {"kind": "slerp", "t": t})
     a, b, m = _weights(tiny_llama_dir), _weights(tiny_llama_other_dir), _weights(out)
     expected = {Q0: 0.1, K0: 0.1, Q1: 0.9, UP0: 0.7, UP1: 0.7, "model.layers.0.input_layernorm.weight": 0.4}
     for name, factor in expected.items():
-        torch.testing.assert_close(m[name].double(), _reference_slerp(factor, a[name], b[name]),
-                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(m[name].double(), _reference_slerp(factor, a[name], b[name]), atol=1e-5, rtol=1e-4)
     assert result.metrics.t == 0.4 and result.metrics.parameters["t"] == t
     assert "| self_attn | 0.100, 0.900 |" in (out / "README.md").read_text()
 
 
-def test_chat_template_mismatch_fails_before_writing(tmp_path: Path, tiny_llama_dir: Path,
-                                                     tiny_llama_other_dir: Path) -> None:
+def test_chat_template_mismatch_fails_before_writing(
+    tmp_path: Path, tiny_llama_dir: Path, tiny_llama_other_dir: Path
+) -> None:
     other = tmp_path / "other-template"
     shutil.copytree(tiny_llama_other_dir, other)
     template = other / "chat_template.jinja"
     template.write_text(template.read_text().replace("<|im_start|>", "[INST]"), encoding="utf-8")
-    with pytest.raises(MergeCompatibilityError, match=r"chat template mismatch between .* differ from character 33 .*\[INST\]"):
+    with pytest.raises(
+        MergeCompatibilityError, match=r"chat template mismatch between .* differ from character 33 .*\[INST\]"
+    ):
         _run(tmp_path / "m", {"instruct": tiny_llama_dir}, other, {"kind": "slerp", "t": 0.5})
     assert not (tmp_path / "m" / "run" / "merge").exists()

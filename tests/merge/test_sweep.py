@@ -24,18 +24,35 @@ OBJECTIVE = {"mcq_acc": 1.0, "mixing_rate": -0.5, "medical_loss": -0.1, "general
 
 
 def _sweep_config(tmp_path: Path, instruct: Path) -> DefinemedConfig:
-    questions = [{"id": f"q{i}", "subject": "anatomy", "question": f"Frage {i}: Wo liegt die Lunge?",
-                  "choices": ["Brust", "Bauch", "Kopf", "Bein"], "answer": i % 4} for i in range(12)]
+    questions = [
+        {
+            "id": f"q{i}",
+            "subject": "anatomy",
+            "question": f"Frage {i}: Wo liegt die Lunge?",
+            "choices": ["Brust", "Bauch", "Kopf", "Bein"],
+            "answer": i % 4,
+        }
+        for i in range(12)
+    ]
     write_jsonl(tmp_path / "mcq.jsonl", questions)
-    write_jsonl(tmp_path / "prompts.jsonl", [{"id": f"p{i}", "prompt": text} for i, text in
-                                             enumerate(GERMAN_MEDICAL[:3])])
+    write_jsonl(
+        tmp_path / "prompts.jsonl", [{"id": f"p{i}", "prompt": text} for i, text in enumerate(GERMAN_MEDICAL[:3])]
+    )
     data = minimal_config_dict(tmp_path, model_id=str(instruct))
     data["cpt"] = {"block_size": 16, "heldout_fraction": 0.6}
-    data["evaluate"] = {"mcq": {"tasks": [{"name": "tiny_mcq", "path": str(tmp_path / "mcq.jsonl")}]},
-                        "prompts": str(tmp_path / "prompts.jsonl")}
-    data["merge"] = {"kind": "slerp", "t": 0.5, "sweep": {
-        "grid": [0.0, 1.0], "objective": {"maximize": OBJECTIVE},
-        "proxy": {"mcq_task": "tiny_mcq", "mcq_limit": 6, "heldout_blocks": 2, "prompts": 2, "max_new_tokens": 4}}}
+    data["evaluate"] = {
+        "mcq": {"tasks": [{"name": "tiny_mcq", "path": str(tmp_path / "mcq.jsonl")}]},
+        "prompts": str(tmp_path / "prompts.jsonl"),
+    }
+    data["merge"] = {
+        "kind": "slerp",
+        "t": 0.5,
+        "sweep": {
+            "grid": [0.0, 1.0],
+            "objective": {"maximize": OBJECTIVE},
+            "proxy": {"mcq_task": "tiny_mcq", "mcq_limit": 6, "heldout_blocks": 2, "prompts": 2, "max_new_tokens": 4},
+        },
+    }
     return DefinemedConfig.model_validate(data)
 
 
@@ -48,11 +65,13 @@ def _upstream(run_dir: Path, cpt: Path) -> dict[str, dict[str, object]]:
     return {"corpus": corpus, "cpt": {"outputs": {"model": "model"}, "run_id": "x", "key": "y"}}
 
 
-def test_sweep_scores_every_candidate_and_keeps_the_argmax(tmp_path: Path, tiny_llama_dir: Path,
-                                                           tiny_llama_other_dir: Path) -> None:
+def test_sweep_scores_every_candidate_and_keeps_the_argmax(
+    tmp_path: Path, tiny_llama_dir: Path, tiny_llama_other_dir: Path
+) -> None:
     cfg = _sweep_config(tmp_path, tiny_llama_dir)
-    ctx = StageContext(run_dir=cfg.run.run_dir, stage="merge", upstream=_upstream(cfg.run.run_dir,
-                                                                                 tiny_llama_other_dir))
+    ctx = StageContext(
+        run_dir=cfg.run.run_dir, stage="merge", upstream=_upstream(cfg.run.run_dir, tiny_llama_other_dir)
+    )
     result = stage.run(bind(cfg), ctx)
 
     sweep = read_json(ctx.stage_dir / "sweep.json")

@@ -31,8 +31,12 @@ class LengthJudgeConfig(Strict):
 
     kind: Literal["length"] = "length"
     unit: Literal["words", "chars"] = "words"
-    tie_margin: float = Field(0.1, ge=0, description="a difference in relative length error at or below this "
-                              "(a share of the reference's length) is a tie")
+    tie_margin: float = Field(
+        0.1,
+        ge=0,
+        description="a difference in relative length error at or below this "
+        "(a share of the reference's length) is a tie",
+    )
 
 
 def relative_length_error(answer: str, reference: str, unit: str) -> float:
@@ -72,10 +76,46 @@ class LengthJudge:
 # Lower-case word stems of German medical text; a word counts for every stem it contains ("Herzinsuffizienz":
 # herz, insuffizienz), so compounds need no splitting.
 MEDICAL_STEMS = (
-    "arzt", "ärzt", "patient", "klinik", "krankenhaus", "notaufnahme", "therap", "diagnos", "symptom", "behandl",
-    "medikament", "tablette", "dosis", "wirkstoff", "antibiot", "impf", "virus", "viren", "bakteri", "infekt",
-    "entzünd", "fieber", "schmerz", "krank", "blut", "herz", "lunge", "niere", "leber", "diabet", "insulin",
-    "tumor", "krebs", "operation", "chirurg", "pflege", "prophylaxe", "thrombo", "ekg", "insuffizienz",
+    "arzt",
+    "ärzt",
+    "patient",
+    "klinik",
+    "krankenhaus",
+    "notaufnahme",
+    "therap",
+    "diagnos",
+    "symptom",
+    "behandl",
+    "medikament",
+    "tablette",
+    "dosis",
+    "wirkstoff",
+    "antibiot",
+    "impf",
+    "virus",
+    "viren",
+    "bakteri",
+    "infekt",
+    "entzünd",
+    "fieber",
+    "schmerz",
+    "krank",
+    "blut",
+    "herz",
+    "lunge",
+    "niere",
+    "leber",
+    "diabet",
+    "insulin",
+    "tumor",
+    "krebs",
+    "operation",
+    "chirurg",
+    "pflege",
+    "prophylaxe",
+    "thrombo",
+    "ekg",
+    "insuffizienz",
 )
 
 
@@ -159,7 +199,13 @@ class KeywordClassifier:
         return self
 
 
-registry.register("judge", "length", LengthJudge, "demo plugin: answer length closest to the reference wins",
-                  config=LengthJudgeConfig)
-registry.register("classifier", "keywords", KeywordClassifier,
-                  "demo plugin: logistic regression on medical word-stem counts", config=KeywordParams)
+registry.register(
+    "judge", "length", LengthJudge, "demo plugin: answer length closest to the reference wins", config=LengthJudgeConfig
+)
+registry.register(
+    "classifier",
+    "keywords",
+    KeywordClassifier,
+    "demo plugin: logistic regression on medical word-stem counts",
+    config=KeywordParams,
+)

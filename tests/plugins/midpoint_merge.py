@@ -27,12 +27,15 @@ def midpoint_config(cfg: MidpointMergeConfig, paths: Mapping[str, str | Path]) -
     """The mergekit config: a weighted average of `base` and the CPT checkpoint."""
     return {
         "merge_method": "linear",
-        "models": [{"model": str(Path(paths[cfg.base]).resolve()), "parameters": {"weight": 1 - cfg.share}},
-                   {"model": str(Path(paths[CPT_MODEL]).resolve()), "parameters": {"weight": cfg.share}}],
+        "models": [
+            {"model": str(Path(paths[cfg.base]).resolve()), "parameters": {"weight": 1 - cfg.share}},
+            {"model": str(Path(paths[CPT_MODEL]).resolve()), "parameters": {"weight": cfg.share}},
+        ],
         "parameters": {"normalize": True},
         "dtype": cfg.dtype,
     }
 
 
-registry.register("merge_method", "midpoint", midpoint_config, "demo plugin: average of instruct and CPT",
-                  config=MidpointMergeConfig)
+registry.register(
+    "merge_method", "midpoint", midpoint_config, "demo plugin: average of instruct and CPT", config=MidpointMergeConfig
+)

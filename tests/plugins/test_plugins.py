@@ -32,12 +32,18 @@ def definemed(*args: str, cwd: Path, plugins: str | None = None, timeout: int = 
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO)])
     if plugins is not None:
         env["DEFINEMED_PLUGINS"] = plugins
-    return subprocess.run([sys.executable, "-m", "definemed.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "definemed.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
-def plugin_config(tmp_path: Path, judge: dict[str, Any] | None = None,
-                  keywords: dict[str, Any] | None = None) -> Path:
+def plugin_config(tmp_path: Path, judge: dict[str, Any] | None = None, keywords: dict[str, Any] | None = None) -> Path:
     """A config that uses the demo plugin's judge and classifier kinds."""
     data = minimal_config_dict(tmp_path)
     data["corpus"]["classifier"] = {"kind": "keywords", "keywords": {"C": 2.0} if keywords is None else keywords}
@@ -101,8 +107,7 @@ def test_without_the_plugin_each_unknown_kind_is_one_error_naming_its_field(tmp_
 
 
 def test_errors_inside_the_plugin_sections_name_the_field(tmp_path: Path) -> None:
-    path = plugin_config(tmp_path, judge={"kind": "length", "tie_margin": -1},
-                         keywords={"C": 1.0, "stems": ["Herz"]})
+    path = plugin_config(tmp_path, judge={"kind": "length", "tie_margin": -1}, keywords={"C": 1.0, "stems": ["Herz"]})
     out = definemed("validate", str(path), cwd=tmp_path, plugins=DEMO_PLUGIN)
     assert out.returncode == 1
     lines = error_lines(out.stderr)
@@ -132,32 +137,42 @@ def test_a_merge_method_plugin_validates_and_is_listed(tmp_path: Path) -> None:
     assert out.returncode == 1 and "'midpoint'" in out.stderr and "'slerp'" in out.stderr
 
     # The builder gets the merge config and the model folders and returns mergekit's config.
-    code = (f"import {MERGE_PLUGIN}, json\nfrom definemed import registry\n"
-            "cfg = registry.config_model('merge_method', 'midpoint')(share=0.25)\n"
-            "print(json.dumps(registry.get('merge_method', 'midpoint')(cfg, {'instruct': '/m/i', 'cpt': '/m/c'})))")
+    code = (
+        f"import {MERGE_PLUGIN}, json\nfrom definemed import registry\n"
+        "cfg = registry.config_model('merge_method', 'midpoint')(share=0.25)\n"
+        "print(json.dumps(registry.get('merge_method', 'midpoint')(cfg, {'instruct': '/m/i', 'cpt': '/m/c'})))"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
-    merge_dict = json.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                           check=True).stdout)
+    merge_dict = json.loads(
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    )
     assert merge_dict["merge_method"] == "linear"
-    assert [(m["model"], m["parameters"]["weight"]) for m in merge_dict["models"]] == [("/m/i", 0.75),
-                                                                                       ("/m/c", 0.25)]
+    assert [(m["model"], m["parameters"]["weight"]) for m in merge_dict["models"]] == [("/m/i", 0.75), ("/m/c", 0.25)]
 
 
 def test_plugin_classifier_loads_in_a_fresh_worker_process(tmp_path: Path) -> None:
     """The classify step loads the saved classifier by kind in datatrove workers: with `executor.workers` > 1
     (forkserver), on Slurm or Ray those are fresh processes that inherit $DEFINEMED_PLUGINS but not the imports."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
-           "DEFINEMED_PLUGINS": DEMO_PLUGIN}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
+        "DEFINEMED_PLUGINS": DEMO_PLUGIN,
+    }
     model_dir = tmp_path / "keywords"
-    train = (f"import {DEMO_PLUGIN} as p\n"
-             "p.KeywordClassifier().fit(['Der Patient hat Fieber.', 'Der Zug hat Verspätung.'], [True, False])"
-             f".save({str(model_dir)!r})")
+    train = (
+        f"import {DEMO_PLUGIN} as p\n"
+        "p.KeywordClassifier().fit(['Der Patient hat Fieber.', 'Der Zug hat Verspätung.'], [True, False])"
+        f".save({str(model_dir)!r})"
+    )
     subprocess.run([sys.executable, "-c", train], env=env, check=True, timeout=120)
-    score = ("from definemed.corpus.filters import MedicalRelevanceFilter\n"
-             f"f = MedicalRelevanceFilter('keywords', {str(model_dir)!r}, 0.5)\n"
-             "print(float(f._classifier().predict_proba(['Die Ärztin misst Fieber.'])[0]))")
-    out = subprocess.run([sys.executable, "-c", score], env=env, capture_output=True, text=True, timeout=120,
-                         check=False)
+    score = (
+        "from definemed.corpus.filters import MedicalRelevanceFilter\n"
+        f"f = MedicalRelevanceFilter('keywords', {str(model_dir)!r}, 0.5)\n"
+        "print(float(f._classifier().predict_proba(['Die Ärztin misst Fieber.'])[0]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", score], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert out.returncode == 0, out.stderr.strip().splitlines()[-1]
     assert 0.5 < float(out.stdout) <= 1
 
@@ -168,8 +183,11 @@ def planned(path: Path, cwd: Path, *overrides: str) -> dict[str, str]:
     out = definemed("plan", str(path), *overrides, cwd=cwd, plugins=DEMO_PLUGIN)
     assert out.returncode == 0, out.stderr
     stages = ("corpus", "cpt", "merge", "evaluate", "analyze", "report")
-    return {ln.split()[0]: ln.split()[1] for ln in out.stdout.splitlines()
-            if ln.startswith("  ") and ln.split()[0] in stages}
+    return {
+        ln.split()[0]: ln.split()[1]
+        for ln in out.stdout.splitlines()
+        if ln.startswith("  ") and ln.split()[0] in stages
+    }
 
 
 def demo_inputs(root: Path, texts: dict[str, list[str]]) -> dict[str, Path]:
@@ -184,7 +202,7 @@ def demo_inputs(root: Path, texts: dict[str, list[str]]) -> dict[str, Path]:
     random.Random(0).shuffle(rows)
     shards = root / "shards"
     write_parquet(rows[: len(rows) // 2], shards / "000_00000.parquet")
-    write_parquet(rows[len(rows) // 2:], shards / "001_00000.parquet")
+    write_parquet(rows[len(rows) // 2 :], shards / "001_00000.parquet")
     label_file = root / "labels.jsonl"
     label_file.write_text("".join(json.dumps(r) + "\n" for r in labels), encoding="utf-8")
     prompts = root / "prompts.jsonl"
@@ -193,8 +211,9 @@ def demo_inputs(root: Path, texts: dict[str, list[str]]) -> dict[str, Path]:
 
 
 @pytest.mark.slow
-def test_pipeline_runs_with_the_plugin_judge_and_classifier(tmp_path: Path, tiny_llama_dir: Path,
-                                                            german_texts: dict[str, list[str]]) -> None:
+def test_pipeline_runs_with_the_plugin_judge_and_classifier(
+    tmp_path: Path, tiny_llama_dir: Path, german_texts: dict[str, list[str]]
+) -> None:
     inputs = demo_inputs(tmp_path, german_texts)
     config = {
         "run": {"name": "plugins", "run_dir": str(tmp_path / "run"), "seed": 0},
@@ -203,17 +222,28 @@ def test_pipeline_runs_with_the_plugin_judge_and_classifier(tmp_path: Path, tiny
             "input": {"kind": "parquet", "paths": [str(inputs["shards"])]},
             "labels": {"kind": "file", "path": str(inputs["labels"])},
             "quality": {"fineweb_quality": {"line_punct_thr": 0.04, "short_line_thr": 0.9}},
-            "classifier": {"kind": "keywords", "threshold": 0.5, "holdout_fraction": 0.3,
-                           "keywords": {"C": 4.0}},
+            "classifier": {"kind": "keywords", "threshold": 0.5, "holdout_fraction": 0.3, "keywords": {"C": 4.0}},
             "executor": {"kind": "local", "tasks": 2, "workers": 2},  # forkserver workers load the plugin
         },
-        "cpt": {"block_size": 32, "per_device_batch_size": 4, "learning_rate": 3e-3, "warmup_steps": 0,
-                "max_steps": 2, "heldout_fraction": 0.2, "eval_max_blocks": 4, "logging_steps": 1,
-                "save_steps": 2},
-        "evaluate": {"models": ["instruct", "cpt", "merged"], "baseline": "instruct",
-                     "prompts": str(inputs["prompts"]), "bootstrap_rounds": 10,
-                     "generation": {"kind": "hf", "max_new_tokens": 4, "batch_size": 3},
-                     "judge": {"kind": "length", "tie_margin": 0.05}},
+        "cpt": {
+            "block_size": 32,
+            "per_device_batch_size": 4,
+            "learning_rate": 3e-3,
+            "warmup_steps": 0,
+            "max_steps": 2,
+            "heldout_fraction": 0.2,
+            "eval_max_blocks": 4,
+            "logging_steps": 1,
+            "save_steps": 2,
+        },
+        "evaluate": {
+            "models": ["instruct", "cpt", "merged"],
+            "baseline": "instruct",
+            "prompts": str(inputs["prompts"]),
+            "bootstrap_rounds": 10,
+            "generation": {"kind": "hf", "max_new_tokens": 4, "batch_size": 3},
+            "judge": {"kind": "length", "tie_margin": 0.05},
+        },
     }
     path = tmp_path / "plugins.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -221,8 +251,10 @@ def test_pipeline_runs_with_the_plugin_judge_and_classifier(tmp_path: Path, tiny
     out = definemed("run", str(path), cwd=tmp_path, plugins=DEMO_PLUGIN, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     run_dir = tmp_path / "run"
-    manifests = {s: json.loads((run_dir / s / "manifest.json").read_text(encoding="utf-8"))
-                 for s in ("corpus", "cpt", "merge", "evaluate", "analyze", "report")}
+    manifests = {
+        s: json.loads((run_dir / s / "manifest.json").read_text(encoding="utf-8"))
+        for s in ("corpus", "cpt", "merge", "evaluate", "analyze", "report")
+    }
 
     # The plugin classifier was trained, saved without pickle, and used to classify the corpus.
     corpus = manifests["corpus"]["metrics"]
@@ -238,16 +270,24 @@ def test_pipeline_runs_with_the_plugin_judge_and_classifier(tmp_path: Path, tiny
     judge = manifests["evaluate"]["metrics"]["judge"]
     assert (judge["kind"], judge["model"], judge["n_judgments"], judge["invalid"]) == ("length", "length", 18, 0)
     assert "toy judge" in judge["note"]
-    answers = {m: {r["prompt_id"]: r["answer"] for r in map(json.loads, (run_dir / "evaluate" / "answers" /
-               f"{m}.jsonl").read_text(encoding="utf-8").splitlines())} for m in ("instruct", "cpt", "merged")}
+    answers = {
+        m: {
+            r["prompt_id"]: r["answer"]
+            for r in map(
+                json.loads, (run_dir / "evaluate" / "answers" / f"{m}.jsonl").read_text(encoding="utf-8").splitlines()
+            )
+        }
+        for m in ("instruct", "cpt", "merged")
+    }
     references = {p["id"]: p["reference"] for p in PROMPTS}
     rows = [json.loads(ln) for ln in (run_dir / "evaluate" / "judgments.jsonl").read_text().splitlines()]
     assert len(rows) == 18
     for row in rows:
         second = row["model_b"] if row["shown_first"] == row["model_a"] else row["model_a"]
         ref_words = len(references[row["prompt_id"]].split())
-        a, b = (abs(len(answers[m][row["prompt_id"]].split()) - ref_words) / ref_words
-                for m in (row["shown_first"], second))
+        a, b = (
+            abs(len(answers[m][row["prompt_id"]].split()) - ref_words) / ref_words for m in (row["shown_first"], second)
+        )
         assert row["raw"] == f"length error A={a:.3f} B={b:.3f}"
         assert row["winner"] == ("tie" if abs(a - b) <= 0.05 else "A" if a < b else "B")
 
@@ -257,4 +297,10 @@ def test_pipeline_runs_with_the_plugin_judge_and_classifier(tmp_path: Path, tiny
     assert "keywords" in (report / "report.md").read_text(encoding="utf-8")
     assert planned(path, tmp_path) == dict.fromkeys(manifests, "cached")
     assert planned(path, tmp_path, "evaluate.judge.tie_margin=0.5") == {
-        "corpus": "cached", "cpt": "cached", "merge": "cached", "evaluate": "run", "analyze": "run", "report": "run"}
+        "corpus": "cached",
+        "cpt": "cached",
+        "merge": "cached",
+        "evaluate": "run",
+        "analyze": "run",
+        "report": "run",
+    }

@@ -20,10 +20,15 @@ def _one_error_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize(("code", "hint"), [
-    (errno.ENOSPC, "disk is full"), (errno.EROFS, "read-only"), (errno.EACCES, "permissions"),
-    (errno.ENOENT, "check the path"),
-])
+@pytest.mark.parametrize(
+    ("code", "hint"),
+    [
+        (errno.ENOSPC, "disk is full"),
+        (errno.EROFS, "read-only"),
+        (errno.EACCES, "permissions"),
+        (errno.ENOENT, "check the path"),
+    ],
+)
 def test_user_caused_os_errors_are_one_line(monkeypatch, capsys, code: int, hint: str) -> None:
     def fail(args):
         raise OSError(code, __import__("os").strerror(code), "/data/run/corpus/00000.jsonl.gz")

@@ -19,12 +19,15 @@ def _docs(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for f in sorted(folder.glob("*.jsonl.gz")) for line in gzip.open(f, "rt")]
 
 
-def test_general_output_has_no_copies_on_both_sides_of_the_heldout_split(corpus_inputs: dict,  # noqa: F811
-                                                                          make_config: Any,  # noqa: F811
-                                                                          german_texts: dict) -> None:
+def test_general_output_has_no_copies_on_both_sides_of_the_heldout_split(
+    corpus_inputs: dict,  # noqa: F811
+    make_config: Any,  # noqa: F811
+    german_texts: dict,
+) -> None:
     page = "\n".join(german_texts["general"])  # a general page, copied under 8 other ids (exact and near)
-    copies = {f"<urn:uuid:gcopy-{i}>": page if i % 2 else page.replace("Weinfest", "Weinfest mit Musik")
-              for i in range(8)}
+    copies = {
+        f"<urn:uuid:gcopy-{i}>": page if i % 2 else page.replace("Weinfest", "Weinfest mit Musik") for i in range(8)
+    }
     write_parquet([fineweb2_row(k, v) for k, v in copies.items()], corpus_inputs["shards"] / "004_00000.parquet")
     with corpus_inputs["labels"].open("a", encoding="utf-8") as fh:
         fh.writelines(json.dumps({"id": k, "medical": False}) + "\n" for k in copies)

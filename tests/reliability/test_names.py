@@ -28,8 +28,10 @@ def test_unsafe_model_names_are_refused_at_load(tmp_path: Path, name: str) -> No
 
 def test_unsafe_labeller_and_task_names_are_refused(tmp_path: Path) -> None:
     data = minimal_config_dict(tmp_path)
-    data["corpus"] = {"input": data["corpus"]["input"], "labelling": {
-        "labeller": {"kind": "file", "name": "../x", "path": "l.jsonl"}}}
+    data["corpus"] = {
+        "input": data["corpus"]["input"],
+        "labelling": {"labeller": {"kind": "file", "name": "../x", "path": "l.jsonl"}},
+    }
     with pytest.raises(Exception, match="not a safe name"):
         DefinemedConfig.model_validate(data)
     data = minimal_config_dict(tmp_path)

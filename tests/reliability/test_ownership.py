@@ -105,8 +105,9 @@ def test_blank_run_dir_is_a_config_error(tmp_path: Path, value: str) -> None:
         load_config(path)
 
 
-def test_unmarked_cwd_corpus_survives_blank_run_dir_via_cli(tmp_path: Path, monkeypatch, capsys,
-                                                             fakes: list[str]) -> None:
+def test_unmarked_cwd_corpus_survives_blank_run_dir_via_cli(
+    tmp_path: Path, monkeypatch, capsys, fakes: list[str]
+) -> None:
     """The original report: `run.run_dir=` (an unset shell variable) resolved to the cwd and deleted ./corpus."""
     import yaml
 

@@ -10,11 +10,17 @@ EVIL = '<img src=x onerror="alert(1)"><script>steal()</script>'
 
 
 def test_markdown_escapes_html_everywhere(tmp_path: Path) -> None:
-    sections = [Section(title=f"Answers {EVIL}", anchor="a", blocks=[
-        f"paragraph {EVIL}",
-        Table(headers=["model", "answer"], rows=[[EVIL, "a|b"]], caption=EVIL),
-        Example(title=f"prompt {EVIL}", text=f"line one\n{EVIL}", highlights=[EVIL]),
-    ])]
+    sections = [
+        Section(
+            title=f"Answers {EVIL}",
+            anchor="a",
+            blocks=[
+                f"paragraph {EVIL}",
+                Table(headers=["model", "answer"], rows=[[EVIL, "a|b"]], caption=EVIL),
+                Example(title=f"prompt {EVIL}", text=f"line one\n{EVIL}", highlights=[EVIL]),
+            ],
+        )
+    ]
     md = render_markdown(f"Report {EVIL}", sections, tmp_path / "figures")
     html_out = render_html(f"Report {EVIL}", sections)
     for out in (md, html_out):

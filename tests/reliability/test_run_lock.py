@@ -64,8 +64,9 @@ def test_killing_the_main_pid_releases_the_lock_at_once(tmp_path: Path, caplog, 
     script = tmp_path / "holder.py"
     script.write_text(HOLDER)
     env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO / "src"))}
-    proc = subprocess.Popen([sys.executable, str(script), str(run_dir), str(child_pid_file), start_method], env=env,
-                            start_new_session=True)  # its own group: we kill the main PID only, not the group
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(run_dir), str(child_pid_file), start_method], env=env, start_new_session=True
+    )  # its own group: we kill the main PID only, not the group
     try:
         _wait_for(child_pid_file)
         with pytest.raises(DefinemedError, match=f"in use by definemed pid {proc.pid}"), run_lock(run_dir):

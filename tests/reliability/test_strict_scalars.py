@@ -20,25 +20,31 @@ def _write(tmp_path: Path, **sections) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("section", "value", "message"), [
-    ({"cpt": {"max_steps": True}}, "cpt.max_steps", "expected a number, got a boolean"),
-    ({"cpt": {"learning_rate": float("inf")}}, "cpt.learning_rate", "finite number"),
-    ({"cpt": {"weight_decay": float("nan")}}, "cpt.weight_decay", "finite number"),
-    ({"cpt": {"epochs": False}}, "cpt.epochs", "expected a number, got a boolean"),
-    ({"evaluate": {"bootstrap_rounds": 10**12}}, "evaluate.bootstrap_rounds", "less than or equal to 100000"),
-    ({"run": {"seed": True}}, "run.seed", "expected a number, got a boolean"),
-])
+@pytest.mark.parametrize(
+    ("section", "value", "message"),
+    [
+        ({"cpt": {"max_steps": True}}, "cpt.max_steps", "expected a number, got a boolean"),
+        ({"cpt": {"learning_rate": float("inf")}}, "cpt.learning_rate", "finite number"),
+        ({"cpt": {"weight_decay": float("nan")}}, "cpt.weight_decay", "finite number"),
+        ({"cpt": {"epochs": False}}, "cpt.epochs", "expected a number, got a boolean"),
+        ({"evaluate": {"bootstrap_rounds": 10**12}}, "evaluate.bootstrap_rounds", "less than or equal to 100000"),
+        ({"run": {"seed": True}}, "run.seed", "expected a number, got a boolean"),
+    ],
+)
 def test_yaml_values(tmp_path: Path, section: dict, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=rf"{value} \(line \d+\): .*{message}"):
         load_config(_write(tmp_path, **section))
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("cpt.max_steps=true", "expected a number, got a boolean"),
-    ("cpt.learning_rate=.inf", "finite number"),
-    ("cpt.learning_rate=.nan", "finite number"),
-    ("evaluate.bootstrap_rounds=1000000000", "less than or equal to 100000"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("cpt.max_steps=true", "expected a number, got a boolean"),
+        ("cpt.learning_rate=.inf", "finite number"),
+        ("cpt.learning_rate=.nan", "finite number"),
+        ("evaluate.bootstrap_rounds=1000000000", "less than or equal to 100000"),
+    ],
+)
 def test_command_line_overrides_say_where_they_came_from(tmp_path: Path, override: str, message: str) -> None:
     field = override.split("=")[0]
     with pytest.raises(ConfigError, match=rf"{field} \(from the command line: '{override}'\): .*{message}"):

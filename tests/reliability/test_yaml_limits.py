@@ -31,9 +31,13 @@ def test_validate_on_an_alias_bomb_ends_promptly_with_one_error_line(tmp_path: P
     its time-out instead of hanging the test session."""
     path = tmp_path / "bomb.yaml"
     path.write_text(_bomb())
-    out = subprocess.run([sys.executable, "-m", "definemed.cli", "validate", str(path)], capture_output=True,
-                         text=True, timeout=60, env={"PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO / "src")),
-                                                       "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-m", "definemed.cli", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO / "src")), "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 1
     assert out.stderr.count("\n") == 1 and "YAML aliases expand" in out.stderr
 
@@ -49,8 +53,14 @@ def test_a_few_aliases_still_work() -> None:
     assert data == {"base": {"id": "m"}, "other": {"id": "m"}} and lines[("other",)] == 2
 
 
-@pytest.mark.parametrize("text", ["a: " + "[" * 3000 + "]" * 3000, "a: " + "{b: " * 100 + "1" + "}" * 100,
-                                  "\n".join(" " * (2 * i) + f"k{i}:" for i in range(200)) + " 1\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: " + "[" * 3000 + "]" * 3000,
+        "a: " + "{b: " * 100 + "1" + "}" * 100,
+        "\n".join(" " * (2 * i) + f"k{i}:" for i in range(200)) + " 1\n",
+    ],
+)
 def test_deep_nesting_is_a_config_error_not_a_recursion_error(text: str) -> None:
     with pytest.raises(ConfigError, match="nested deeper than 64 levels"):
         load_yaml(text, "deep.yaml")

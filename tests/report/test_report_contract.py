@@ -107,8 +107,9 @@ def test_fixture_builds_valid_metrics_of_every_upstream_stage() -> None:
 
 
 @pytest.mark.parametrize(("stage", "path", "readers"), CASES, ids=[f"{s}.{p}" for s, p, _ in CASES])
-def test_renamed_metrics_field_breaks_the_report_test(stage: str, path: str, readers: set[str], tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_renamed_metrics_field_breaks_the_report_test(
+    stage: str, path: str, readers: set[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     old = path.split(".")[-1]
     spec = stages.get_stage(stage)
     renamed, holder = renamed_model(spec.metrics, [p for p in path.split(".") if p != "*"], NEW)
@@ -127,8 +128,9 @@ def test_renamed_metrics_field_breaks_the_report_test(stage: str, path: str, rea
         renamed.model_validate(upstream_metrics()[stage].model_dump(mode="json"))
 
     # 2. Producer and fixture renamed, the report not: every section that reads the field fails, naming it.
-    produced = renamed.model_validate(renamed_data(upstream_metrics()[stage].model_dump(mode="json"),
-                                                   path.split("."), NEW))
+    produced = renamed.model_validate(
+        renamed_data(upstream_metrics()[stage].model_dump(mode="json"), path.split("."), NEW)
+    )
     monkeypatch.setitem(stages._BY_NAME, stage, dataclasses.replace(spec, metrics=renamed))
     _fast_plots(monkeypatch)
     metrics, ctx = render_report(tmp_path, {stage: produced})  # type: ignore[dict-item]

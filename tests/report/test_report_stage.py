@@ -23,10 +23,27 @@ from definemed.report.metrics import ReportMetrics
 from definemed.report.stage import run
 from definemed.stages import get_stage
 
-FIGURES = {"corpus_flow", "classifier_pr", "cpt_loss", "cpt_heldout", "merge_t", "merge_sweep", "mcq_accuracy",
-           "winrate_matrix", "bradley_terry", "answer_words"}
-SECTIONS = ["Summary", "Corpus (FineMed-de)", "Continual pre-training", "Merge", "Evaluation", "Failure modes",
-            "Configuration and provenance"]
+FIGURES = {
+    "corpus_flow",
+    "classifier_pr",
+    "cpt_loss",
+    "cpt_heldout",
+    "merge_t",
+    "merge_sweep",
+    "mcq_accuracy",
+    "winrate_matrix",
+    "bradley_terry",
+    "answer_words",
+}
+SECTIONS = [
+    "Summary",
+    "Corpus (FineMed-de)",
+    "Continual pre-training",
+    "Merge",
+    "Evaluation",
+    "Failure modes",
+    "Configuration and provenance",
+]
 
 
 def _sections(md: str) -> dict[str, str]:
@@ -42,8 +59,17 @@ def test_report_has_every_section_table_and_plot(tmp_path: Path) -> None:
     html = (ctx.stage_dir / "report.html").read_text()
     md = (ctx.stage_dir / "report.md").read_text()
     assert "http://" not in html and "https://" not in html
-    for table_id in ("summary-table", "labeller-audit", "family-comparison", "filter-costs", "sweep-table",
-                     "winrate-table", "bt-table", "lc-table", "judge-audit"):
+    for table_id in (
+        "summary-table",
+        "labeller-audit",
+        "family-comparison",
+        "filter-costs",
+        "sweep-table",
+        "winrate-table",
+        "bt-table",
+        "lc-table",
+        "judge-audit",
+    ):
         assert f'id="{table_id}"' in html, table_id
     figures = re.findall(r'<img class="plot"[^>]*data-name="([a-z_]+)"', html)
     assert sorted(figures) == sorted(FIGURES)
@@ -60,8 +86,10 @@ def test_report_has_every_section_table_and_plot(tmp_path: Path) -> None:
     assert "| 24 | 24576 | 2.713 | 1.000 | 95.310 |" in s["Continual pre-training"]
     assert '| slerp | HuggingFaceTB/SmolLM2-135M-Instruct | {"t": [0.2, 0.5, 0.5, 0.5, 0.2]} | 4.270 |' in s["Merge"]
     assert 'chosen: t = [0.2, 0.5, 0.5, 0.5, 0.2] (objective: maximize {"mcq_acc": 1.0' in s["Merge"]
-    assert '| {"self_attn": [0.0, 0.5, 0.3, 0.7, 1.0], "mlp": [1.0, 0.5, 0.7, 0.3, 0.0], "default": 0.5} | 0.300 | ' \
-           '2.702 | 3.080 | 0.500 | -0.220 |' in s["Merge"]
+    assert (
+        '| {"self_attn": [0.0, 0.5, 0.3, 0.7, 1.0], "mlp": [1.0, 0.5, 0.7, 0.3, 0.0], "default": 0.5} | 0.300 | '
+        "2.702 | 3.080 | 0.500 | -0.220 |" in s["Merge"]
+    )
     ev = s["Evaluation"]
     assert "demo_medmcq_de: 40 of 120 questions excluded" in ev
     assert "| merged | demo_medmcq_de | 0.325 | 0.052 | 80 |" in ev
@@ -69,8 +97,10 @@ def test_report_has_every_section_table_and_plot(tmp_path: Path) -> None:
     assert "| merged | instruct | 12 | 5 | 7 | 0 | 0.604 |" in ev and "| merged | 1051.700 | 996.300 | 1110.400 |" in ev
     assert "| merged | instruct | 0.604 | 0.587 | 0.210 | 24 |" in ev and "| merged/cpt vs instruct | 1.318 |" in ev
     assert "| position consistency (both orders agree) | 0.792 |" in ev and "| tie share | 0.167 |" in ev
-    assert "| merged | 24 | 0.125 | 0.042 | 0.083 | 0.008 | 52.500 | 50.500 | 45.000 | 1.011 | 1.024 | 1.420 | 0.041 " \
-           "| 0.375 | 0.000 |" in s["Failure modes"]
+    assert (
+        "| merged | 24 | 0.125 | 0.042 | 0.083 | 0.008 | 52.500 | 50.500 | 45.000 | 1.011 | 1.024 | 1.420 | 0.041 "
+        "| 0.375 | 0.000 |" in s["Failure modes"]
+    )
     prov = s["Configuration and provenance"]
     assert "| corpus | 11111111 | 2025-01-01T00:00:00+00:00 | 1.500 | n/a | 111111111111 |" in prov
     # the configuration each stage was keyed on (its bound inputs), the report's own included; no plan-only knob
@@ -86,16 +116,25 @@ def test_report_has_every_section_table_and_plot(tmp_path: Path) -> None:
 def test_absent_optional_metrics_render_as_n_a_or_leave_their_block_out(tmp_path: Path) -> None:
     """Blocks a configuration switches off (no labelling step, no family comparison, no sweep, one judged pair
     less...) are None in the metrics: the report leaves them out or prints n/a, and builds every section."""
-    corpus = changed(corpus_metrics(), labelling=None, classifier_comparison=None, real_test=None, filter_costs=None,
-                     corrupt_file_list=[])
+    corpus = changed(
+        corpus_metrics(),
+        labelling=None,
+        classifier_comparison=None,
+        real_test=None,
+        filter_costs=None,
+        corrupt_file_list=[],
+    )
     ev = evaluate_metrics()
-    evaluate = changed(ev, ratings=None, judge_audit=None, mcq_split=None,
-                       judge=judge_metrics(kind="openai", model="judge-7b"))
+    evaluate = changed(
+        ev, ratings=None, judge_audit=None, mcq_split=None, judge=judge_metrics(kind="openai", model="judge-7b")
+    )
     analyze = analyze_metrics()
     merged = changed(analyze.models["merged"], words_mean_untruncated=None, length_ratio_to_reference_model=None)
     analyze = changed(analyze, models={**analyze.models, "merged": merged})
-    metrics, ctx = render_report(tmp_path, {"corpus": corpus, "merge": changed(merge_metrics(), sweep=None),
-                                            "evaluate": evaluate, "analyze": analyze})
+    metrics, ctx = render_report(
+        tmp_path,
+        {"corpus": corpus, "merge": changed(merge_metrics(), sweep=None), "evaluate": evaluate, "analyze": analyze},
+    )
     assert metrics.failed_sections == []
     html = (ctx.stage_dir / "report.html").read_text()
     s = _sections((ctx.stage_dir / "report.md").read_text())
@@ -119,15 +158,32 @@ def test_one_model_without_judging_has_no_pairwise_blocks(tmp_path: Path) -> Non
 
 
 def test_http_judge_failures_by_cause_and_requests(tmp_path: Path) -> None:
-    endpoint = EndpointStats(requests=96, answered=41, setup_requests=2, prompt_tokens=9000, completion_tokens=400,
-                             retries={"timeout": 48}, failed={"timeout": 7}, logprobs="chat")
-    judge = judge_metrics(kind="openai", model="judge-7b", n_judgments=48, invalid=4, invalid_verdicts=48,
-                          invalid_by_cause={"timeout": 41, "unparsed": 7}, endpoint=endpoint)
+    endpoint = EndpointStats(
+        requests=96,
+        answered=41,
+        setup_requests=2,
+        prompt_tokens=9000,
+        completion_tokens=400,
+        retries={"timeout": 48},
+        failed={"timeout": 7},
+        logprobs="chat",
+    )
+    judge = judge_metrics(
+        kind="openai",
+        model="judge-7b",
+        n_judgments=48,
+        invalid=4,
+        invalid_verdicts=48,
+        invalid_by_cause={"timeout": 41, "unparsed": 7},
+        endpoint=endpoint,
+    )
     metrics, ctx = render_report(tmp_path, {"evaluate": changed(evaluate_metrics(), judge=judge)})
     assert metrics.failed_sections == []
     md = (ctx.stage_dir / "report.md").read_text()
-    assert ("Judge: openai judge-7b; judgments: 48; invalid: 4. invalid verdicts by cause: timeout 41, unparsed 7; "
-            "96 requests for 48 judgments; retried: timeout 48; log-probabilities via chat.") in md
+    assert (
+        "Judge: openai judge-7b; judgments: 48; invalid: 4. invalid verdicts by cause: timeout 41, unparsed 7; "
+        "96 requests for 48 judgments; retried: timeout 48; log-probabilities via chat."
+    ) in md
 
 
 def test_broken_section_is_reported_not_fatal(tmp_path: Path) -> None:
@@ -157,21 +213,37 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
         pytest.skip("no Chromium on this machine (.ci/run installs Debian's chromium)")
     _, ctx = render_report(tmp_path)
     # A probe appended to a copy records, inside the browser, whether each image decoded.
-    probe = ("<script>window.addEventListener('load',()=>{document.querySelectorAll('img.plot').forEach(i=>"
-             "i.setAttribute('data-decoded', i.complete && i.naturalWidth > 0 ? 'yes' : 'no'));"
-             "document.body.setAttribute('data-rows', document.querySelectorAll('#summary-table tbody tr').length);"
-             "});</script>")
+    probe = (
+        "<script>window.addEventListener('load',()=>{document.querySelectorAll('img.plot').forEach(i=>"
+        "i.setAttribute('data-decoded', i.complete && i.naturalWidth > 0 ? 'yes' : 'no'));"
+        "document.body.setAttribute('data-rows', document.querySelectorAll('#summary-table tbody tr').length);"
+        "});</script>"
+    )
     page = tmp_path / "probe.html"
     page.write_text((ctx.stage_dir / "report.html").read_text().replace("</body>", probe + "</body>"))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
-    out = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+    ]
+    out = subprocess.run(
+        [browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     assert 'data-rows="3"' in out
     decoded = re.findall(r'<img class="plot"[^>]*data-decoded="(yes|no)"', out)
     assert decoded == ["yes"] * len(FIGURES), decoded
     shot = tmp_path / "shot.png"
-    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,2400", page.as_uri()],
-                   capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [browser, *flags, f"--screenshot={shot}", "--window-size=1200,2400", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert shot.stat().st_size > 20_000

@@ -15,8 +15,12 @@ def write_shards(folder: Path, texts: list[str], prefix: str, shards: int = 2) -
     for rank in range(shards):
         with gzip.open(folder / f"{rank:05d}.jsonl.gz", "wt", encoding="utf-8") as fh:
             for i in range(rank, len(texts), shards):
-                fh.write(json.dumps({"text": texts[i], "id": f"{prefix}-{i}",
-                                     "metadata": {"dump": "test", "language": "de"}}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {"text": texts[i], "id": f"{prefix}-{i}", "metadata": {"dump": "test", "language": "de"}}
+                    )
+                    + "\n"
+                )
     return folder
 
 
@@ -25,6 +29,7 @@ def corpus_context(run_dir: Path, medical: list[str], general: list[str]) -> Sta
     corpus = run_dir / "corpus"
     write_shards(corpus / "output" / "medical", medical, "med")
     write_shards(corpus / "output" / "general", general, "gen")
-    upstream = {"corpus": {"outputs": {"medical": "output/medical", "general": "output/general"},
-                           "run_id": "x", "key": "y"}}
+    upstream = {
+        "corpus": {"outputs": {"medical": "output/medical", "general": "output/general"}, "run_id": "x", "key": "y"}
+    }
     return StageContext(run_dir=run_dir, stage="cpt", upstream=upstream)

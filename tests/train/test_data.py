@@ -30,8 +30,9 @@ def test_documents_of_a_folder_or_of_listed_shards(tmp_path: Path) -> None:
         shard_files(tmp_path / "missing")
 
 
-def test_heldout_set_packs_only_heldout_docs_into_full_blocks(tmp_path: Path, tiny_tokenizer_dir: Path,
-                                                              german_texts: dict[str, list[str]]) -> None:
+def test_heldout_set_packs_only_heldout_docs_into_full_blocks(
+    tmp_path: Path, tiny_tokenizer_dir: Path, german_texts: dict[str, list[str]]
+) -> None:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)

@@ -57,8 +57,9 @@ def _load(model_dir: Path, attn: str) -> object:
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("arch", ["tiny_llama_dir", "tiny_qwen2_dir"])
-def test_packed_block_logits_equal_documents_run_separately(attn: str, arch: str,
-                                                            request: pytest.FixtureRequest) -> None:
+def test_packed_block_logits_equal_documents_run_separately(
+    attn: str, arch: str, request: pytest.FixtureRequest
+) -> None:
     import torch
 
     model = _load(request.getfixturevalue(arch), attn)
@@ -72,7 +73,7 @@ def test_packed_block_logits_equal_documents_run_separately(attn: str, arch: str
         for doc in docs:
             ids = torch.tensor([[*doc, 2]])
             alone = model(input_ids=ids).logits[0]
-            assert torch.allclose(packed[start:start + ids.shape[1]], alone, atol=1e-5)
+            assert torch.allclose(packed[start : start + ids.shape[1]], alone, atol=1e-5)
             start += ids.shape[1]
         # Without position ids the second document attends to the first: the isolation is real, not vacuous.
         leaky = model(input_ids=batch["input_ids"][:1]).logits[0]
@@ -90,8 +91,13 @@ def test_flash_attention_isolates_documents_in_a_flattened_batch(tiny_llama_dir:
         pytest.skip("needs CUDA and flash-attn")
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, attn_implementation="flash_attention_2",
-                                                 dtype=torch.bfloat16).cuda().eval()
+    model = (
+        AutoModelForCausalLM.from_pretrained(
+            tiny_llama_dir, attn_implementation="flash_attention_2", dtype=torch.bfloat16
+        )
+        .cuda()
+        .eval()
+    )
     docs = [[5, 6, 7, 8], [9, 10, 11]]
     blocks, _ = pack_documents(docs * 3, block_size=9, eos_id=2, mode="position_ids")
     batch = {k: v.cuda() for k, v in PackedCollator(flatten=True)(blocks[:2]).items()}

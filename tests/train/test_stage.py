@@ -18,17 +18,24 @@ from definemed.train.metrics import CptMetrics
 from tests.helpers import minimal_config_dict
 from tests.train.corpus_fixture import corpus_context
 
-BASE_CPT = {"block_size": 32, "per_device_batch_size": 4, "learning_rate": 3e-3, "warmup_steps": 0,
-            "heldout_fraction": 0.2, "eval_max_blocks": 8, "logging_steps": 1, "save_steps": 2}
+BASE_CPT = {
+    "block_size": 32,
+    "per_device_batch_size": 4,
+    "learning_rate": 3e-3,
+    "warmup_steps": 0,
+    "heldout_fraction": 0.2,
+    "eval_max_blocks": 8,
+    "logging_steps": 1,
+    "save_steps": 2,
+}
 
 
 def _medical(texts: dict[str, list[str]]) -> list[str]:
     med = texts["medical"]
-    return [f"{a} {b} {c}" for i, a in enumerate(med) for j, b in enumerate(med) for c in med[(i + j) % 10:][:1]]
+    return [f"{a} {b} {c}" for i, a in enumerate(med) for j, b in enumerate(med) for c in med[(i + j) % 10 :][:1]]
 
 
-def _setup(tmp_path: Path, model_dir: Path, texts: dict[str, list[str]], **cpt: Any) -> tuple[CptInputs,
-                                                                                              StageContext]:
+def _setup(tmp_path: Path, model_dir: Path, texts: dict[str, list[str]], **cpt: Any) -> tuple[CptInputs, StageContext]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     data = minimal_config_dict(tmp_path, model_id=str(model_dir))
     data["cpt"] = {**BASE_CPT, **cpt}
@@ -38,8 +45,8 @@ def _setup(tmp_path: Path, model_dir: Path, texts: dict[str, list[str]], **cpt: 
 
 
 def test_cpt_lowers_medical_heldout_loss_and_writes_a_loadable_model(
-        tmp_path: Path, tiny_llama_dir: Path, german_texts: dict[str, list[str]],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, tiny_llama_dir: Path, german_texts: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     inputs, ctx = _setup(tmp_path, tiny_llama_dir, german_texts, max_steps=12, eval_steps=4)
@@ -90,16 +97,28 @@ def _kill_after_save(step: int) -> Any:
 
 
 def test_interrupted_cpt_resumes_from_checkpoint_and_matches_an_uninterrupted_run(
-        tmp_path: Path, tiny_llama_dir: Path, german_texts: dict[str, list[str]],
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path,
+    tiny_llama_dir: Path,
+    german_texts: dict[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # Streaming data with replay, a shuffle buffer smaller than the data and evaluation during training: the
     # resumed run must still see exactly the batches of the uninterrupted one.
-    extra = {"max_steps": 6, "eval_steps": 3, "shuffle_buffer": 8, "replay": {"ratio": 0.3, "sources": [
-        "corpus:general"]}, "lr_scheduler": "wsd", "warmup_steps": 1, "keep_checkpoints": 1}
+    extra = {
+        "max_steps": 6,
+        "eval_steps": 3,
+        "shuffle_buffer": 8,
+        "replay": {"ratio": 0.3, "sources": ["corpus:general"]},
+        "lr_scheduler": "wsd",
+        "warmup_steps": 1,
+        "keep_checkpoints": 1,
+    }
     inputs_a, ctx_a = _setup(tmp_path / "a", tiny_llama_dir, german_texts, **extra)
     whole = stage.run(inputs_a, ctx_a).metrics
 
     inputs_b, ctx_b = _setup(tmp_path / "b", tiny_llama_dir, german_texts, **extra)
+
     def killing(trainer: Any, checkpoint_dir: Path) -> Any:
         trainer.add_callback(_kill_after_save(4))
         return trainer_module.train(trainer, checkpoint_dir)
@@ -131,12 +150,20 @@ def _row_losses(line: str) -> list[float]:
     return [row["step"], *(row.get(k, 0.0) for k in ("loss", "eval_medical_loss", "eval_general_loss"))]
 
 
-def test_init_from_rewarms_a_trained_checkpoint(tmp_path: Path, tiny_llama_dir: Path,
-                                                german_texts: dict[str, list[str]]) -> None:
+def test_init_from_rewarms_a_trained_checkpoint(
+    tmp_path: Path, tiny_llama_dir: Path, german_texts: dict[str, list[str]]
+) -> None:
     inputs_a, ctx_a = _setup(tmp_path / "a", tiny_llama_dir, german_texts, max_steps=8)
     first = stage.run(inputs_a, ctx_a).metrics
-    inputs_b, ctx_b = _setup(tmp_path / "b", tiny_llama_dir, german_texts, max_steps=4, warmup_steps=2,
-                          init_from=str(ctx_a.stage_dir / "model"), packing={"mode": "eos"})
+    inputs_b, ctx_b = _setup(
+        tmp_path / "b",
+        tiny_llama_dir,
+        german_texts,
+        max_steps=4,
+        warmup_steps=2,
+        init_from=str(ctx_a.stage_dir / "model"),
+        packing={"mode": "eos"},
+    )
     second = stage.run(inputs_b, ctx_b).metrics
     # "before" of the re-warmed run is the trained model (same held-out docs; eos packing scores a few more
     # tokens, hence the tolerance), far below the base model's loss.
@@ -203,15 +230,18 @@ def test_estimate_module_does_not_import_torch(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = ("import sys, yaml\n"
-            "from definemed.config import DefinemedConfig\n"
-            "from definemed.train.estimate import describe_cpt_plan\n"
-            "cfg = DefinemedConfig.model_validate(yaml.safe_load(sys.stdin.read()))\n"
-            "print(describe_cpt_plan(cfg, 10**9)); print('torch' in sys.modules)")
+    code = (
+        "import sys, yaml\n"
+        "from definemed.config import DefinemedConfig\n"
+        "from definemed.train.estimate import describe_cpt_plan\n"
+        "cfg = DefinemedConfig.model_validate(yaml.safe_load(sys.stdin.read()))\n"
+        "print(describe_cpt_plan(cfg, 10**9)); print('torch' in sys.modules)"
+    )
     data = minimal_config_dict(tmp_path, model_id="mistralai/Mistral-Small-24B-Instruct-2501")
     data["cpt"] = {"epochs": 2}
-    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(data), capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(data), capture_output=True, text=True, check=True
+    )
     assert "GPU-hours" in out.stdout and out.stdout.strip().endswith("False")
 
 

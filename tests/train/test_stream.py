@@ -25,8 +25,8 @@ class DigitTokenizer:
 
 
 def _sources(tmp_path: Path) -> tuple[TextSource, TextSource]:
-    med = write_shards(tmp_path / "med", [f"m{'0123456789'[i % 10:] * 3}" for i in range(60)], "med", shards=3)
-    gen = write_shards(tmp_path / "gen", [f"g{'9876543210'[i % 7:] * 2}" for i in range(40)], "gen", shards=2)
+    med = write_shards(tmp_path / "med", [f"m{'0123456789'[i % 10 :] * 3}" for i in range(60)], "med", shards=3)
+    gen = write_shards(tmp_path / "gen", [f"g{'9876543210'[i % 7 :] * 2}" for i in range(40)], "gen", shards=2)
     keep = lambda doc: not is_heldout(doc, 0.1)  # noqa: E731
     return TextSource("medical", [med], keep), TextSource("replay", [gen], keep)
 
@@ -62,8 +62,12 @@ def test_replay_never_reads_the_general_heldout_documents(tmp_path: Path, tiny_t
     from transformers import AutoTokenizer
 
     data = minimal_config_dict(tmp_path)
-    data["cpt"] = {"block_size": 16, "heldout_fraction": 0.3, "eval_max_blocks": 1000,
-                   "replay": {"ratio": 0.25, "sources": ["corpus:general"]}}
+    data["cpt"] = {
+        "block_size": 16,
+        "heldout_fraction": 0.3,
+        "eval_max_blocks": 1000,
+        "replay": {"ratio": 0.25, "sources": ["corpus:general"]},
+    }
     cfg = DefinemedConfig.model_validate(data)
     general = [f"Allgemeiner Text Nummer {i} über Züge und Kuchen." for i in range(200)]
     ctx = corpus_context(cfg.run.run_dir, [f"Medizin {i}" for i in range(50)], general)

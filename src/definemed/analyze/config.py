@@ -15,4 +15,3 @@ class AnalyzeConfig(Strict):
     # Word-level English inside German lines (German answers only): span evidence threshold, log10 odds.
     word_level: bool = True
     word_threshold: float = Field(1.0, gt=0)
-

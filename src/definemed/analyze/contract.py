@@ -20,6 +20,14 @@ def bind(cfg: DefinemedConfig) -> AnalyzeInputs:
     return AnalyzeInputs(analyze=cfg.analyze)
 
 
-STAGE = Stage(name="analyze", help="failure modes of the answers: language mixing, verbosity, repetition, "
-              "truncation", upstream=("evaluate",), resumable=False, section="analyze", config=AnalyzeConfig,
-              bind=bind, metrics=AnalyzeMetrics, run="definemed.analyze.stage:run")
+STAGE = Stage(
+    name="analyze",
+    help="failure modes of the answers: language mixing, verbosity, repetition, truncation",
+    upstream=("evaluate",),
+    resumable=False,
+    section="analyze",
+    config=AnalyzeConfig,
+    bind=bind,
+    metrics=AnalyzeMetrics,
+    run="definemed.analyze.stage:run",
+)

@@ -48,8 +48,16 @@ from definemed.analyze.lexicon import (
     word_evidence,
 )
 
-__all__ = ["EnglishIntrusionDetector", "Span", "default_detector", "detect_english_spans", "detect_many",
-           "evaluate_detector", "intrusion_rate", "word_evidence"]
+__all__ = [
+    "EnglishIntrusionDetector",
+    "Span",
+    "default_detector",
+    "detect_english_spans",
+    "detect_many",
+    "evaluate_detector",
+    "intrusion_rate",
+    "word_evidence",
+]
 
 _DOMAIN_HINT = re.compile(r"\.(?:de|com|org|net|eu|at|ch)\b")
 _ARTICLE_A = re.compile(r" +[^\W\d_]")
@@ -213,9 +221,7 @@ class EnglishIntrusionDetector:
 
     def _span_of(self, text: str, segment: list[_Tok]) -> tuple[Span, int] | None:
         """The segment trimmed to its English anchors plus joining neighbours, if its evidence suffices."""
-        anchors = [
-            i for i, t in enumerate(segment) if t[2] >= self.word_threshold and t[3] in EVIDENCE_KINDS
-        ]
+        anchors = [i for i, t in enumerate(segment) if t[2] >= self.word_threshold and t[3] in EVIDENCE_KINDS]
         if not anchors:
             return None
         first, last = anchors[0], anchors[-1]
@@ -302,9 +308,7 @@ def _rounded(precision: float, recall: float, f1: float) -> dict[str, float]:
     return {"precision": round(float(precision), 4), "recall": round(float(recall), 4), "f1": round(float(f1), 4)}
 
 
-def evaluate_detector(
-    detector: EnglishIntrusionDetector, rows: Sequence[dict]
-) -> dict[str, dict[str, float]]:
+def evaluate_detector(detector: EnglishIntrusionDetector, rows: Sequence[dict]) -> dict[str, dict[str, float]]:
     """Sentence- and span-level precision/recall/F1 against rows of {"text", "mixed", "english_spans"}.
 
     A sentence is predicted mixed when any span is found (scikit-learn's binary scores; 1.0 where nothing was
@@ -326,8 +330,9 @@ def evaluate_detector(
         overlaps = [[s.start < g_end and g_start < s.end for g_start, g_end in gold] for s in spans]
         pred_correct += [any(o) for o in overlaps]
         gold_found += [any(o[j] for o in overlaps) for j in range(len(gold))]
-    sentence = precision_recall_fscore_support(gold_mixed, pred_mixed, average="binary", pos_label=True,
-                                               zero_division=1.0)[:3]
+    sentence = precision_recall_fscore_support(
+        gold_mixed, pred_mixed, average="binary", pos_label=True, zero_division=1.0
+    )[:3]
     span_p = sum(pred_correct) / len(pred_correct) if pred_correct else 1.0
     span_r = sum(gold_found) / len(gold_found) if gold_found else 1.0
     return {"sentence": _rounded(*sentence), "span": _rounded(span_p, span_r, _f1(span_p, span_r))}

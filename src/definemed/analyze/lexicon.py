@@ -14,8 +14,10 @@ from importlib import resources
 
 WORD_PATTERN = r"(\w+(?:['’\-]\w+)*)"
 PUNCT_PATTERN = r"([,;:.!?()\[\]{}\"“”„«»–—/|•\n])"
-LINK_PATTERN = (r"((?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
-                r"|\b[\w-]+(?:\.[\w-]+)*\.(?:de|com|org|net|eu|at|ch)\b)")
+LINK_PATTERN = (
+    r"((?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+    r"|\b[\w-]+(?:\.[\w-]+)*\.(?:de|com|org|net|eu|at|ch)\b)"
+)
 # group 1: URLs, e-mail addresses and domain names (skipped), group 2: words, group 3: clause punctuation.
 # Links are rare and the link alternative triples tokenising time, so texts without a hint of one use PLAIN,
 # whose group 1 never matches.
@@ -72,9 +74,7 @@ def _frequency_tables() -> tuple[dict[str, float], dict[str, float]]:
     try:
         from wordfreq import get_frequency_dict
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise RuntimeError(
-            "English-intrusion detection needs the 'wordfreq' package: pip install wordfreq"
-        ) from err
+        raise RuntimeError("English-intrusion detection needs the 'wordfreq' package: pip install wordfreq") from err
     return get_frequency_dict("en"), get_frequency_dict("de")
 
 

@@ -53,20 +53,29 @@ def analyze_answers(rows: list[dict[str, Any]], cfg: AnalyzeConfig) -> list[dict
     out = []
     for row, lines, foreign, word in zip(rows, per_answer_lines, foreign_per_answer, words, strict=True):
         answer = row.get("answer") or ""
-        out.append({
-            "prompt_id": row.get("prompt_id"), "model": row.get("model"),
-            "words": len(answer.split()), "tokens": row.get("n_tokens"),
-            "reference_words": len((row.get("reference") or "").split()),
-            "empty": not answer.strip(), "hit_limit": bool(row.get("hit_limit")),
-            "lines_checked": len(lines), "foreign_lines": foreign,
-            "foreign_line_share": len(foreign) / len(lines) if lines else 0.0,
-            "line_pass": not foreign, "repetition": round(repetition_share(answer), 4), **word,
-        })
+        out.append(
+            {
+                "prompt_id": row.get("prompt_id"),
+                "model": row.get("model"),
+                "words": len(answer.split()),
+                "tokens": row.get("n_tokens"),
+                "reference_words": len((row.get("reference") or "").split()),
+                "empty": not answer.strip(),
+                "hit_limit": bool(row.get("hit_limit")),
+                "lines_checked": len(lines),
+                "foreign_lines": foreign,
+                "foreign_line_share": len(foreign) / len(lines) if lines else 0.0,
+                "line_pass": not foreign,
+                "repetition": round(repetition_share(answer), 4),
+                **word,
+            }
+        )
     return out
 
 
-def _word_level(rows: list[dict[str, Any]], foreign: list[list[dict[str, Any]]],
-                cfg: AnalyzeConfig) -> list[dict[str, Any]]:
+def _word_level(
+    rows: list[dict[str, Any]], foreign: list[list[dict[str, Any]]], cfg: AnalyzeConfig
+) -> list[dict[str, Any]]:
     """English spans inside the answer's non-foreign lines, and the share of their words in English spans."""
     if not cfg.word_level or cfg.expected_language != "de":
         return [{} for _ in rows]
@@ -79,8 +88,12 @@ def _word_level(rows: list[dict[str, Any]], foreign: list[list[dict[str, Any]]],
     for text, spans in zip(texts, detector.detect_many(texts), strict=True):
         n_words = len(text.split())
         span_words = sum(len(s.text.split()) for s in spans)
-        out.append({"english_spans": [s.text for s in spans],
-                    "english_word_share": round(span_words / n_words, 4) if n_words else 0.0})
+        out.append(
+            {
+                "english_spans": [s.text for s in spans],
+                "english_word_share": round(span_words / n_words, 4) if n_words else 0.0,
+            }
+        )
     return out
 
 
@@ -102,8 +115,10 @@ def summarize(per_answer: list[dict[str, Any]], reference_model: str | None) -> 
             "line_pass_rate": _mean([float(r["line_pass"]) for r in rows]),
             "mixing_rate": _mean([float(not r["line_pass"]) for r in rows]),
             "foreign_line_share": _mean([r["foreign_line_share"] for r in rows]),
-            "words_mean": _mean(words), "words_median": statistics.median(words) if words else None,
-            "n_untruncated": len(whole), "words_mean_untruncated": _mean(whole),
+            "words_mean": _mean(words),
+            "words_median": statistics.median(words) if words else None,
+            "n_untruncated": len(whole),
+            "words_mean_untruncated": _mean(whole),
             "tokens_mean": _mean([r["tokens"] for r in rows if r["tokens"] is not None]),
             "truncation_rate": _mean([float(r["hit_limit"]) for r in rows]),
             "empty_rate": _mean([float(r["empty"]) for r in rows]),
@@ -111,7 +126,8 @@ def summarize(per_answer: list[dict[str, Any]], reference_model: str | None) -> 
             "word_mixing_rate": _mean([float(bool(r["english_spans"])) for r in rows if "english_spans" in r]),
             "english_word_share": _mean([r["english_word_share"] for r in rows if "english_word_share" in r]),
             "length_ratio_to_reference_answers": (
-                round(statistics.fmean(words) / statistics.fmean(ref_words), 4) if words and ref_words else None),
+                round(statistics.fmean(words) / statistics.fmean(ref_words), 4) if words and ref_words else None
+            ),
         }
     if reference_model in summary and summary[reference_model]["words_mean"]:
         base = summary[reference_model]["words_mean"]
@@ -120,8 +136,11 @@ def summarize(per_answer: list[dict[str, Any]], reference_model: str | None) -> 
         # verbosity proper: untruncated answers only (an answer cut at max_new_tokens says nothing about it)
         base_whole = summary[reference_model]["words_mean_untruncated"]
         for stats in summary.values():
-            stats["length_ratio_untruncated"] = (round(stats["words_mean_untruncated"] / base_whole, 4)
-                                                 if base_whole and stats["words_mean_untruncated"] else None)
+            stats["length_ratio_untruncated"] = (
+                round(stats["words_mean_untruncated"] / base_whole, 4)
+                if base_whole and stats["words_mean_untruncated"]
+                else None
+            )
     return summary
 
 
@@ -140,9 +159,15 @@ def pick_examples(per_answer: list[dict[str, Any]], answers: dict[tuple[str, str
             hits = sorted((r for r in per_answer if r["model"] == model and applies(r)), key=score, reverse=True)
             if hits:
                 examples.setdefault(mode, {})[model] = [
-                    {"prompt_id": r["prompt_id"], "score": score(r), "foreign_lines": r["foreign_lines"],
-                     "english_spans": r.get("english_spans", []),
-                     "answer": answers.get((r["model"], r["prompt_id"]), "")} for r in hits[:EXAMPLES_PER_MODE]]
+                    {
+                        "prompt_id": r["prompt_id"],
+                        "score": score(r),
+                        "foreign_lines": r["foreign_lines"],
+                        "english_spans": r.get("english_spans", []),
+                        "answer": answers.get((r["model"], r["prompt_id"]), ""),
+                    }
+                    for r in hits[:EXAMPLES_PER_MODE]
+                ]
     return examples
 
 
@@ -160,9 +185,19 @@ def run(inputs: AnalyzeInputs, ctx: StageContext) -> StageResult[AnalyzeMetrics]
     write_jsonl(ctx.stage_dir / "per_answer.jsonl", per_answer)
     write_json(ctx.stage_dir / "examples.json", pick_examples(per_answer, texts))
     for model, s in summary.items():
-        logger.info("[analyze] %-10s mixing %.2f  words %.0f  truncated %.2f  repetition %.3f", model,
-                    s["mixing_rate"] or 0, s["words_mean"] or 0, s["truncation_rate"] or 0, s["repetition_mean"] or 0)
-    metrics = AnalyzeMetrics(models={m: ModelFailureModes.model_validate(s) for m, s in summary.items()},
-                             n_answers=len(per_answer), expected_language=cfg.expected_language,
-                             min_line_tokens=cfg.min_line_tokens, lid_threshold=cfg.lid_threshold)
+        logger.info(
+            "[analyze] %-10s mixing %.2f  words %.0f  truncated %.2f  repetition %.3f",
+            model,
+            s["mixing_rate"] or 0,
+            s["words_mean"] or 0,
+            s["truncation_rate"] or 0,
+            s["repetition_mean"] or 0,
+        )
+    metrics = AnalyzeMetrics(
+        models={m: ModelFailureModes.model_validate(s) for m, s in summary.items()},
+        n_answers=len(per_answer),
+        expected_language=cfg.expected_language,
+        min_line_tokens=cfg.min_line_tokens,
+        lid_threshold=cfg.lid_threshold,
+    )
     return StageResult(outputs={"per_answer": "per_answer.jsonl", "examples": "examples.json"}, metrics=metrics)

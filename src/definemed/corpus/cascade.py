@@ -50,8 +50,15 @@ class CascadeClassifier:
 
     kind = "cascade"
 
-    def __init__(self, stage1: MedicalClassifier, stage2: MedicalClassifier, target_recall: float = 0.98,
-                 folds: int = 3, new_stage1: Callable[[], MedicalClassifier] | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        stage1: MedicalClassifier,
+        stage2: MedicalClassifier,
+        target_recall: float = 0.98,
+        folds: int = 3,
+        new_stage1: Callable[[], MedicalClassifier] | None = None,
+        seed: int = 0,
+    ) -> None:
         self.stage1, self.stage2 = stage1, stage2
         self.target_recall, self.folds, self.seed = target_recall, folds, seed
         self._new_stage1 = new_stage1 or (lambda: type(stage1)())
@@ -64,8 +71,14 @@ class CascadeClassifier:
         c = cfg.params(cls.kind)
         s1_cfg, s2_cfg = stage_config(cfg, c.stage1), stage_config(cfg, c.stage2)
         sub = (lambda name: workdir / name) if workdir is not None else (lambda name: None)
-        return cls(build_classifier(s1_cfg, sub("stage1"), seed), build_classifier(s2_cfg, sub("stage2"), seed),
-                   c.target_recall, c.folds, new_stage1=lambda: build_classifier(s1_cfg, None, seed), seed=seed)
+        return cls(
+            build_classifier(s1_cfg, sub("stage1"), seed),
+            build_classifier(s2_cfg, sub("stage2"), seed),
+            c.target_recall,
+            c.folds,
+            new_stage1=lambda: build_classifier(s1_cfg, None, seed),
+            seed=seed,
+        )
 
     @property
     def use_cache(self) -> bool:
@@ -98,8 +111,10 @@ class CascadeClassifier:
         oof = self.out_of_fold_scores(texts, labels)
         self.stage1_threshold = threshold_for_recall(oof, labels, self.target_recall)
         y, passed = np.asarray(labels, dtype=bool), oof >= self.stage1_threshold
-        self.fit_info = {"oof_recall": round(float(passed[y].mean()), 4),
-                         "oof_pass_share": round(float(passed.mean()), 4)}
+        self.fit_info = {
+            "oof_recall": round(float(passed[y].mean()), 4),
+            "oof_pass_share": round(float(passed.mean()), 4),
+        }
         self.stage1.fit(texts, labels)
         self.stage2.fit(texts, labels)
         return self
@@ -129,10 +144,19 @@ class CascadeClassifier:
         model_dir = Path(model_dir)
         self.stage1.save(model_dir / "stage1")
         self.stage2.save(model_dir / "stage2")
-        write_json(model_dir / META, {"kind": self.kind, "stage1_kind": self.stage1.kind,
-                                      "stage2_kind": self.stage2.kind, "stage1_threshold": self.stage1_threshold,
-                                      "target_recall": self.target_recall, "folds": self.folds, "seed": self.seed,
-                                      "fit_info": self.fit_info})
+        write_json(
+            model_dir / META,
+            {
+                "kind": self.kind,
+                "stage1_kind": self.stage1.kind,
+                "stage2_kind": self.stage2.kind,
+                "stage1_threshold": self.stage1_threshold,
+                "target_recall": self.target_recall,
+                "folds": self.folds,
+                "seed": self.seed,
+                "fit_info": self.fit_info,
+            },
+        )
         return model_dir
 
     @classmethod
@@ -145,8 +169,9 @@ class CascadeClassifier:
         self.stage1_threshold, self.fit_info = meta["stage1_threshold"], meta["fit_info"]
         return self
 
-    def heldout_report(self, texts: list[str], labels: list[bool], scores: np.ndarray, threshold: float,
-                       spec: Any) -> dict[str, Any]:
+    def heldout_report(
+        self, texts: list[str], labels: list[bool], scores: np.ndarray, threshold: float, spec: Any
+    ) -> dict[str, Any]:
         """Gate statistics, measured per-document costs and F1 of the cascade vs stage 2 alone on held-out data.
 
         `scores`/`threshold`: the cascade's held-out scores and chosen cut; stage 2 alone gets its own cut by the
@@ -165,14 +190,21 @@ class CascadeClassifier:
         cascade_m = binary_metrics(y.tolist(), (np.asarray(scores) >= threshold).tolist())
         alone_m = binary_metrics(y.tolist(), (alone >= alone_threshold).tolist())
         return {
-            "stage1_kind": self.stage1.kind, "stage2_kind": self.stage2.kind,
-            "stage1_threshold": round(float(self.stage1_threshold), 6), "target_recall": self.target_recall,
+            "stage1_kind": self.stage1.kind,
+            "stage2_kind": self.stage2.kind,
+            "stage1_threshold": round(float(self.stage1_threshold), 6),
+            "target_recall": self.target_recall,
             "stage1_recall": round(float(passed[y].mean()) if y.any() else 0.0, 4),
             "stage1_false_positive_rate": round(float(passed[~y].mean()) if (~y).any() else 0.0, 4),
-            "pass_share": round(share, 4), "fit": self.fit_info,
-            "stage1_s_per_doc": c1, "stage2_s_per_doc": c2, "cascade_s_per_doc": c1 + share * c2,
+            "pass_share": round(share, 4),
+            "fit": self.fit_info,
+            "stage1_s_per_doc": c1,
+            "stage2_s_per_doc": c2,
+            "cascade_s_per_doc": c1 + share * c2,
             "cost_saved": round(1 - (c1 + share * c2) / c2, 4) if c2 > 0 else 0.0,
             "cascade": {k: cascade_m[k] for k in ("precision", "recall", "f1")},
-            "stage2_alone": {"threshold": round(alone_threshold, 6),
-                             **{k: alone_m[k] for k in ("precision", "recall", "f1")}},
+            "stage2_alone": {
+                "threshold": round(alone_threshold, 6),
+                **{k: alone_m[k] for k in ("precision", "recall", "f1")},
+            },
         }

@@ -34,8 +34,11 @@ class ThresholdConfig(Strict):
 
 class TfidfParams(Strict):
     C: float = Field(4.0, gt=0)  # noqa: N815 - scikit-learn's name
-    content_words: bool = Field(True, description="drop German function words (assets/function_words_de.txt) "
-                                "before the word and character features: learn topic, not writing style (ADR 0006)")
+    content_words: bool = Field(
+        True,
+        description="drop German function words (assets/function_words_de.txt) "
+        "before the word and character features: learn topic, not writing style (ADR 0006)",
+    )
 
 
 class FastTextParams(Strict):
@@ -50,10 +53,15 @@ class FastTextParams(Strict):
     cutoff: int = Field(10_000, ge=100, description="rows kept by quantisation (quantize: true)")
     minn: int = Field(4, ge=0, description="shortest character n-gram; maxn 0: words only")
     maxn: int = Field(4, ge=0)
-    quantize: bool = Field(False, description="product-quantised .ftz (under 1 MB) instead of a float .bin "
-                           "(~14 MB); scoring is 1.5-2.5x slower")
-    content_words: bool = Field(True, description="drop German function words (assets/function_words_de.txt) "
-                                "before training and scoring: learn topic, not writing style (ADR 0006)")
+    quantize: bool = Field(
+        False,
+        description="product-quantised .ftz (under 1 MB) instead of a float .bin (~14 MB); scoring is 1.5-2.5x slower",
+    )
+    content_words: bool = Field(
+        True,
+        description="drop German function words (assets/function_words_de.txt) "
+        "before training and scoring: learn topic, not writing style (ADR 0006)",
+    )
 
     @model_validator(mode="after")
     def _ngram_range(self) -> FastTextParams:
@@ -86,8 +94,11 @@ class FinetuneParams(Strict):
     max_length: int = Field(512, ge=8)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    freeze_embeddings: bool = Field(False, description="keep the word embeddings fixed: multilingual encoders hold "
-                                    "most parameters there (e5-small: 96M of 118M), so training is much cheaper")
+    freeze_embeddings: bool = Field(
+        False,
+        description="keep the word embeddings fixed: multilingual encoders hold "
+        "most parameters there (e5-small: 96M of 118M), so training is much cheaper",
+    )
 
 
 class CascadeParams(Strict):
@@ -107,14 +118,23 @@ class CascadeParams(Strict):
         return v
 
 
-CLASSIFIER_SECTIONS = {"tfidf_logreg": "tfidf", "fasttext": "fasttext", "embedding": "embedding",
-                       "finetune": "finetune", "cascade": "cascade"}
+CLASSIFIER_SECTIONS = {
+    "tfidf_logreg": "tfidf",
+    "fasttext": "fasttext",
+    "embedding": "embedding",
+    "finetune": "finetune",
+    "cascade": "cascade",
+}
 
 
-for _kind, _params in {"tfidf_logreg": TfidfParams, "fasttext": FastTextParams, "embedding": EmbeddingParams,
-                       "finetune": FinetuneParams, "cascade": CascadeParams}.items():
+for _kind, _params in {
+    "tfidf_logreg": TfidfParams,
+    "fasttext": FastTextParams,
+    "embedding": EmbeddingParams,
+    "finetune": FinetuneParams,
+    "cascade": CascadeParams,
+}.items():
     registry.attach_config("classifier", _kind, _params)
-
 
 
 class ClassifierConfig(Strict):
@@ -127,13 +147,20 @@ class ClassifierConfig(Strict):
     kind: ClassifierKind = "tfidf_logreg"
     threshold: float | ThresholdConfig = Field(0.5, description="a number: fixed score; or {by, value}")
     holdout_fraction: float = Field(0.25, gt=0, lt=1)
-    compare: list[ClassifierKind] = Field([], description="families also trained and scored on the same split "
-                                          "after the main classifier (the main kind reuses its own report)")
-    not_compared: dict[ClassifierKind, str] = Field({}, description="families listed in the comparison as not "
-                                                    "run, with the reason")
-    real_test: Path | None = Field(None, description="JSONL gold documents (id, text, medical; genre/source "
-                                   "optional) that no training or threshold choice sees: every trained family is "
-                                   "scored on them at its saved threshold (real_test.json in its folder)")
+    compare: list[ClassifierKind] = Field(
+        [],
+        description="families also trained and scored on the same split "
+        "after the main classifier (the main kind reuses its own report)",
+    )
+    not_compared: dict[ClassifierKind, str] = Field(
+        {}, description="families listed in the comparison as not run, with the reason"
+    )
+    real_test: Path | None = Field(
+        None,
+        description="JSONL gold documents (id, text, medical; genre/source "
+        "optional) that no training or threshold choice sees: every trained family is "
+        "scored on them at its saved threshold (real_test.json in its folder)",
+    )
     tfidf: TfidfParams = TfidfParams()
     fasttext: FastTextParams = FastTextParams()
     embedding: EmbeddingParams = EmbeddingParams()
@@ -152,8 +179,10 @@ class ClassifierConfig(Strict):
         for key, value in list((self.__pydantic_extra__ or {}).items()):
             model = registry.config_model("classifier", key)
             if model is None or key in CLASSIFIER_SECTIONS:
-                raise ValueError(f"{key}: unknown key (misspelled?); plugin classifier sections are named after "
-                                 f"a registered kind: {registry.names('classifier')}")
+                raise ValueError(
+                    f"{key}: unknown key (misspelled?); plugin classifier sections are named after "
+                    f"a registered kind: {registry.names('classifier')}"
+                )
             if isinstance(value, BaseModel):
                 continue
             try:
@@ -184,15 +213,17 @@ class ClassifierConfig(Strict):
     def _only_sections_of_the_used_kinds(self) -> ClassifierConfig:
         used = {self.kind, *self.compare}
         used |= {self.cascade.stage1, self.cascade.stage2} if "cascade" in used else set()
-        for kind in (self.__pydantic_extra__ or {}):
+        for kind in self.__pydantic_extra__ or {}:
             if kind not in used:
                 raise ValueError(f"{kind}: settings for kind '{kind}', but the classifier is '{self.kind}'")
         for kind, section in CLASSIFIER_SECTIONS.items():
             # Compared with the default, not with model_fields_set: a dump-and-revalidate round trip sets all.
             if kind not in used and getattr(self, section) != type(self).model_fields[section].default:
-                raise ValueError(f"{section}: settings for kind '{kind}', but the classifier is '{self.kind}'"
-                                 + (f" with stages {sorted(used - {'cascade'})}" if self.kind == "cascade" else "")
-                                 + (f" and compare lists {self.compare}" if self.compare else ""))
+                raise ValueError(
+                    f"{section}: settings for kind '{kind}', but the classifier is '{self.kind}'"
+                    + (f" with stages {sorted(used - {'cascade'})}" if self.kind == "cascade" else "")
+                    + (f" and compare lists {self.compare}" if self.compare else "")
+                )
         return self
 
     @property
@@ -200,4 +231,3 @@ class ClassifierConfig(Strict):
         """`threshold` as a ThresholdConfig (a bare number means a fixed score)."""
         t = self.threshold
         return t if isinstance(t, ThresholdConfig) else ThresholdConfig(by="score", value=t)
-

@@ -75,8 +75,10 @@ def check_training_data(texts: list[str], labels: list[bool]) -> None:
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
     if len(set(labels)) < 2:
-        raise ValueError("the classifier needs both medical and non-medical training examples; "
-                         f"got only {'medical' if labels and labels[0] else 'non-medical'} ones")
+        raise ValueError(
+            "the classifier needs both medical and non-medical training examples; "
+            f"got only {'medical' if labels and labels[0] else 'non-medical'} ones"
+        )
 
 
 def check_kind(model_dir: Path, kind: str) -> dict[str, Any]:
@@ -115,9 +117,15 @@ class TfidfLogRegClassifier:
     def _new_vectorizer(params: dict[str, Any]) -> Any:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        return TfidfVectorizer(analyzer=params["analyzer"], ngram_range=tuple(params["ngram_range"]),
-                               min_df=params["min_df"], max_features=params["max_features"], sublinear_tf=True,
-                               lowercase=True, dtype=np.float64)
+        return TfidfVectorizer(
+            analyzer=params["analyzer"],
+            ngram_range=tuple(params["ngram_range"]),
+            min_df=params["min_df"],
+            max_features=params["max_features"],
+            sublinear_tf=True,
+            lowercase=True,
+            dtype=np.float64,
+        )
 
     def _prepare(self, texts: list[str]) -> list[str]:
         if not self.content_words:
@@ -155,8 +163,10 @@ class TfidfLogRegClassifier:
             np.savez(fh, **arrays)
         for name, vec in self._vectorizers.items():
             write_json(model_dir / f"vocabulary_{name}.json", {t: int(i) for t, i in vec.vocabulary_.items()})
-        write_json(model_dir / META, {"kind": self.kind, "C": self.C, "vectorizers": self.VECTORIZERS,
-                                      "content_words": self.content_words})
+        write_json(
+            model_dir / META,
+            {"kind": self.kind, "C": self.C, "vectorizers": self.VECTORIZERS, "content_words": self.content_words},
+        )
         return model_dir
 
     @classmethod
@@ -215,8 +225,9 @@ def function_words() -> frozenset[str]:
     return _FUNCTION_WORDS
 
 
-def _train_quantized(fasttext: Any, train_file: str, params: dict[str, Any], cutoff: int | None,
-                     attempts: int = 3) -> tuple[Any, float]:
+def _train_quantized(
+    fasttext: Any, train_file: str, params: dict[str, Any], cutoff: int | None, attempts: int = 3
+) -> tuple[Any, float]:
     """Train and quantise; on fastText's "Encountered NaN" (a divergence it reports in training or, when the
     weights already hold NaNs, in quantize) retry with half the learning rate. Returns the model and the lr used."""
     lr = params["lr"]
@@ -231,8 +242,9 @@ def _train_quantized(fasttext: Any, train_file: str, params: dict[str, Any], cut
         except RuntimeError as exc:
             if "NaN" not in str(exc) or attempt == attempts:
                 raise
-            logging.getLogger("definemed").warning("fastText: %s at lr %g; retrying with lr %g (%d/%d)",
-                                                   exc, lr, lr / 2, attempt, attempts)
+            logging.getLogger("definemed").warning(
+                "fastText: %s at lr %g; retrying with lr %g (%d/%d)", exc, lr, lr / 2, attempt, attempts
+            )
             lr /= 2
     raise AssertionError("unreachable")
 
@@ -248,8 +260,12 @@ def _train_in_subprocess(train_file: Path, params: dict[str, Any], cutoff: int |
     import sys
 
     job = {"train_file": str(train_file), "params": params, "cutoff": cutoff, "model_file": str(model_file)}
-    proc = subprocess.run([sys.executable, "-m", "definemed.corpus.fasttext_train", json.dumps(job)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "definemed.corpus.fasttext_train", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0 or not model_file.exists():
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
         raise RuntimeError(f"fastText training failed (exit {proc.returncode}): {tail}")
@@ -270,11 +286,31 @@ class FastTextClassifier:
     MODEL = "model.ftz"
     FLOAT_MODEL = "model.bin"
 
-    def __init__(self, dim: int = 16, epoch: int = 50, lr: float = 1.0, word_ngrams: int = 2,
-                 bucket: int = 200_000, cutoff: int = 10_000, seed: int = 0, minn: int = 4, maxn: int = 4,
-                 quantize: bool = False, content_words: bool = False) -> None:
-        self.params = {"dim": dim, "epoch": epoch, "lr": lr, "wordNgrams": word_ngrams, "bucket": bucket,
-                       "minCount": 1, "minn": minn if maxn else 0, "maxn": maxn, "seed": seed}
+    def __init__(
+        self,
+        dim: int = 16,
+        epoch: int = 50,
+        lr: float = 1.0,
+        word_ngrams: int = 2,
+        bucket: int = 200_000,
+        cutoff: int = 10_000,
+        seed: int = 0,
+        minn: int = 4,
+        maxn: int = 4,
+        quantize: bool = False,
+        content_words: bool = False,
+    ) -> None:
+        self.params = {
+            "dim": dim,
+            "epoch": epoch,
+            "lr": lr,
+            "wordNgrams": word_ngrams,
+            "bucket": bucket,
+            "minCount": 1,
+            "minn": minn if maxn else 0,
+            "maxn": maxn,
+            "seed": seed,
+        }
         self.content_words = content_words
         # Rows kept by quantisation (the highest-norm words and n-gram buckets): size and quantise time scale with it.
         # None: a float model (.bin), larger but faster to score.
@@ -288,8 +324,19 @@ class FastTextClassifier:
     @classmethod
     def from_config(cls, cfg: ClassifierConfig, workdir: Path | None = None, seed: int = 0) -> FastTextClassifier:
         p = cfg.params(cls.kind)
-        return cls(dim=p.dim, epoch=p.epoch, lr=p.lr, word_ngrams=p.word_ngrams, bucket=p.bucket, cutoff=p.cutoff,
-                   seed=seed, minn=p.minn, maxn=p.maxn, quantize=p.quantize, content_words=p.content_words)
+        return cls(
+            dim=p.dim,
+            epoch=p.epoch,
+            lr=p.lr,
+            word_ngrams=p.word_ngrams,
+            bucket=p.bucket,
+            cutoff=p.cutoff,
+            seed=seed,
+            minn=p.minn,
+            maxn=p.maxn,
+            quantize=p.quantize,
+            content_words=p.content_words,
+        )
 
     @property
     def _drop(self) -> frozenset[str] | None:
@@ -302,8 +349,13 @@ class FastTextClassifier:
         with tempfile.TemporaryDirectory(prefix="definemed-fasttext-") as tmp:
             train_file = Path(tmp) / "train.txt"
             drop = self._drop
-            train_file.write_text("".join(f"{LABEL_MEDICAL if y else LABEL_OTHER} {_fasttext_line(t, drop)}\n"
-                                          for t, y in zip(texts, labels, strict=True)), encoding="utf-8")
+            train_file.write_text(
+                "".join(
+                    f"{LABEL_MEDICAL if y else LABEL_OTHER} {_fasttext_line(t, drop)}\n"
+                    for t, y in zip(texts, labels, strict=True)
+                ),
+                encoding="utf-8",
+            )
             model_file = Path(tmp) / self.model_file
             lr = _train_in_subprocess(train_file, self.params, self.cutoff, model_file)
             self._model = fasttext.load_model(str(model_file))
@@ -316,10 +368,17 @@ class FastTextClassifier:
         # One call for the whole batch through the low-level multi-line predict (the high-level wrapper breaks on
         # numpy 2). k=2: both labels, so p(medical) is there even when it is the smaller one.
         drop = self._drop
-        labels, probs = self._model.f.multilinePredict([_fasttext_line(t, drop) + "\n" for t in texts], 2, 0.0,
-                                                       "replace")
-        scores = np.fromiter((next((float(p) for lab, p in zip(labs, ps, strict=True) if lab == LABEL_MEDICAL), 0.0)
-                              for labs, ps in zip(labels, probs, strict=True)), dtype=np.float64, count=len(texts))
+        labels, probs = self._model.f.multilinePredict(
+            [_fasttext_line(t, drop) + "\n" for t in texts], 2, 0.0, "replace"
+        )
+        scores = np.fromiter(
+            (
+                next((float(p) for lab, p in zip(labs, ps, strict=True) if lab == LABEL_MEDICAL), 0.0)
+                for labs, ps in zip(labels, probs, strict=True)
+            ),
+            dtype=np.float64,
+            count=len(texts),
+        )
         return np.clip(scores, 0.0, 1.0)
 
     def save(self, model_dir: str | Path) -> Path:
@@ -327,8 +386,10 @@ class FastTextClassifier:
         model_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(model_dir / self.model_file) as tmp:
             self._model.save_model(str(tmp))
-        write_json(model_dir / META, {"kind": self.kind, "params": self.params, "cutoff": self.cutoff,
-                                      "content_words": self.content_words})
+        write_json(
+            model_dir / META,
+            {"kind": self.kind, "params": self.params, "cutoff": self.cutoff, "content_words": self.content_words},
+        )
         return model_dir
 
     @classmethod
@@ -337,8 +398,11 @@ class FastTextClassifier:
 
         model_dir = Path(model_dir)
         meta = check_kind(model_dir, cls.kind)
-        self = cls(cutoff=meta["cutoff"] or 0, quantize=meta["cutoff"] is not None,
-                   content_words=meta.get("content_words", False))
+        self = cls(
+            cutoff=meta["cutoff"] or 0,
+            quantize=meta["cutoff"] is not None,
+            content_words=meta.get("content_words", False),
+        )
         self.params = meta["params"]
         self._model = fasttext.load_model(str(model_dir / self.model_file))
         return self

@@ -22,8 +22,14 @@ logger = logging.getLogger("definemed")
 COMPARE_DIR = "compare"
 
 
-def compare_in_stage(clf: ClassifierConfig, survivors: Path, labels: FileLabels, seed: int,
-                     main_report: dict[str, Any], classifier_dir: Path) -> dict[str, Any] | None:
+def compare_in_stage(
+    clf: ClassifierConfig,
+    survivors: Path,
+    labels: FileLabels,
+    seed: int,
+    main_report: dict[str, Any],
+    classifier_dir: Path,
+) -> dict[str, Any] | None:
     """Rows (one per family) and PR curves of the comparison; None when nothing is to be compared."""
     if not clf.compare and not clf.not_compared:
         return None
@@ -42,10 +48,15 @@ def compare_in_stage(clf: ClassifierConfig, survivors: Path, labels: FileLabels,
             continue
         rows.append({**row, "status": "ok", "main": False, "note": ""})
         curves[kind] = _curve(read_json(out_root / kind / REPORT))
-    rows += [{"kind": kind, "status": "not run", "main": False, "note": reason}
-             for kind, reason in clf.not_compared.items()]
-    return {"rows": rows, "curves": curves, "heldout_docs": main_report.get("n_heldout"),
-            "folder": f"{classifier_dir.name}/{COMPARE_DIR}"}
+    rows += [
+        {"kind": kind, "status": "not run", "main": False, "note": reason} for kind, reason in clf.not_compared.items()
+    ]
+    return {
+        "rows": rows,
+        "curves": curves,
+        "heldout_docs": main_report.get("n_heldout"),
+        "folder": f"{classifier_dir.name}/{COMPARE_DIR}",
+    }
 
 
 def _curve(report: dict[str, Any]) -> dict[str, Any]:

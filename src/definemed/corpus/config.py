@@ -21,8 +21,9 @@ class ParquetInput(Strict):
     limit: int = -1
     text_key: str = "text"
     id_key: str = "id"
-    max_doc_chars: int | None = Field(1_000_000, ge=1, description="longer documents are dropped before the "
-                                      "filters (reason too_long); null: no cap")
+    max_doc_chars: int | None = Field(
+        1_000_000, ge=1, description="longer documents are dropped before the filters (reason too_long); null: no cap"
+    )
 
 
 class JsonlInput(Strict):
@@ -32,8 +33,9 @@ class JsonlInput(Strict):
     limit: int = -1
     text_key: str = "text"
     id_key: str = "id"
-    max_doc_chars: int | None = Field(1_000_000, ge=1, description="longer documents are dropped before the "
-                                      "filters (reason too_long); null: no cap")
+    max_doc_chars: int | None = Field(
+        1_000_000, ge=1, description="longer documents are dropped before the filters (reason too_long); null: no cap"
+    )
 
 
 class LanguageConfig(Strict):
@@ -70,14 +72,20 @@ class GopherRepetitionConfig(Strict):
     dup_line_char_frac: float | None = 0.2
     dup_para_char_frac: float | None = 0.2
     top_n_grams: list[tuple[int, float]] | None = Field(
-        [(2, 0.2), (3, 0.18), (4, 0.16)], description="(n, max share of characters in the most frequent n-gram)")
+        [(2, 0.2), (3, 0.18), (4, 0.16)], description="(n, max share of characters in the most frequent n-gram)"
+    )
     dup_n_grams: list[tuple[int, float]] | None = Field(
         [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)],
-        description="(n, max share of characters in repeated n-grams)")
-    min_top_ngram_count: int = Field(1, ge=1, description="the top n-gram check applies only when the most "
-                                     "frequent n-gram occurs this often; datatrove: 1, so in a short document a "
-                                     "bigram that occurs once can exceed 20 % of the characters: 2 makes the "
-                                     "check about repetition, not length")
+        description="(n, max share of characters in repeated n-grams)",
+    )
+    min_top_ngram_count: int = Field(
+        1,
+        ge=1,
+        description="the top n-gram check applies only when the most "
+        "frequent n-gram occurs this often; datatrove: 1, so in a short document a "
+        "bigram that occurs once can exceed 20 % of the characters: 2 makes the "
+        "check about repetition, not length",
+    )
 
 
 class FineWebQualityConfig(Strict):
@@ -89,9 +97,13 @@ class FineWebQualityConfig(Strict):
 
 
 class QualityConfig(Strict):
-    min_doc_chars: int | None = Field(None, ge=1, description="documents shorter than this (characters, after "
-                                      "stripping) are dropped first, reason too_short: one document-level length "
-                                      "rule instead of length cuts hidden in other checks; null: off")
+    min_doc_chars: int | None = Field(
+        None,
+        ge=1,
+        description="documents shorter than this (characters, after "
+        "stripping) are dropped first, reason too_short: one document-level length "
+        "rule instead of length cuts hidden in other checks; null: off",
+    )
     gopher_repetition: GopherRepetitionConfig | None = GopherRepetitionConfig()
     gopher_quality: GopherQualityConfig | None = GopherQualityConfig()
     fineweb_quality: FineWebQualityConfig | None = FineWebQualityConfig()
@@ -146,8 +158,12 @@ class DecontaminationConfig(Strict):
     enabled: bool = True
     ngram: int = Field(13, ge=4, description="words per n-gram (GPT-3 / Llama decontamination use 13)")
     min_matches: int = Field(1, ge=1, description="distinct shared n-grams that make a document contaminated")
-    min_item_words: int = Field(8, ge=1, description="a benchmark text shorter than `ngram` words is matched "
-                                "as a whole when it has at least this many words; shorter ones are skipped")
+    min_item_words: int = Field(
+        8,
+        ge=1,
+        description="a benchmark text shorter than `ngram` words is matched "
+        "as a whole when it has at least this many words; shorter ones are skipped",
+    )
 
 
 class DedupConfig(Strict):
@@ -165,8 +181,9 @@ class CorpusCardConfig(Strict):
     """What the corpus statistics and the dataset card (README.md next to the output) report."""
 
     pretty_name: str = "FineMed-de"
-    tokenizer: str | None = Field(None, description="null: the CPT model's tokenizer; 'whitespace': words; "
-                                  "or a hub id / local path")
+    tokenizer: str | None = Field(
+        None, description="null: the CPT model's tokenizer; 'whitespace': words; or a hub id / local path"
+    )
     subdomain_key: str = Field("subdomain", description="field of the labels file with a document's subdomain")
 
 
@@ -179,8 +196,13 @@ class SinglePassConfig(Strict):
     need; B then reads every input file, filters, classifies and writes in one go. Input tokens are then counted on
     the sample and scaled to the whole input (`tokens_in_estimated` in the metrics); kept tokens are exact."""
 
-    sample_files: float = Field(0.02, gt=0, le=1, description="share of the input files (at least one per input "
-                                "path) pipeline A filters into the sample for labelling and training")
+    sample_files: float = Field(
+        0.02,
+        gt=0,
+        le=1,
+        description="share of the input files (at least one per input "
+        "path) pipeline A filters into the sample for labelling and training",
+    )
     seed: int | None = Field(None, description="which files; null: run.seed")
 
 
@@ -204,14 +226,19 @@ class CorpusConfig(Strict):
     @model_validator(mode="after")
     def _one_label_source(self) -> CorpusConfig:
         if self.labels is not None and self.labelling is not None:
-            raise ValueError("corpus.labelling: set either corpus.labels (a precomputed labels file) or "
-                             "corpus.labelling (label a sample in the stage), not both")
+            raise ValueError(
+                "corpus.labelling: set either corpus.labels (a precomputed labels file) or "
+                "corpus.labelling (label a sample in the stage), not both"
+            )
         if self.labels is None and self.labelling is None:
-            raise ValueError("corpus.labels: the classifier needs labels; set corpus.labels (a precomputed labels "
-                             "file) or corpus.labelling (label a sample in the stage)")
+            raise ValueError(
+                "corpus.labels: the classifier needs labels; set corpus.labels (a precomputed labels "
+                "file) or corpus.labelling (label a sample in the stage)"
+            )
         sample = self.labelling.sample if self.labelling is not None else None
         if sample is not None and (sample.id_key, sample.text_key) != ("id", "text"):
-            raise ValueError("corpus.labelling.sample: id_key/text_key do not apply in the corpus stage (the sample "
-                             "is drawn from the filter survivors, which always carry `id` and `text`)")
+            raise ValueError(
+                "corpus.labelling.sample: id_key/text_key do not apply in the corpus stage (the sample "
+                "is drawn from the filter survivors, which always carry `id` and `text`)"
+            )
         return self
-

@@ -31,8 +31,9 @@ class BenchmarkRefs(Inputs):
     @classmethod
     def of(cls, evaluate: Any) -> BenchmarkRefs:
         """The references of an `evaluate` section (a local task's `path`, an lm-eval task's `data_files`)."""
-        return cls(tasks=tuple(BenchmarkTask(name=t.name, path=t.path) for t in evaluate.mcq.tasks),
-                   prompts=evaluate.prompts)
+        return cls(
+            tasks=tuple(BenchmarkTask(name=t.name, path=t.path) for t in evaluate.mcq.tasks), prompts=evaluate.prompts
+        )
 
 
 class CorpusInputs(Inputs):
@@ -77,8 +78,11 @@ def _template_missing(name: str) -> bool:
 
 def paths(cfg: DefinemedConfig) -> list[InputPath]:
     corpus = cfg.corpus
-    out = [InputPath(f"corpus.input.paths.{i}", Path(p).expanduser()) for i, p in enumerate(corpus.input.paths)
-           if "://" not in p]
+    out = [
+        InputPath(f"corpus.input.paths.{i}", Path(p).expanduser())
+        for i, p in enumerate(corpus.input.paths)
+        if "://" not in p
+    ]
     if corpus.labels is not None:
         out.append(InputPath("corpus.labels.path", corpus.labels.path, "file"))
     if corpus.labelling is not None:
@@ -101,14 +105,26 @@ def paths(cfg: DefinemedConfig) -> list[InputPath]:
 def benchmark_paths(cfg: DefinemedConfig) -> list[InputPath]:
     """The evaluation data files (read by evaluate, by corpus decontamination and by the merge sweep)."""
     ev = cfg.evaluate
-    out = [InputPath(f"evaluate.mcq.tasks.{i}.{'path' if task.kind == 'local' else 'data_files'}", task.path)
-           for i, task in enumerate(ev.mcq.tasks) if task.path is not None]
+    out = [
+        InputPath(f"evaluate.mcq.tasks.{i}.{'path' if task.kind == 'local' else 'data_files'}", task.path)
+        for i, task in enumerate(ev.mcq.tasks)
+        if task.path is not None
+    ]
     if ev.prompts is not None:
         out.append(InputPath("evaluate.prompts", ev.prompts))
     return out
 
 
 STAGE = Stage(
-    name="corpus", help="build the medical corpus (datatrove): read, language, quality, medical classifier, dedup, "
-    "decontamination, dataset card", upstream=(), resumable=True, section="corpus", config=CorpusConfig, bind=bind,
-    metrics=CorpusMetrics, run="definemed.corpus.stage:run", paths=paths)
+    name="corpus",
+    help="build the medical corpus (datatrove): read, language, quality, medical classifier, dedup, "
+    "decontamination, dataset card",
+    upstream=(),
+    resumable=True,
+    section="corpus",
+    config=CorpusConfig,
+    bind=bind,
+    metrics=CorpusMetrics,
+    run="definemed.corpus.stage:run",
+    paths=paths,
+)

@@ -52,8 +52,9 @@ def _jsonl_files(path: Path) -> list[Path]:
     path = Path(path)
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
-        raise FileNotFoundError(f"corpus.decontamination: benchmark data not found at {path} "
-                                "(expected a .jsonl file or a folder of them)")
+        raise FileNotFoundError(
+            f"corpus.decontamination: benchmark data not found at {path} (expected a .jsonl file or a folder of them)"
+        )
     return files
 
 
@@ -82,7 +83,8 @@ def benchmark_items(benchmarks: BenchmarkRefs) -> list[dict[str, Any]]:
         if source is None:
             # A hub task without local files: its questions are not readable here, so they cannot be checked.
             logging.getLogger("definemed").warning(
-                "[corpus] decontamination skips hub task '%s' (no local data_files)", task.name)
+                "[corpus] decontamination skips hub task '%s' (no local data_files)", task.name
+            )
             continue
         for where, row in _rows(source):
             question = str(row.get("question") or "")
@@ -101,8 +103,12 @@ def write_benchmark_items(benchmarks: BenchmarkRefs, settings: DecontaminationCo
     items = benchmark_items(benchmarks)
     write_jsonl(path, items)
     index = NgramIndex.build(items, settings.ngram, settings.min_item_words)
-    return {"items": len(items), "sources": dict(Counter(i["source"] for i in items)),
-            "indexed_ngrams": index.size, "items_too_short": len(items) - index.items}
+    return {
+        "items": len(items),
+        "sources": dict(Counter(i["source"] for i in items)),
+        "indexed_ngrams": index.size,
+        "items_too_short": len(items) - index.items,
+    }
 
 
 class NgramIndex:
@@ -144,7 +150,7 @@ class NgramIndex:
     def text_keys_of(self, words: list[str], min_item_words: int) -> set[tuple[int, str]]:
         """(length, key) pairs of one benchmark text: its n-grams, itself when short, nothing when too short."""
         if len(words) >= self.ngram:
-            return {(self.ngram, " ".join(words[i:i + self.ngram])) for i in range(len(words) - self.ngram + 1)}
+            return {(self.ngram, " ".join(words[i : i + self.ngram])) for i in range(len(words) - self.ngram + 1)}
         return {(len(words), " ".join(words))} if len(words) >= min_item_words else set()
 
     @property
@@ -164,7 +170,7 @@ class NgramIndex:
         # compress): most positions fail it, and no Python code runs for them.
         for i in compress(count(), map(opens, zip(words, islice(words, 1, None), strict=False))):
             for length in opens((words[i], words[i + 1])):
-                if i + length <= n and (key := " ".join(words[i:i + length])) in self.by_length[length]:
+                if i + length <= n and (key := " ".join(words[i : i + length])) in self.by_length[length]:
                     for text_id in self.by_length[length][key]:
                         found[text_id].add(key)
         if self.single_words:
@@ -176,8 +182,9 @@ class NgramIndex:
     def contamination(self, text: str, min_matches: int) -> tuple[str, int] | None:
         """(item id, shared keys) of the most-matched item, if `text` shares `min_matches` keys with one of its
         texts, or all keys of a text that has fewer (a copy of a 13-word question shares exactly one)."""
-        hits = [(n, self.text_item[t]) for t, n in self.matches(text).items()
-                if n >= min(min_matches, self.text_keys[t])]
+        hits = [
+            (n, self.text_item[t]) for t, n in self.matches(text).items() if n >= min(min_matches, self.text_keys[t])
+        ]
         if not hits:
             return None
         count, item = max(hits)
@@ -193,8 +200,14 @@ class BenchmarkDecontaminationFilter(BaseFilter):
 
     name = "🧪 Benchmark decontamination"
 
-    def __init__(self, items_path: str, ngram: int = 13, min_matches: int = 1, min_item_words: int = 8,
-                 exclusion_writer: DiskWriter | None = None) -> None:
+    def __init__(
+        self,
+        items_path: str,
+        ngram: int = 13,
+        min_matches: int = 1,
+        min_item_words: int = 8,
+        exclusion_writer: DiskWriter | None = None,
+    ) -> None:
         super().__init__(exclusion_writer)
         self.items_path = items_path
         self.ngram = ngram
@@ -204,8 +217,11 @@ class BenchmarkDecontaminationFilter(BaseFilter):
 
     def index(self) -> NgramIndex:
         if self._index is None:
-            items = [json.loads(line) for line in Path(self.items_path).read_text(encoding="utf-8").splitlines()
-                     if line.strip()]
+            items = [
+                json.loads(line)
+                for line in Path(self.items_path).read_text(encoding="utf-8").splitlines()
+                if line.strip()
+            ]
             self._index = NgramIndex.build(items, self.ngram, self.min_item_words)
         return self._index
 

@@ -52,9 +52,13 @@ def minhash_config(dedup: DedupConfig) -> Any:
     from datatrove.pipeline.dedup.minhash import MinhashConfig
     from datatrove.utils.hashing import HashConfig
 
-    return MinhashConfig(n_grams=dedup.n_grams, num_buckets=dedup.num_buckets,
-                         hashes_per_bucket=dedup.hashes_per_bucket, seed=dedup.seed,
-                         hash_config=HashConfig(precision=64, hash_fc="xxhash"))
+    return MinhashConfig(
+        n_grams=dedup.n_grams,
+        num_buckets=dedup.num_buckets,
+        hashes_per_bucket=dedup.hashes_per_bucket,
+        seed=dedup.seed,
+        hash_config=HashConfig(precision=64, hash_fc="xxhash"),
+    )
 
 
 def similarity_threshold(dedup: DedupConfig) -> float:
@@ -67,27 +71,29 @@ def signature_step(dedup: DedupConfig, work: Path) -> Any:
     from datatrove.utils.typeshelper import Languages
 
     # German word tokenisation: shingles of words, not of whitespace chunks glued to punctuation.
-    return MinhashDedupSignature(output_folder=str(work / "signatures"), config=minhash_config(dedup),
-                                 language=Languages.german)
+    return MinhashDedupSignature(
+        output_folder=str(work / "signatures"), config=minhash_config(dedup), language=Languages.german
+    )
 
 
 def buckets_step(dedup: DedupConfig, work: Path) -> Any:
     from datatrove.pipeline.dedup import MinhashDedupBuckets
 
-    return MinhashDedupBuckets(input_folder=str(work / "signatures"), output_folder=str(work / "buckets"),
-                               config=minhash_config(dedup))
+    return MinhashDedupBuckets(
+        input_folder=str(work / "signatures"), output_folder=str(work / "buckets"), config=minhash_config(dedup)
+    )
 
 
 def cluster_step(dedup: DedupConfig, work: Path) -> Any:
     from datatrove.pipeline.dedup import MinhashDedupCluster
 
-    return MinhashDedupCluster(input_folder=str(work / "buckets"), output_folder=str(work / "remove_ids"),
-                               config=minhash_config(dedup))
+    return MinhashDedupCluster(
+        input_folder=str(work / "buckets"), output_folder=str(work / "remove_ids"), config=minhash_config(dedup)
+    )
 
 
 def filter_step(work: Path, rejected: Path) -> Any:
     from datatrove.pipeline.dedup import MinhashDedupFilter
 
-    writer = ReasonJsonlWriter(str(rejected), reason=REASON, output_filename="${rank}.jsonl.gz",
-                               compression="gzip")
+    writer = ReasonJsonlWriter(str(rejected), reason=REASON, output_filename="${rank}.jsonl.gz", compression="gzip")
     return MinhashDedupFilter(input_folder=str(work / "remove_ids"), exclusion_writer=writer)

@@ -81,13 +81,14 @@ class TransformersEncoder:
         step = self.params.batch_size
         with torch.inference_mode():
             for start in range(0, len(texts), step):
-                batch = [self.params.prefix + t for t in texts[start:start + step]]
-                enc = self.tokenizer(batch, padding=True, truncation=True, max_length=self.params.max_length,
-                                     return_tensors="pt").to(self.device)
+                batch = [self.params.prefix + t for t in texts[start : start + step]]
+                enc = self.tokenizer(
+                    batch, padding=True, truncation=True, max_length=self.params.max_length, return_tensors="pt"
+                ).to(self.device)
                 hidden = self.model(**enc).last_hidden_state.float()
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-                out[start:start + len(batch)] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+                out[start : start + len(batch)] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
         return out
 
 
@@ -206,8 +207,10 @@ class EmbeddingClassifier:
         with atomic_path(model_dir / "head.npz") as tmp, tmp.open("wb") as fh:
             np.savez(fh, coef=self.coef, intercept=np.array([self.intercept]), mean=self.mean, scale=self.scale)
         self.cache.save(model_dir / CACHE_FILE)
-        write_json(model_dir / META, {"kind": self.kind, "backend": self.backend,
-                                      "params": self.params.model_dump(mode="json")})
+        write_json(
+            model_dir / META,
+            {"kind": self.kind, "backend": self.backend, "params": self.params.model_dump(mode="json")},
+        )
         return model_dir
 
     def save_cache(self) -> None:
@@ -225,7 +228,6 @@ class EmbeddingClassifier:
             self.coef, self.intercept = head["coef"], float(head["intercept"][0])
             self.mean, self.scale = head["mean"], head["scale"]
         return self
-
 
 
 class FinetuneClassifier:
@@ -268,11 +270,22 @@ class FinetuneClassifier:
 
         p, cuda = self.params, torch.cuda.is_available()
         return TrainingArguments(
-            output_dir=output_dir, num_train_epochs=p.epochs, learning_rate=p.learning_rate,
-            per_device_train_batch_size=p.batch_size, weight_decay=p.weight_decay, warmup_steps=p.warmup_ratio,
-            bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda, seed=self.seed,
-            save_strategy="no", eval_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True,
-            dataloader_pin_memory=cuda)
+            output_dir=output_dir,
+            num_train_epochs=p.epochs,
+            learning_rate=p.learning_rate,
+            per_device_train_batch_size=p.batch_size,
+            weight_decay=p.weight_decay,
+            warmup_steps=p.warmup_ratio,
+            bf16=cuda and torch.cuda.is_bf16_supported(),
+            use_cpu=not cuda,
+            seed=self.seed,
+            save_strategy="no",
+            eval_strategy="no",
+            logging_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_pin_memory=cuda,
+        )
 
     def fit(self, texts: list[str], labels: list[bool]) -> FinetuneClassifier:
         import tempfile
@@ -285,11 +298,17 @@ class FinetuneClassifier:
         if self.params.freeze_embeddings:
             self.model.get_input_embeddings().weight.requires_grad_(False)
         enc = self.tokenizer(texts, truncation=True, max_length=self.params.max_length)
-        rows = [{"input_ids": ids, "attention_mask": mask, "labels": int(y)}
-                for ids, mask, y in zip(enc["input_ids"], enc["attention_mask"], labels, strict=True)]
+        rows = [
+            {"input_ids": ids, "attention_mask": mask, "labels": int(y)}
+            for ids, mask, y in zip(enc["input_ids"], enc["attention_mask"], labels, strict=True)
+        ]
         with tempfile.TemporaryDirectory(prefix="definemed-finetune-") as tmp:
-            trainer = Trainer(model=self.model, args=self._training_args(tmp), train_dataset=rows,
-                              data_collator=DataCollatorWithPadding(self.tokenizer))
+            trainer = Trainer(
+                model=self.model,
+                args=self._training_args(tmp),
+                train_dataset=rows,
+                data_collator=DataCollatorWithPadding(self.tokenizer),
+            )
             trainer.train()
         self.model.eval()
         return self
@@ -304,11 +323,17 @@ class FinetuneClassifier:
         step = self.params.batch_size
         with torch.inference_mode():
             for start in range(0, len(order), step):
-                idx = order[start:start + step]
-                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                     max_length=self.params.max_length, return_tensors="pt").to(self.model.device)
-                with torch.autocast(self.model.device.type, dtype=torch.bfloat16,
-                                    enabled=self.model.device.type == "cuda"):
+                idx = order[start : start + step]
+                enc = self.tokenizer(
+                    [texts[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.params.max_length,
+                    return_tensors="pt",
+                ).to(self.model.device)
+                with torch.autocast(
+                    self.model.device.type, dtype=torch.bfloat16, enabled=self.model.device.type == "cuda"
+                ):
                     logits = self.model(**enc).logits.float()
                 scores[idx] = torch.softmax(logits, dim=-1)[:, 1].cpu().numpy()
         return scores
@@ -325,8 +350,9 @@ class FinetuneClassifier:
         self.tokenizer.save_pretrained(staging)
         shutil.rmtree(model_dir / self.MODEL, ignore_errors=True)
         staging.rename(model_dir / self.MODEL)
-        write_json(model_dir / META, {"kind": self.kind, "params": self.params.model_dump(mode="json"),
-                                      "seed": self.seed})
+        write_json(
+            model_dir / META, {"kind": self.kind, "params": self.params.model_dump(mode="json"), "seed": self.seed}
+        )
         return model_dir
 
     @classmethod

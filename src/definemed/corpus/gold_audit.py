@@ -47,8 +47,9 @@ def read_gold(path: str | Path) -> GoldSet:
         gold.ids.append(str(row.get("id", f"line-{lineno}")))
         gold.texts.append(row["text"])
         gold.labels.append(row["medical"])
-        gold.rows.append({k: row[k] for k in BREAKDOWN_FIELDS if isinstance(row.get(k), str)}
-                         | {"chars": len(row["text"])})
+        gold.rows.append(
+            {k: row[k] for k in BREAKDOWN_FIELDS if isinstance(row.get(k), str)} | {"chars": len(row["text"])}
+        )
     return gold
 
 
@@ -60,12 +61,16 @@ def load_classifier(model_dir: str | Path) -> tuple[Any, float, dict[str, Any]]:
     model_dir = Path(model_dir)
     meta_file, report_file = model_dir / "meta.json", model_dir / REPORT
     if not meta_file.is_file():
-        raise DefinemedError(f"{model_dir}: no meta.json; give a classifier folder written by the corpus stage "
-                             "(<run>/corpus/classifier or classifier/compare/<kind>)")
+        raise DefinemedError(
+            f"{model_dir}: no meta.json; give a classifier folder written by the corpus stage "
+            "(<run>/corpus/classifier or classifier/compare/<kind>)"
+        )
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     if not report_file.is_file():
-        raise DefinemedError(f"{model_dir}: no {REPORT} with the chosen threshold; the stage writes it last, so "
-                             "the folder holds an interrupted training: rerun the corpus stage")
+        raise DefinemedError(
+            f"{model_dir}: no {REPORT} with the chosen threshold; the stage writes it last, so "
+            "the folder holds an interrupted training: rerun the corpus stage"
+        )
     threshold = float(json.loads(report_file.read_text(encoding="utf-8"))["threshold"])
     try:
         cls = classifier_class(meta.get("kind", "?"))
@@ -90,8 +95,9 @@ def _rate(mask: np.ndarray, values: np.ndarray) -> float | None:
     return round(float(values[mask].mean()), 4) if mask.any() else None
 
 
-def audit_scores(gold: GoldSet, scores: Any, threshold: float, rounds: int = 1000, seed: int = 0,
-                 worst: int = 10) -> dict[str, Any]:
+def audit_scores(
+    gold: GoldSet, scores: Any, threshold: float, rounds: int = 1000, seed: int = 0, worst: int = 10
+) -> dict[str, Any]:
     """Everything `definemed audit` prints and the stage's real-test rows hold, for scores at `threshold`."""
     s = np.asarray(scores, dtype=np.float64)
     y, pred = np.asarray(gold.labels, dtype=bool), s >= threshold
@@ -108,37 +114,58 @@ def audit_scores(gold: GoldSet, scores: Any, threshold: float, rounds: int = 100
         table = {}
         for value in sorted({v for v in values if v}):
             m = np.array([v == value for v in values])
-            table[value] = {"n": int(m.sum()), "medical": int(y[m].sum()),
-                            "recall": _rate(m & y, pred), "false_positive_rate": _rate(m & ~y, pred),
-                            "accuracy": round(float((pred[m] == y[m]).mean()), 4)}
+            table[value] = {
+                "n": int(m.sum()),
+                "medical": int(y[m].sum()),
+                "recall": _rate(m & y, pred),
+                "false_positive_rate": _rate(m & ~y, pred),
+                "accuracy": round(float((pred[m] == y[m]).mean()), 4),
+            }
         breakdown[name] = table
     wrong = np.flatnonzero(pred != y)
     # Worst: the most confident mistakes (a false positive scoring 0.99, a missed medical text scoring 0.01).
     order = wrong[np.argsort(-np.abs(s[wrong] - threshold), kind="stable")][:worst]
     return {
-        "n": len(y), "threshold": round(float(threshold), 6), **_metrics(y, pred),
+        "n": len(y),
+        "threshold": round(float(threshold), 6),
+        **_metrics(y, pred),
         "intervals_95": _intervals(y, pred, rounds, seed) if len(y) else {},
         "bootstrap": {"resamples": rounds, "seed": seed},
         "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
         "support": {"medical": int(y.sum()), "other": int((~y).sum())},
         "false_positive_rate": _rate(~y, pred),
-        "technical_false_positive_rate": _rate(technical & ~y, pred), "technical_docs": int(technical.sum()),
-        "short_medical_recall": _rate(short, pred), "short_medical_docs": int(short.sum()),
+        "technical_false_positive_rate": _rate(technical & ~y, pred),
+        "technical_docs": int(technical.sum()),
+        "short_medical_recall": _rate(short, pred),
+        "short_medical_docs": int(short.sum()),
         "short_chars": SHORT_CHARS,
         "breakdown": breakdown,
-        "worst": [{"id": gold.ids[i], "gold": bool(y[i]), "score": round(float(s[i]), 4),
-                   **{k: v for k, v in gold.rows[i].items() if k != "chars"},
-                   "text": " ".join(gold.texts[i].split())[:160]} for i in order],
+        "worst": [
+            {
+                "id": gold.ids[i],
+                "gold": bool(y[i]),
+                "score": round(float(s[i]), 4),
+                **{k: v for k, v in gold.rows[i].items() if k != "chars"},
+                "text": " ".join(gold.texts[i].split())[:160],
+            }
+            for i in order
+        ],
     }
 
 
 def real_test_row(audit: dict[str, Any]) -> dict[str, Any]:
     """The few real-test figures a comparison row carries."""
     lo, hi = audit["intervals_95"].get("f1", [None, None])
-    return {"real_n": audit["n"], "real_precision": audit["precision"], "real_recall": audit["recall"],
-            "real_f1": audit["f1"], "real_f1_lo": lo, "real_f1_hi": hi,
-            "real_fpr_technical": audit["technical_false_positive_rate"],
-            "real_recall_short": audit["short_medical_recall"]}
+    return {
+        "real_n": audit["n"],
+        "real_precision": audit["precision"],
+        "real_recall": audit["recall"],
+        "real_f1": audit["f1"],
+        "real_f1_lo": lo,
+        "real_f1_hi": hi,
+        "real_fpr_technical": audit["technical_false_positive_rate"],
+        "real_recall_short": audit["short_medical_recall"],
+    }
 
 
 # Encoder scoring throughput on one GPU at 512 tokens, measured by benchmarks/gpu_check.py (H200, see
@@ -156,8 +183,16 @@ def cascade_scores(model: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray
     return np.where(passed, alone, REJECT_SCORE), alone, passed
 
 
-def cascade_on_real(model: Any, folder: Path, gold: GoldSet, scores: np.ndarray, threshold: float,
-                    alone_scores: np.ndarray, passed: np.ndarray, seed: int) -> dict[str, Any]:
+def cascade_on_real(
+    model: Any,
+    folder: Path,
+    gold: GoldSet,
+    scores: np.ndarray,
+    threshold: float,
+    alone_scores: np.ndarray,
+    passed: np.ndarray,
+    seed: int,
+) -> dict[str, Any]:
     """The cascade against its stage 2 alone (stage 2's own saved cut) on the real test set, the share routed to
     stage 2 and the projected hours for FineWeb2's German split at that share."""
     from definemed.corpus.training import seconds_per_doc
@@ -169,8 +204,10 @@ def cascade_on_real(model: Any, folder: Path, gold: GoldSet, scores: np.ndarray,
     c1, c2 = seconds_per_doc(model.stage1, gold.texts), seconds_per_doc(model.stage2, gold.texts)
     gpu = GPU_DOCS_PER_S.get(model.stage2.kind)
     return {
-        "stage2_kind": model.stage2.kind, "stage2_alone": real_test_row(alone),
-        "routed_share": round(share, 4), "routed_medical_recall": _rate(np.asarray(gold.labels, dtype=bool), passed),
+        "stage2_kind": model.stage2.kind,
+        "stage2_alone": real_test_row(alone),
+        "routed_share": round(share, 4),
+        "routed_medical_recall": _rate(np.asarray(gold.labels, dtype=bool), passed),
         "f1_gap_vs_stage2": round(alone["f1"] - audit_scores(gold, scores, threshold, rounds=1, worst=0)["f1"], 4),
         "projection_docs": FINEWEB2_DE_DOCS,
         "stage1_cpu_hours": round(c1 * FINEWEB2_DE_DOCS / 3600, 1),
@@ -178,8 +215,9 @@ def cascade_on_real(model: Any, folder: Path, gold: GoldSet, scores: np.ndarray,
         "stage2_alone_cpu_hours": round(c2 * FINEWEB2_DE_DOCS / 3600, 1),
         "stage2_gpu_hours": round(share * FINEWEB2_DE_DOCS / gpu / 3600, 2) if gpu else None,
         "stage2_alone_gpu_hours": round(FINEWEB2_DE_DOCS / gpu / 3600, 2) if gpu else None,
-        "gpu_docs_per_s": gpu, "cpu_note": "one core of this machine; stage-1/2 seconds per document measured "
-                                          "on the real test set without caches",
+        "gpu_docs_per_s": gpu,
+        "cpu_note": "one core of this machine; stage-1/2 seconds per document measured "
+        "on the real test set without caches",
     }
 
 
@@ -202,7 +240,16 @@ def real_test_in_stage(path: Path, classifier_dir: Path, kinds: dict[str, Path],
         if kind == "cascade":
             audit["cascade"] = cascade_on_real(model, folder, gold, scores, threshold, alone, passed, seed)
         write_json(folder / "real_test.json", audit)
-        families[kind] = {**real_test_row(audit), "folder": str(folder.relative_to(classifier_dir.parent)),
-                          "breakdown_genre": audit["breakdown"].get("genre"), "cascade": audit.get("cascade")}
-    return {"path": str(path), "n": len(gold.ids), "medical": int(sum(gold.labels)),
-            "bad_lines": len(gold.bad_lines), "families": families}
+        families[kind] = {
+            **real_test_row(audit),
+            "folder": str(folder.relative_to(classifier_dir.parent)),
+            "breakdown_genre": audit["breakdown"].get("genre"),
+            "cascade": audit.get("cascade"),
+        }
+    return {
+        "path": str(path),
+        "n": len(gold.ids),
+        "medical": int(sum(gold.labels)),
+        "bad_lines": len(gold.bad_lines),
+        "families": families,
+    }

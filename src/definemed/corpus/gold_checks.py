@@ -14,8 +14,9 @@ from definemed.corpus.pipelines import CorpusLayout
 from definemed.corpus.training import HELDOUT_SCORES, REPORT
 
 
-def versus_gold(corpus: CorpusConfig, layout: CorpusLayout, report: dict[str, Any],
-                 folder: Any = None) -> dict[str, Any] | None:
+def versus_gold(
+    corpus: CorpusConfig, layout: CorpusLayout, report: dict[str, Any], folder: Any = None
+) -> dict[str, Any] | None:
     """A classifier (the main one, or the family in `folder`) against the audit's gold file on its held-out
     documents (untouched by the audit)."""
     labelling = corpus.labelling
@@ -50,15 +51,24 @@ def model_cards(corpus: CorpusConfig, folders: dict[str, Path], real: dict[str, 
     from definemed.corpus.model_card import write_model_card
 
     labelling = corpus.labelling
-    labels = (f"the labeller chosen by the audit in `corpus.labelling` ({[c.name for c in labelling.candidates]})"
-              if labelling is not None else f"the file {corpus.labels.path}")
-    note = (f"Documents: the filter survivors of {corpus.input.paths} (their data card says what they are; the "
-            "corpus stage's README.md says what the filters kept).")
+    labels = (
+        f"the labeller chosen by the audit in `corpus.labelling` ({[c.name for c in labelling.candidates]})"
+        if labelling is not None
+        else f"the file {corpus.labels.path}"
+    )
+    note = (
+        f"Documents: the filter survivors of {corpus.input.paths} (their data card says what they are; the "
+        "corpus stage's README.md says what the filters kept)."
+    )
     for folder in folders.values():
         report = read_json(folder / REPORT)
         real_audit = read_json(folder / "real_test.json") if real is not None else None
-        write_model_card(folder, report, real_audit, {"n_train": report.get("n_train"), "labels": labels,
-                                                      "n_heldout": report.get("n_heldout"), "note": note})
+        write_model_card(
+            folder,
+            report,
+            real_audit,
+            {"n_train": report.get("n_train"), "labels": labels, "n_heldout": report.get("n_heldout"), "note": note},
+        )
 
 
 def filter_costs_of(corpus: CorpusConfig, layout: CorpusLayout) -> dict[str, Any] | None:
@@ -75,8 +85,9 @@ def filter_costs_of(corpus: CorpusConfig, layout: CorpusLayout) -> dict[str, Any
     return filter_costs(layout.rejected, positives, source, corpus.language.languages)
 
 
-def real_test_of(corpus: CorpusConfig, seed: int, layout: CorpusLayout,
-                 metrics: dict[str, Any]) -> dict[str, Any] | None:
+def real_test_of(
+    corpus: CorpusConfig, seed: int, layout: CorpusLayout, metrics: dict[str, Any]
+) -> dict[str, Any] | None:
     """Every trained family against gold (held-out split) and on the real test set (`corpus.classifier.real_test`)
     at its saved threshold; the figures join the comparison rows."""
     from definemed.corpus.comparison import COMPARE_DIR
@@ -85,21 +96,22 @@ def real_test_of(corpus: CorpusConfig, seed: int, layout: CorpusLayout,
     clf = corpus.classifier
     rows = metrics["classifier_comparison"] or []
     folders = {clf.kind: layout.classifier}
-    folders |= {r["kind"]: layout.classifier / COMPARE_DIR / r["kind"] for r in rows
-                if r.get("status") == "ok" and not r.get("main")}
+    folders |= {
+        r["kind"]: layout.classifier / COMPARE_DIR / r["kind"]
+        for r in rows
+        if r.get("status") == "ok" and not r.get("main")
+    }
     for row in rows:
         if row["kind"] in folders:
             gold = versus_gold(corpus, layout, {"threshold": row["threshold"]}, folders[row["kind"]])
             row["gold_f1"] = None if gold is None else gold["classifier"]["f1"]
             row["written_f1"] = written_f1(corpus, folders[row["kind"]], row["threshold"])
-    result = (real_test_in_stage(clf.real_test, layout.classifier, folders, seed)
-              if clf.real_test is not None else None)
+    result = real_test_in_stage(clf.real_test, layout.classifier, folders, seed) if clf.real_test is not None else None
     model_cards(corpus, folders, result)
     if result is None:
         return None
     for row in rows:
-        row.update({k: v for k, v in result["families"].get(row["kind"], {}).items()
-                    if k.startswith("real_")})
+        row.update({k: v for k, v in result["families"].get(row["kind"], {}).items() if k.startswith("real_")})
         cascade = result["families"].get(row["kind"], {}).get("cascade")
         if cascade:
             row["real_routed_share"] = cascade["routed_share"]

@@ -147,15 +147,26 @@ def filter_steps(corpus: CorpusConfig, layout: CorpusLayout, rejects: bool = Tru
         return _writer(layout.rejected_for(name)) if rejects else None
 
     lang = corpus.language
-    steps: list[tuple[str, Any]] = [(LANGUAGE_STEP, GermanLanguageFilter(
-        languages=lang.languages, min_score=lang.min_score, backend=lang.backend, max_chars=lang.max_chars,
-        min_fineweb_language_score=lang.min_fineweb_language_score, exclusion_writer=writer(LANGUAGE_STEP)))]
+    steps: list[tuple[str, Any]] = [
+        (
+            LANGUAGE_STEP,
+            GermanLanguageFilter(
+                languages=lang.languages,
+                min_score=lang.min_score,
+                backend=lang.backend,
+                max_chars=lang.max_chars,
+                min_fineweb_language_score=lang.min_fineweb_language_score,
+                exclusion_writer=writer(LANGUAGE_STEP),
+            ),
+        )
+    ]
     steps += build_quality_filters(corpus.quality, writer)
     return steps
 
 
-def build_filter_pipeline(corpus: CorpusConfig, layout: CorpusLayout, tokenizer: TokenizerChoice,
-                          sample_paths: list[str] | None = None) -> Pipeline:
+def build_filter_pipeline(
+    corpus: CorpusConfig, layout: CorpusLayout, tokenizer: TokenizerChoice, sample_paths: list[str] | None = None
+) -> Pipeline:
     """Pipeline A: robust readers, token count of every input document, language and quality filters.
 
     With `corpus.single_pass`, `sample_paths` (from `readers.sample_input_files`) restrict the readers to the
@@ -166,11 +177,17 @@ def build_filter_pipeline(corpus: CorpusConfig, layout: CorpusLayout, tokenizer:
     single = corpus.single_pass is not None
     if single and sample_paths is None:
         raise ValueError("corpus.single_pass: build_filter_pipeline needs the sampled input files (sample_paths)")
-    readers = [("input", reader) for reader in build_readers(
-        corpus.input, paths_files=sample_paths, rejects=None if single else layout.rejected_for(INPUT_STEP))]
+    readers = [
+        ("input", reader)
+        for reader in build_readers(
+            corpus.input, paths_files=sample_paths, rejects=None if single else layout.rejected_for(INPUT_STEP)
+        )
+    ]
     filters = [(f"filter:{name}", step) for name, step in filter_steps(corpus, layout, rejects=not single)]
-    return Pipeline(SAMPLE_PIPELINE if single else "filter",
-                    [*readers, ("tokens", token_counter(tokenizer)), *filters, ("write", _writer(layout.filtered))])
+    return Pipeline(
+        SAMPLE_PIPELINE if single else "filter",
+        [*readers, ("tokens", token_counter(tokenizer)), *filters, ("write", _writer(layout.filtered))],
+    )
 
 
 def dedup_enabled(corpus: CorpusConfig) -> bool:
@@ -187,8 +204,7 @@ def training_labels(corpus: CorpusConfig, layout: CorpusLayout) -> FileLabels:
     return corpus.labels
 
 
-def _kept_steps(corpus: CorpusConfig, layout: CorpusLayout,
-                tokenizer: TokenizerChoice | None) -> list[tuple[str, Any]]:
+def _kept_steps(corpus: CorpusConfig, layout: CorpusLayout, tokenizer: TokenizerChoice | None) -> list[tuple[str, Any]]:
     """The kept profile, preceded in single-pass mode by the token count (pipeline A counted only the sample)."""
     from definemed.corpus.stats import CorpusProfile, token_counter
 
@@ -198,12 +214,23 @@ def _kept_steps(corpus: CorpusConfig, layout: CorpusLayout,
         if tokenizer is None:
             raise ValueError("corpus.single_pass: the kept documents' token count needs the tokenizer")
         steps.append(("tokens:kept", token_counter(tokenizer)))
-    return [*steps, ("profile:kept", CorpusProfile(histogram=True, labels_path=str(labels.path),
-                                                   id_key=labels.id_key, subdomain_key=corpus.card.subdomain_key))]
+    return [
+        *steps,
+        (
+            "profile:kept",
+            CorpusProfile(
+                histogram=True,
+                labels_path=str(labels.path),
+                id_key=labels.id_key,
+                subdomain_key=corpus.card.subdomain_key,
+            ),
+        ),
+    ]
 
 
-def build_classify_pipeline(corpus: CorpusConfig, layout: CorpusLayout,
-                            tokenizer: TokenizerChoice | None = None) -> Pipeline:
+def build_classify_pipeline(
+    corpus: CorpusConfig, layout: CorpusLayout, tokenizer: TokenizerChoice | None = None
+) -> Pipeline:
     """Pipeline B: survivors of A (single pass: the input, through the filters) through the classifier and
     decontamination; the rest rejected per reason."""
     from definemed.corpus.filters import MedicalRelevanceFilter
@@ -215,24 +242,38 @@ def build_classify_pipeline(corpus: CorpusConfig, layout: CorpusLayout,
     if corpus.single_pass is None:
         source: list[tuple[str, Any]] = [("read", _reader(layout.filtered))]
     else:
-        source = [("input", reader) for reader in build_readers(corpus.input,
-                                                                rejects=layout.rejected_for(INPUT_STEP))]
+        source = [("input", reader) for reader in build_readers(corpus.input, rejects=layout.rejected_for(INPUT_STEP))]
         source += [(f"filter:{name}", step) for name, step in filter_steps(corpus, layout)]
     steps: list[tuple[str, Any]] = [
         *source,
         ("profile:survivors", CorpusProfile()),
-        (f"filter:{MEDICAL_STEP}", MedicalRelevanceFilter(
-            # The trained classifier's report holds the threshold actually chosen (by score, precision or quantile).
-            kind=clf.kind, model_dir=str(layout.classifier), threshold=chosen_threshold(layout.classifier),
-            exclusion_writer=_writer(layout.rejected_for(MEDICAL_STEP)))),
+        (
+            f"filter:{MEDICAL_STEP}",
+            MedicalRelevanceFilter(
+                # The trained classifier's report holds the threshold actually chosen (by score, precision or quantile).
+                kind=clf.kind,
+                model_dir=str(layout.classifier),
+                threshold=chosen_threshold(layout.classifier),
+                exclusion_writer=_writer(layout.rejected_for(MEDICAL_STEP)),
+            ),
+        ),
         ("profile:classified", CorpusProfile()),
     ]
     if decontam is not None and decontam.enabled:
         from definemed.corpus.decontam import BenchmarkDecontaminationFilter
 
-        steps.append((f"filter:{DECONTAM_STEP}", BenchmarkDecontaminationFilter(
-            items_path=str(layout.benchmark_items), ngram=decontam.ngram, min_matches=decontam.min_matches,
-            min_item_words=decontam.min_item_words, exclusion_writer=_writer(layout.rejected_for(DECONTAM_STEP)))))
+        steps.append(
+            (
+                f"filter:{DECONTAM_STEP}",
+                BenchmarkDecontaminationFilter(
+                    items_path=str(layout.benchmark_items),
+                    ngram=decontam.ngram,
+                    min_matches=decontam.min_matches,
+                    min_item_words=decontam.min_item_words,
+                    exclusion_writer=_writer(layout.rejected_for(DECONTAM_STEP)),
+                ),
+            )
+        )
     if dedup_enabled(corpus):
         steps.append(("write", _writer(layout.classified)))
     else:
@@ -240,8 +281,9 @@ def build_classify_pipeline(corpus: CorpusConfig, layout: CorpusLayout,
     return Pipeline("classify", steps)
 
 
-def build_dedup_pipelines(corpus: CorpusConfig, layout: CorpusLayout,
-                          tokenizer: TokenizerChoice | None = None) -> list[Pipeline]:
+def build_dedup_pipelines(
+    corpus: CorpusConfig, layout: CorpusLayout, tokenizer: TokenizerChoice | None = None
+) -> list[Pipeline]:
     """Pipelines C1-C4 (MinHash signature, buckets, cluster, filter); empty when `corpus.dedup` is off.
 
     Signature and filter read `classified/` with the executor's task count, so rank r of both sees the same
@@ -254,13 +296,20 @@ def build_dedup_pipelines(corpus: CorpusConfig, layout: CorpusLayout,
     mh, work = corpus.dedup, layout.minhash
     assert mh is not None
     return [
-        Pipeline(dedup.SIGNATURE, [("read", _reader(layout.classified)),
-                                   ("dedup:signature", dedup.signature_step(mh, work))]),
+        Pipeline(
+            dedup.SIGNATURE, [("read", _reader(layout.classified)), ("dedup:signature", dedup.signature_step(mh, work))]
+        ),
         Pipeline(dedup.BUCKETS, [("dedup:buckets", dedup.buckets_step(mh, work))], tasks=mh.num_buckets),
         Pipeline(dedup.CLUSTER, [("dedup:cluster", dedup.cluster_step(mh, work))], tasks=1),
-        Pipeline(dedup.FILTER, [("read", _reader(layout.classified)),
-                                (f"filter:{DEDUP_STEP}", dedup.filter_step(work, layout.rejected_for(DEDUP_STEP))),
-                                *_kept_steps(corpus, layout, tokenizer), ("write", _writer(layout.medical))]),
+        Pipeline(
+            dedup.FILTER,
+            [
+                ("read", _reader(layout.classified)),
+                (f"filter:{DEDUP_STEP}", dedup.filter_step(work, layout.rejected_for(DEDUP_STEP))),
+                *_kept_steps(corpus, layout, tokenizer),
+                ("write", _writer(layout.medical)),
+            ],
+        ),
     ]
 
 
@@ -283,13 +332,18 @@ def build_general_dedup_pipelines(corpus: CorpusConfig, layout: CorpusLayout) ->
     mh, work, source = corpus.dedup, layout.root / "minhash_general", layout.rejected_for(MEDICAL_STEP)
     assert mh is not None
     return [
-        Pipeline(f"{dedup.SIGNATURE}_{GENERAL}", [("read", _reader(source)),
-                                                  ("dedup:signature", dedup.signature_step(mh, work))]),
-        Pipeline(f"{dedup.BUCKETS}_{GENERAL}", [("dedup:buckets", dedup.buckets_step(mh, work))],
-                 tasks=mh.num_buckets),
+        Pipeline(
+            f"{dedup.SIGNATURE}_{GENERAL}",
+            [("read", _reader(source)), ("dedup:signature", dedup.signature_step(mh, work))],
+        ),
+        Pipeline(f"{dedup.BUCKETS}_{GENERAL}", [("dedup:buckets", dedup.buckets_step(mh, work))], tasks=mh.num_buckets),
         Pipeline(f"{dedup.CLUSTER}_{GENERAL}", [("dedup:cluster", dedup.cluster_step(mh, work))], tasks=1),
-        Pipeline(f"{dedup.FILTER}_{GENERAL}", [("read", _reader(source)),
-                                               ("filter:general_dedup",
-                                                dedup.filter_step(work, layout.root / GENERAL_DUPLICATES)),
-                                               ("write", _writer(layout.root / GENERAL))]),
+        Pipeline(
+            f"{dedup.FILTER}_{GENERAL}",
+            [
+                ("read", _reader(source)),
+                ("filter:general_dedup", dedup.filter_step(work, layout.root / GENERAL_DUPLICATES)),
+                ("write", _writer(layout.root / GENERAL)),
+            ],
+        ),
     ]

@@ -67,8 +67,9 @@ def pr_curves(curves: dict[str, dict[str, Any]], path: Path) -> Path:
     return _save(draw, path, size=(6.4, 4.4))
 
 
-def write_plots(kept_profile: dict[str, Any], tokenizer: str, folder: Path,
-                curves: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
+def write_plots(
+    kept_profile: dict[str, Any], tokenizer: str, folder: Path, curves: dict[str, dict[str, Any]] | None = None
+) -> dict[str, str]:
     """The plots there is data for, as {name: path relative to the stage folder}."""
     plots = {}
     if kept_profile["length_hist"]:

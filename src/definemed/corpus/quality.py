@@ -183,8 +183,9 @@ class MinLengthFilter(DatatroveBaseFilter):
         return True if len(doc.text.strip()) >= self.min_chars else (False, "too_short")
 
 
-def build_quality_filters(quality: QualityConfig, writer_for: Any,
-                          tokenizer: WordTokenizer | str | None = None) -> list[tuple[str, BaseFilter]]:
+def build_quality_filters(
+    quality: QualityConfig, writer_for: Any, tokenizer: WordTokenizer | str | None = None
+) -> list[tuple[str, BaseFilter]]:
     """Gopher repetition, Gopher quality and FineWeb quality filters from `corpus.quality`, German settings.
 
     Returns (reject folder name, filter) pairs in pipeline order; a section set to null is left out.
@@ -200,19 +201,40 @@ def build_quality_filters(quality: QualityConfig, writer_for: Any,
     if (rep := quality.gopher_repetition) is not None:
         settings = rep.model_dump()
         ngrams = {k: tuple(map(tuple, settings.pop(k) or ())) for k in ("top_n_grams", "dup_n_grams")}
-        steps.append(("gopher_repetition", GopherRepetitionFilter(
-            **settings, **ngrams, exclusion_writer=writer_for("gopher_repetition"), language=words)))
+        steps.append(
+            (
+                "gopher_repetition",
+                GopherRepetitionFilter(
+                    **settings, **ngrams, exclusion_writer=writer_for("gopher_repetition"), language=words
+                ),
+            )
+        )
     if (gq := quality.gopher_quality) is not None:
-        steps.append(("gopher_quality", GopherQualityFilter(
-            **gq.model_dump(), stop_words=load_stopwords(), exclusion_writer=writer_for("gopher_quality"),
-            language=words)))
+        steps.append(
+            (
+                "gopher_quality",
+                GopherQualityFilter(
+                    **gq.model_dump(),
+                    stop_words=load_stopwords(),
+                    exclusion_writer=writer_for("gopher_quality"),
+                    language=words,
+                ),
+            )
+        )
     if (fw := quality.fineweb_quality) is not None:
         # FineWebQualityFilter has no "off" value per rule; these bounds can never trigger.
-        steps.append(("fineweb_quality", FineWebQualityFilter(
-            line_punct_thr=fw.line_punct_thr if fw.line_punct_thr is not None else 0.0,
-            short_line_thr=fw.short_line_thr if fw.short_line_thr is not None else 1.0,
-            short_line_length=fw.short_line_length,
-            char_duplicates_ratio=fw.char_duplicates_ratio if fw.char_duplicates_ratio is not None else 1.0,
-            new_line_ratio=fw.new_line_ratio if fw.new_line_ratio is not None else float("inf"),
-            exclusion_writer=writer_for("fineweb_quality"), language=words)))
+        steps.append(
+            (
+                "fineweb_quality",
+                FineWebQualityFilter(
+                    line_punct_thr=fw.line_punct_thr if fw.line_punct_thr is not None else 0.0,
+                    short_line_thr=fw.short_line_thr if fw.short_line_thr is not None else 1.0,
+                    short_line_length=fw.short_line_length,
+                    char_duplicates_ratio=fw.char_duplicates_ratio if fw.char_duplicates_ratio is not None else 1.0,
+                    new_line_ratio=fw.new_line_ratio if fw.new_line_ratio is not None else float("inf"),
+                    exclusion_writer=writer_for("fineweb_quality"),
+                    language=words,
+                ),
+            )
+        )
     return steps

@@ -61,8 +61,9 @@ class _RobustReadingMixin:
     text_key: str
     id_key: str
 
-    def __init__(self, *args: Any, max_doc_chars: int | None = None, exclusion_writer: DiskWriter | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, max_doc_chars: int | None = None, exclusion_writer: DiskWriter | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.max_doc_chars = max_doc_chars
         self.exclusion_writer = exclusion_writer
@@ -87,19 +88,27 @@ class _RobustReadingMixin:
         with self.exclusion_writer.output_folder.open(f"{CORRUPT_LIST_DIR}/{name}.json", "wt") as fh:
             fh.write(json.dumps(self._corrupt, ensure_ascii=False))
 
-    def _reject(self, reason: str, text: str, data: dict[str, Any], source_file: str, id_in_file: int | str,
-                **details: Any) -> None:
+    def _reject(
+        self, reason: str, text: str, data: dict[str, Any], source_file: str, id_in_file: int | str, **details: Any
+    ) -> None:
         """Write a dropped document to the exclusion writer (if any), as the filters write theirs."""
         if self._rejects is None:
             return
         from datatrove.data import Document
 
-        metadata = {k: v for k, v in data.items() if k not in (self.text_key, self.id_key)
-                    and not isinstance(v, bytes | bytearray | memoryview)}
+        metadata = {
+            k: v
+            for k, v in data.items()
+            if k not in (self.text_key, self.id_key) and not isinstance(v, bytes | bytearray | memoryview)
+        }
         metadata.update(filter_reason=reason, source_file=source_file, id_in_file=id_in_file, **details)
         doc_id = data.get(self.id_key)
-        self._rejects.write(Document(text=text, id=str(doc_id if doc_id is not None else f"{source_file}/{id_in_file}"),
-                                     metadata=metadata), self._rank)
+        self._rejects.write(
+            Document(
+                text=text, id=str(doc_id if doc_id is not None else f"{source_file}/{id_in_file}"), metadata=metadata
+            ),
+            self._rank,
+        )
 
     def _read_records(self, filepath: str) -> DocumentsPipeline:
         raise NotImplementedError
@@ -132,24 +141,42 @@ class _RobustReadingMixin:
             try:
                 text = bytes(text).decode("utf-8")
             except UnicodeDecodeError as exc:
-                self._skip(INVALID_UTF8, data, source_file, id_in_file,
-                           f"text is not UTF-8 ({exc.reason} at byte {exc.start})")
-                self._reject(INVALID_UTF8, bytes(text).decode("utf-8", errors="replace"), data, source_file,
-                             id_in_file, invalid_utf8_at_byte=exc.start)
+                self._skip(
+                    INVALID_UTF8, data, source_file, id_in_file, f"text is not UTF-8 ({exc.reason} at byte {exc.start})"
+                )
+                self._reject(
+                    INVALID_UTF8,
+                    bytes(text).decode("utf-8", errors="replace"),
+                    data,
+                    source_file,
+                    id_in_file,
+                    invalid_utf8_at_byte=exc.start,
+                )
                 return None
             data = {**data, self.text_key: text}
         if not isinstance(text, str) or not text.strip():
             blank = isinstance(text, str)
-            self._skip(MISSING_TEXT, data, source_file, id_in_file,
-                       f"no usable '{self.text_key}' (got {'blank text' if blank else type(text).__name__})")
+            self._skip(
+                MISSING_TEXT,
+                data,
+                source_file,
+                id_in_file,
+                f"no usable '{self.text_key}' (got {'blank text' if blank else type(text).__name__})",
+            )
             if blank:
                 self.stat_update(EMPTY_TEXT)  # type: ignore[attr-defined]
-            self._reject(MISSING_TEXT, text if blank else "", data, source_file, id_in_file,
-                         text_type=type(text).__name__)
+            self._reject(
+                MISSING_TEXT, text if blank else "", data, source_file, id_in_file, text_type=type(text).__name__
+            )
             return None
         if self.max_doc_chars is not None and len(text) > self.max_doc_chars:
-            self._skip(TOO_LONG, data, source_file, id_in_file,
-                       f"{len(text):,} characters > max_doc_chars {self.max_doc_chars:,}")
+            self._skip(
+                TOO_LONG,
+                data,
+                source_file,
+                id_in_file,
+                f"{len(text):,} characters > max_doc_chars {self.max_doc_chars:,}",
+            )
             self._reject(TOO_LONG, text, data, source_file, id_in_file, chars=len(text))
             return None
         return super().get_document_from_dict(data, source_file, id_in_file)  # type: ignore[misc]
@@ -187,8 +214,14 @@ def _rows(batch: Any, text_key: str) -> list[dict[str, Any]]:
     except UnicodeDecodeError:
         import pyarrow as pa
 
-        binary = [col.view(pa.binary()) if pa.types.is_string(col.type) else
-                  col.view(pa.large_binary()) if pa.types.is_large_string(col.type) else col for col in batch.columns]
+        binary = [
+            col.view(pa.binary())
+            if pa.types.is_string(col.type)
+            else col.view(pa.large_binary())
+            if pa.types.is_large_string(col.type)
+            else col
+            for col in batch.columns
+        ]
         rows = pa.RecordBatch.from_arrays(binary, names=batch.schema.names).to_pylist()
         for row in rows:  # metadata must stay JSON-writable; the text column is judged by get_document_from_dict
             for key, value in row.items():
@@ -235,15 +268,20 @@ class RobustJsonlReader(_RobustReadingMixin, JsonlReader):
             return None
         text = data.get(self.text_key)
         if bad_bytes is not None and isinstance(text, str) and text.strip():
-            self._skip(INVALID_UTF8, data, filepath, li,
-                       f"line is not UTF-8 ({bad_bytes.reason} at byte {bad_bytes.start})")
+            self._skip(
+                INVALID_UTF8, data, filepath, li, f"line is not UTF-8 ({bad_bytes.reason} at byte {bad_bytes.start})"
+            )
             self._reject(INVALID_UTF8, text, data, filepath, li, invalid_utf8_at_byte=bad_bytes.start)
             return None
         return self.get_document_from_dict(data, filepath, li)
 
 
-def build_readers(source: ParquetInput | JsonlInput, doc_progress: bool = True,
-                  paths_files: list[str] | None = None, rejects: Path | None = None) -> list[BaseDiskReader]:
+def build_readers(
+    source: ParquetInput | JsonlInput,
+    doc_progress: bool = True,
+    paths_files: list[str] | None = None,
+    rejects: Path | None = None,
+) -> list[BaseDiskReader]:
     """The readers for `corpus.input`: one per entry of `paths` (local folder or fsspec URL: hf://, s3://).
 
     A datatrove reader reads one folder; chained readers pass earlier documents through, so each folder's files
@@ -256,11 +294,22 @@ def build_readers(source: ParquetInput | JsonlInput, doc_progress: bool = True,
 
     cls = RobustParquetReader if source.kind == "parquet" else RobustJsonlReader
     listed = paths_files or [None] * len(source.paths)
-    return [cls(path, paths_file=paths_file, glob_pattern=source.glob, limit=source.limit, text_key=source.text_key,
-                id_key=source.id_key, doc_progress=doc_progress, max_doc_chars=source.max_doc_chars,
-                exclusion_writer=None if rejects is None else JsonlWriter(
-                    str(rejects), output_filename=f"${{rank}}_{i}.jsonl.gz", compression="gzip"))
-            for i, (path, paths_file) in enumerate(zip(source.paths, listed, strict=True))]
+    return [
+        cls(
+            path,
+            paths_file=paths_file,
+            glob_pattern=source.glob,
+            limit=source.limit,
+            text_key=source.text_key,
+            id_key=source.id_key,
+            doc_progress=doc_progress,
+            max_doc_chars=source.max_doc_chars,
+            exclusion_writer=None
+            if rejects is None
+            else JsonlWriter(str(rejects), output_filename=f"${{rank}}_{i}.jsonl.gz", compression="gzip"),
+        )
+        for i, (path, paths_file) in enumerate(zip(source.paths, listed, strict=True))
+    ]
 
 
 def sample_input_files(source: ParquetInput | JsonlInput, share: float, seed: int, out_dir: Path) -> list[str]:

@@ -31,19 +31,27 @@ SHOWN_BAD_LINES = 5
 
 
 def add_commands(sub: Any, parents: list[Any] | None = None) -> None:
-    p = sub.add_parser("classify", parents=parents or [],
-                       help="score documents with a saved medical classifier (JSONL, parquet, text)")
+    p = sub.add_parser(
+        "classify", parents=parents or [], help="score documents with a saved medical classifier (JSONL, parquet, text)"
+    )
     p.add_argument("model_dir", help="classifier folder (<run>/corpus/classifier or classifier/compare/<kind>)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="JSONL (id, text), parquet or plain-text files")
     p.add_argument("-o", "--output", required=True, help="JSONL out: id, score, medical")
     p.add_argument("--threshold", type=float, help="override the saved threshold")
     p.add_argument("--text-per-line", action="store_true", help="plain text: one document per non-empty line")
-    p.add_argument("--window-chars", type=int, default=None,
-                   help="score longer documents in windows of about this many characters; the page gets its "
-                        "best window's score (a medical section on a long page)")
+    p.add_argument(
+        "--window-chars",
+        type=int,
+        default=None,
+        help="score longer documents in windows of about this many characters; the page gets its "
+        "best window's score (a medical section on a long page)",
+    )
     p.set_defaults(handler=cmd_classify)
-    p = sub.add_parser("audit", parents=parents or [],
-                       help="a saved classifier against gold JSONL (id, text, medical[, genre, source])")
+    p = sub.add_parser(
+        "audit",
+        parents=parents or [],
+        help="a saved classifier against gold JSONL (id, text, medical[, genre, source])",
+    )
     p.add_argument("model_dir")
     p.add_argument("gold", help="JSONL with id, text, boolean medical; genre/source/subdomain/origin optional")
     p.add_argument("--threshold", type=float, help="override the saved threshold")
@@ -181,15 +189,22 @@ def cmd_classify(args: argparse.Namespace) -> int:
                     for (doc_id, _), s in zip(batch, scores, strict=True):
                         keep = bool(s >= threshold)
                         medical += keep
-                        fh.write(json.dumps({"id": doc_id, "score": round(float(s), 6), "medical": keep},
-                                            ensure_ascii=False) + "\n")
+                        fh.write(
+                            json.dumps({"id": doc_id, "score": round(float(s), 6), "medical": keep}, ensure_ascii=False)
+                            + "\n"
+                        )
                     n += len(batch)
                     bar.update(len(batch))
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    print(f"{meta['kind']} classifier at threshold {threshold:g}: {n} documents scored, {medical} medical "
-          f"({medical / n:.1%})" if n else f"{meta['kind']} classifier: no documents scored", file=sys.stderr)
+    print(
+        f"{meta['kind']} classifier at threshold {threshold:g}: {n} documents scored, {medical} medical "
+        f"({medical / n:.1%})"
+        if n
+        else f"{meta['kind']} classifier: no documents scored",
+        file=sys.stderr,
+    )
     if bad.count:
         print(f"{bad.count} bad input lines skipped; first: " + "; ".join(bad.where), file=sys.stderr)
     print(f"wrote {out}", file=sys.stderr)
@@ -203,26 +218,40 @@ def _fmt(v: Any) -> str:
 
 def format_audit(audit: dict[str, Any], kind: str, gold: str, bad_lines: int) -> str:
     ci = audit["intervals_95"]
-    lines = [f"{kind} classifier on {gold}: {audit['n']} documents ({audit['support']['medical']} medical), "
-             f"threshold {audit['threshold']:g}, {bad_lines} bad lines skipped", ""]
+    lines = [
+        f"{kind} classifier on {gold}: {audit['n']} documents ({audit['support']['medical']} medical), "
+        f"threshold {audit['threshold']:g}, {bad_lines} bad lines skipped",
+        "",
+    ]
     for m in ("precision", "recall", "f1", "accuracy"):
         lo, hi = ci.get(m, [None, None])
         lines.append(f"  {m:<10} {_fmt(audit[m])}  [95% CI {_fmt(lo)}, {_fmt(hi)}]")
     c = audit["confusion"]
-    lines += ["", "confusion (rows gold, columns predicted)", f"  {'':<12}{'medical':>9}{'other':>9}",
-              f"  {'medical':<12}{c['tp']:>9}{c['fn']:>9}", f"  {'other':<12}{c['fp']:>9}{c['tn']:>9}", "",
-              f"false-positive rate {_fmt(audit['false_positive_rate'])}; on technical text "
-              f"{_fmt(audit['technical_false_positive_rate'])} ({audit['technical_docs']} docs); recall on medical "
-              f"documents of <= {audit['short_chars']} chars {_fmt(audit['short_medical_recall'])} "
-              f"({audit['short_medical_docs']} docs)"]
+    lines += [
+        "",
+        "confusion (rows gold, columns predicted)",
+        f"  {'':<12}{'medical':>9}{'other':>9}",
+        f"  {'medical':<12}{c['tp']:>9}{c['fn']:>9}",
+        f"  {'other':<12}{c['fp']:>9}{c['tn']:>9}",
+        "",
+        f"false-positive rate {_fmt(audit['false_positive_rate'])}; on technical text "
+        f"{_fmt(audit['technical_false_positive_rate'])} ({audit['technical_docs']} docs); recall on medical "
+        f"documents of <= {audit['short_chars']} chars {_fmt(audit['short_medical_recall'])} "
+        f"({audit['short_medical_docs']} docs)",
+    ]
     for name, table in audit["breakdown"].items():
         lines += ["", f"by {name}:", f"  {'value':<34}{'n':>5}{'medical':>8}{'recall':>8}{'FPR':>8}{'acc':>8}"]
-        lines += [f"  {value[:33]:<34}{r['n']:>5}{r['medical']:>8}{_fmt(r['recall']):>8}"
-                  f"{_fmt(r['false_positive_rate']):>8}{_fmt(r['accuracy']):>8}" for value, r in table.items()]
+        lines += [
+            f"  {value[:33]:<34}{r['n']:>5}{r['medical']:>8}{_fmt(r['recall']):>8}"
+            f"{_fmt(r['false_positive_rate']):>8}{_fmt(r['accuracy']):>8}"
+            for value, r in table.items()
+        ]
     if audit["worst"]:
         lines += ["", "worst misclassifications (most confident first):"]
-        lines += [f"  {'FN' if w['gold'] else 'FP'} {w['score']:.3f} {w['id']} [{w.get('genre', '-')}] "
-                  f"{w['text'][:100]}" for w in audit["worst"]]
+        lines += [
+            f"  {'FN' if w['gold'] else 'FP'} {w['score']:.3f} {w['id']} [{w.get('genre', '-')}] {w['text'][:100]}"
+            for w in audit["worst"]
+        ]
     return "\n".join(lines)
 
 
@@ -237,16 +266,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise DefinemedError(f"{args.gold}: no such gold file")
     gold = read_gold(args.gold)
     if not gold.ids:
-        raise DefinemedError(f"{args.gold}: no valid gold line (each needs a string 'text' and a boolean "
-                             f"'medical'; {len(gold.bad_lines)} bad lines)")
+        raise DefinemedError(
+            f"{args.gold}: no valid gold line (each needs a string 'text' and a boolean "
+            f"'medical'; {len(gold.bad_lines)} bad lines)"
+        )
     if hasattr(model, "use_cache"):
         model.use_cache = False
     audit = audit_scores(gold, score(model, gold.texts), threshold, args.rounds, args.seed, args.worst)
     audit["bad_lines"] = {"count": len(gold.bad_lines), "first": gold.bad_lines[:SHOWN_BAD_LINES]}
     print(format_audit(audit, meta["kind"], args.gold, len(gold.bad_lines)))
     if gold.bad_lines:
-        print(f"\n{len(gold.bad_lines)} bad gold lines skipped (lines {gold.bad_lines[:SHOWN_BAD_LINES]})",
-              file=sys.stderr)
+        print(
+            f"\n{len(gold.bad_lines)} bad gold lines skipped (lines {gold.bad_lines[:SHOWN_BAD_LINES]})",
+            file=sys.stderr,
+        )
     if args.json_out:
         write_json(Path(args.json_out), audit)
     return 0

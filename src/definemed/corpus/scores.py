@@ -28,13 +28,13 @@ def binary_scores(gold: Any, pred: Any) -> dict[str, Any]:
         zeros = np.zeros(rows_g.shape[0])
         precision, recall, f1, tp_tn = zeros, zeros, zeros, zeros
     elif rows_g.shape[0] == 1:  # a single column would be read as a binary target, not as one label
-        precision, recall, f1, _ = precision_recall_fscore_support(rows_g[0], rows_p[0], average="binary",
-                                                                   pos_label=True, zero_division=0)
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            rows_g[0], rows_p[0], average="binary", pos_label=True, zero_division=0
+        )
         tp_tn = np.array([(rows_g[0] == rows_p[0]).sum()])
         precision, recall, f1 = np.array([precision]), np.array([recall]), np.array([f1])
     else:
-        precision, recall, f1, _ = precision_recall_fscore_support(rows_g.T, rows_p.T, average=None,
-                                                                   zero_division=0)
+        precision, recall, f1, _ = precision_recall_fscore_support(rows_g.T, rows_p.T, average=None, zero_division=0)
         mcm = multilabel_confusion_matrix(rows_g.T, rows_p.T)  # per row: [[tn, fp], [fn, tp]]
         tp_tn = mcm[:, 0, 0] + mcm[:, 1, 1]
     accuracy = np.divide(tp_tn, n, out=np.zeros(len(tp_tn), dtype=float), where=n > 0)
@@ -49,5 +49,8 @@ def binary_metrics(truth: Any, pred: Any) -> dict[str, Any]:
     y, p = np.asarray(truth, dtype=bool), np.asarray(pred, dtype=bool)
     scores = binary_scores(y, p)
     tn, fp, fn, tp = (int(v) for v in confusion_matrix(y, p, labels=[False, True]).ravel()) if y.size else (0,) * 4
-    return {**{k: round(v, 4) for k, v in scores.items()}, "support": {"medical": tp + fn, "other": tn + fp},
-            "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn}}
+    return {
+        **{k: round(v, 4) for k, v in scores.items()},
+        "support": {"medical": tp + fn, "other": tn + fp},
+        "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
+    }

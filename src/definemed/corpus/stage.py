@@ -62,8 +62,9 @@ logger = logging.getLogger("definemed")
 CLASSIFIER_KEYS = tuple(k for k in ClassifierSummary.model_fields if k not in ("vs_gold", "real_test"))
 
 
-def _dedup_general(corpus: CorpusConfig, layout: CorpusLayout, run_name: str,
-                   timings: dict[str, float]) -> dict[str, Any] | None:
+def _dedup_general(
+    corpus: CorpusConfig, layout: CorpusLayout, run_name: str, timings: dict[str, float]
+) -> dict[str, Any] | None:
     """Deduplicate the general output CPT replays (see build_general_dedup_pipelines); None when dedup is off."""
     pipelines = build_general_dedup_pipelines(corpus, layout)
     if not pipelines:
@@ -74,8 +75,13 @@ def _dedup_general(corpus: CorpusConfig, layout: CorpusLayout, run_name: str,
     (layout.root / GENERAL).mkdir(parents=True, exist_ok=True)
     timings["general_dedup_s"] = time.perf_counter() - t0
     row = corpus_stats.filter_row("general_dedup", corpus_stats.step_counters(layout.logs(pipelines[-1].name))[1])
-    return {"docs_in": row["in"], "docs_kept": row["kept"], "duplicates_removed": row["dropped"],
-            "output": GENERAL, "removed_to": GENERAL_DUPLICATES}
+    return {
+        "docs_in": row["in"],
+        "docs_kept": row["kept"],
+        "duplicates_removed": row["dropped"],
+        "output": GENERAL,
+        "removed_to": GENERAL_DUPLICATES,
+    }
 
 
 def _run_pipeline(corpus: CorpusConfig, layout: CorpusLayout, pipeline: Pipeline, run_name: str) -> None:
@@ -91,15 +97,21 @@ def _prepare_decontamination(inputs: CorpusInputs, layout: CorpusLayout) -> dict
     if decontam is None or not decontam.enabled:
         return None
     if inputs.benchmarks is None:
-        raise ValueError("corpus.decontamination is on but the inputs carry no benchmarks (bind them with "
-                         "definemed.corpus.contract.bind)")
+        raise ValueError(
+            "corpus.decontamination is on but the inputs carry no benchmarks (bind them with "
+            "definemed.corpus.contract.bind)"
+        )
     from definemed.corpus.decontam import write_benchmark_items
 
     info = write_benchmark_items(inputs.benchmarks, decontam, layout.benchmark_items)
     if not info["items"]:
         logger.warning("[corpus] decontamination is on but evaluate.mcq.tasks and evaluate.prompts hold no items")
-    return {**info, "ngram": decontam.ngram, "min_matches": decontam.min_matches,
-            "min_item_words": decontam.min_item_words}
+    return {
+        **info,
+        "ngram": decontam.ngram,
+        "min_matches": decontam.min_matches,
+        "min_item_words": decontam.min_item_words,
+    }
 
 
 def run(inputs: CorpusInputs, ctx: StageContext) -> StageResult[CorpusMetrics]:
@@ -111,8 +123,9 @@ def run(inputs: CorpusInputs, ctx: StageContext) -> StageResult[CorpusMetrics]:
     decontam = _prepare_decontamination(inputs, layout)
     sample_paths = None
     if (single := corpus.single_pass) is not None:
-        sample_paths = sample_input_files(corpus.input, single.sample_files,
-                                          inputs.seed if single.seed is None else single.seed, layout.sample)
+        sample_paths = sample_input_files(
+            corpus.input, single.sample_files, inputs.seed if single.seed is None else single.seed, layout.sample
+        )
     filter_pipeline = build_filter_pipeline(corpus, layout, tokenizer, sample_paths)
     t0 = time.perf_counter()
     _run_pipeline(corpus, layout, filter_pipeline, name)
@@ -144,8 +157,11 @@ def run(inputs: CorpusInputs, ctx: StageContext) -> StageResult[CorpusMetrics]:
     whole_corpus = [classify_pipeline, *dedup_pipelines]  # single pass: the filter drops are in B's stats
     counts = corpus_stats.collect(whole_corpus if single else [filter_pipeline, *whole_corpus], layout.root / "logs")
     if not counts["balanced"]:
-        logger.warning("[corpus] docs in (%d) != kept + dropped (%d): a step lost documents; see stats.json",
-                       counts["docs_in"], counts["docs_kept"] + sum(counts["dropped"].values()))
+        logger.warning(
+            "[corpus] docs in (%d) != kept + dropped (%d): a step lost documents; see stats.json",
+            counts["docs_in"],
+            counts["docs_kept"] + sum(counts["dropped"].values()),
+        )
     metrics = _metrics(corpus, counts, report, tokenizer, decontam, timings)
     # Named, not only counted: which shard is damaged and why (the card and the report list them).
     metrics["corrupt_file_list"] = corrupt_file_list(layout.rejected_for(INPUT_STEP))
@@ -165,8 +181,9 @@ def run(inputs: CorpusInputs, ctx: StageContext) -> StageResult[CorpusMetrics]:
     return _finish(inputs, name, layout, counts, report, CorpusMetrics.model_validate(metrics), comparison)
 
 
-def _labels(inputs: CorpusInputs, layout: CorpusLayout,
-            timings: dict[str, float]) -> tuple[FileLabels, dict[str, Any] | None]:
+def _labels(
+    inputs: CorpusInputs, layout: CorpusLayout, timings: dict[str, float]
+) -> tuple[FileLabels, dict[str, Any] | None]:
     """The labels the classifier learns, and the labelling step's metrics when the stage labels them itself."""
     settings = inputs.corpus.labelling
     if settings is None:
@@ -177,8 +194,9 @@ def _labels(inputs: CorpusInputs, layout: CorpusLayout,
     fraction, seed = inputs.corpus.classifier.holdout_fraction, inputs.seed
     # The classifier's own split (salted with the seed, as training.load_split draws it), so the audit documents
     # stay outside the documents the classifier is scored on.
-    outcome = label_survivors(settings, layout.filtered, layout.labelling,
-                              heldout=lambda doc_id: is_heldout(doc_id, fraction, seed))
+    outcome = label_survivors(
+        settings, layout.filtered, layout.labelling, heldout=lambda doc_id: is_heldout(doc_id, fraction, seed)
+    )
     timings["labelling_s"] = time.perf_counter() - t0
     return outcome.labels, outcome.metrics
 
@@ -197,20 +215,29 @@ def _train(inputs: CorpusInputs, layout: CorpusLayout, labels: FileLabels, keep:
     return report
 
 
-def _compare(inputs: CorpusInputs, layout: CorpusLayout, labels: FileLabels, report: dict[str, Any],
-             timings: dict[str, float]) -> dict[str, Any] | None:
+def _compare(
+    inputs: CorpusInputs, layout: CorpusLayout, labels: FileLabels, report: dict[str, Any], timings: dict[str, float]
+) -> dict[str, Any] | None:
     from definemed.corpus.comparison import compare_in_stage
 
     t0 = time.perf_counter()
-    comparison = compare_in_stage(inputs.corpus.classifier, layout.filtered, labels, inputs.seed, report,
-                                  layout.classifier)
+    comparison = compare_in_stage(
+        inputs.corpus.classifier, layout.filtered, labels, inputs.seed, report, layout.classifier
+    )
     if comparison is not None:
         timings["compare_s"] = time.perf_counter() - t0
     return comparison
 
 
-def _finish(inputs: CorpusInputs, run_name: str, layout: CorpusLayout, counts: dict[str, Any],
-            report: dict[str, Any], metrics: CorpusMetrics, comparison: dict[str, Any] | None) -> StageResult:
+def _finish(
+    inputs: CorpusInputs,
+    run_name: str,
+    layout: CorpusLayout,
+    counts: dict[str, Any],
+    report: dict[str, Any],
+    metrics: CorpusMetrics,
+    comparison: dict[str, Any] | None,
+) -> StageResult:
     """stats.json, plots and the dataset card; the outputs the later stages read."""
     from definemed.corpus.card import write_card
     from definemed.corpus.plots import write_plots
@@ -218,16 +245,29 @@ def _finish(inputs: CorpusInputs, run_name: str, layout: CorpusLayout, counts: d
     t0 = time.perf_counter()
     curves = comparison["curves"] if comparison else None
     plots = write_plots(counts["profiles"]["kept"], metrics.tokenizer.name, layout.plots, curves)
-    write_json(layout.root / "stats.json", {**metrics.model_dump(mode="json"), "steps": counts["steps"],
-                                            "profiles": counts["profiles"], "classifier_report": report,
-                                            "comparison_curves": curves})
+    write_json(
+        layout.root / "stats.json",
+        {
+            **metrics.model_dump(mode="json"),
+            "steps": counts["steps"],
+            "profiles": counts["profiles"],
+            "classifier_report": report,
+            "comparison_curves": curves,
+        },
+    )
     write_card(inputs, run_name, layout, metrics, counts["steps"], plots)
     metrics.timings_s["card_s"] = round(time.perf_counter() - t0, 2)
     logger.info(_summary(metrics))
     general = GENERAL if metrics.general_dedup else f"rejected/{MEDICAL_STEP}"
-    outputs = {"medical": "medical", "general": general, "rejected": "rejected",
-               "classifier": "classifier", "stats": "stats.json", "card": layout.card.name,
-               "plots": layout.plots.name}
+    outputs = {
+        "medical": "medical",
+        "general": general,
+        "rejected": "rejected",
+        "classifier": "classifier",
+        "stats": "stats.json",
+        "card": layout.card.name,
+        "plots": layout.plots.name,
+    }
     if inputs.corpus.labelling is not None:
         outputs["labelling"] = layout.labelling.name
     return StageResult(outputs=outputs, metrics=metrics)
@@ -237,35 +277,60 @@ def _share(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-def _metrics(corpus: CorpusConfig, counts: dict[str, Any], report: dict[str, Any],
-             tokenizer: corpus_stats.TokenizerChoice, decontam: dict[str, Any] | None,
-             timings: dict[str, float]) -> dict[str, Any]:
+def _metrics(
+    corpus: CorpusConfig,
+    counts: dict[str, Any],
+    report: dict[str, Any],
+    tokenizer: corpus_stats.TokenizerChoice,
+    decontam: dict[str, Any] | None,
+    timings: dict[str, float],
+) -> dict[str, Any]:
     docs_in, dropped, profiles = counts["docs_in"], counts["dropped"], counts["profiles"]
     kept, survivors, classified = profiles["kept"], profiles["survivors"], profiles["classified"]
     rows = {row["step"]: row for row in counts["steps"]}
     dedup_cfg = corpus.dedup if DEDUP_STEP in rows else None
     return {
-        "docs_in": docs_in, "docs_kept": counts["docs_kept"], "kept_fraction": _share(counts["docs_kept"], docs_in),
-        "filter_survivors": counts["filter_survivors"], "general_docs": dropped.get(MEDICAL_STEP, 0),
-        "classifier_kept": classified["docs"], "dropped": dropped, "dropped_by_reason": counts["dropped_by_reason"],
-        "corrupt_files": counts["corrupt_files"], "missing_text": counts["missing_text"],
+        "docs_in": docs_in,
+        "docs_kept": counts["docs_kept"],
+        "kept_fraction": _share(counts["docs_kept"], docs_in),
+        "filter_survivors": counts["filter_survivors"],
+        "general_docs": dropped.get(MEDICAL_STEP, 0),
+        "classifier_kept": classified["docs"],
+        "dropped": dropped,
+        "dropped_by_reason": counts["dropped_by_reason"],
+        "corrupt_files": counts["corrupt_files"],
+        "missing_text": counts["missing_text"],
         "input_problems": counts["input_problems"],
-        "input_files": counts["input_files"], "kept_words": counts["kept_words"],
+        "input_files": counts["input_files"],
+        "kept_words": counts["kept_words"],
         "classifier": {k: report[k] for k in CLASSIFIER_KEYS if k in report},
         "tokenizer": corpus_stats.tokenizer_info(tokenizer),
-        "tokens_in": counts["tokens_in"], "tokens_kept": kept["tokens"],
+        "tokens_in": counts["tokens_in"],
+        "tokens_kept": kept["tokens"],
         "kept_tokens_share": _share(kept["tokens"], counts["tokens_in"]),
         "tokens_per_doc_mean": round(kept["tokens"] / kept["docs"], 1) if kept["docs"] else 0.0,
-        "token_retention": {"filter_survivors_tokens": survivors["tokens"], "classifier_kept_tokens":
-                            classified["tokens"], "classifier_token_share": _share(classified["tokens"],
-                                                                                  survivors["tokens"])},
-        "decontam_removed": dropped.get(DECONTAM_STEP, 0), "dedup_removed": dropped.get(DEDUP_STEP, 0),
-        "decontamination": None if decontam is None else {
-            **decontam, "removed": dropped.get(DECONTAM_STEP, 0),
-            "matched_sources": rows.get(DECONTAM_STEP, {}).get("sources", {})},
-        "dedup": None if dedup_cfg is None else {
-            **dedup_cfg.model_dump(), "removed": dropped[DEDUP_STEP], **(counts["minhash"] or {}),
-            "similarity_threshold": _threshold(dedup_cfg)},
+        "token_retention": {
+            "filter_survivors_tokens": survivors["tokens"],
+            "classifier_kept_tokens": classified["tokens"],
+            "classifier_token_share": _share(classified["tokens"], survivors["tokens"]),
+        },
+        "decontam_removed": dropped.get(DECONTAM_STEP, 0),
+        "dedup_removed": dropped.get(DEDUP_STEP, 0),
+        "decontamination": None
+        if decontam is None
+        else {
+            **decontam,
+            "removed": dropped.get(DECONTAM_STEP, 0),
+            "matched_sources": rows.get(DECONTAM_STEP, {}).get("sources", {}),
+        },
+        "dedup": None
+        if dedup_cfg is None
+        else {
+            **dedup_cfg.model_dump(),
+            "removed": dropped[DEDUP_STEP],
+            **(counts["minhash"] or {}),
+            "similarity_threshold": _threshold(dedup_cfg),
+        },
         "subdomains": kept["subdomains"],
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
@@ -279,8 +344,10 @@ def _single_pass_metrics(metrics: dict[str, Any], sample: dict[str, int], single
     metrics["tokens_in_estimated"] = True
     metrics["kept_tokens_share"] = _share(metrics["tokens_kept"], metrics["tokens_in"])
     metrics["token_retention"]["unit"] = "words"
-    metrics["single_pass"] = {"sample_files_share": single.sample_files, **{f"sample_{k}": v for k, v in
-                                                                            sample.items()}}
+    metrics["single_pass"] = {
+        "sample_files_share": single.sample_files,
+        **{f"sample_{k}": v for k, v in sample.items()},
+    }
 
 
 def _threshold(dedup_cfg: Any) -> float:
@@ -292,12 +359,14 @@ def _threshold(dedup_cfg: Any) -> float:
 def _summary(m: CorpusMetrics) -> str:
     clf = m.classifier
     drops = ", ".join(f"{k} {v}" for k, v in m.dropped.items())
-    return (f"[corpus] {m.docs_in} documents from {m.input_files} files ({m.corrupt_files} corrupt files "
-            f"skipped, {m.missing_text} records without text); quality and language filters kept "
-            f"{m.filter_survivors}; the {clf.kind} classifier (held-out P {clf.precision:.3f} / "
-            f"R {clf.recall:.3f} / F1 {clf.f1:.3f} on {clf.n_heldout} docs, threshold "
-            f"{clf.threshold}) kept {m.classifier_kept} medical "
-            f"documents; after decontamination ({m.decontam_removed} removed) and deduplication "
-            f"({m.dedup_removed} removed) {m.docs_kept} remain ({m.kept_fraction:.1%} of documents, "
-            f"{m.tokens_kept} {m.tokenizer.name} tokens = {m.kept_tokens_share:.1%} of input tokens), "
-            f"and {m.general_docs} general German ones. Dropped: {drops}.")
+    return (
+        f"[corpus] {m.docs_in} documents from {m.input_files} files ({m.corrupt_files} corrupt files "
+        f"skipped, {m.missing_text} records without text); quality and language filters kept "
+        f"{m.filter_survivors}; the {clf.kind} classifier (held-out P {clf.precision:.3f} / "
+        f"R {clf.recall:.3f} / F1 {clf.f1:.3f} on {clf.n_heldout} docs, threshold "
+        f"{clf.threshold}) kept {m.classifier_kept} medical "
+        f"documents; after decontamination ({m.decontam_removed} removed) and deduplication "
+        f"({m.dedup_removed} removed) {m.docs_kept} remain ({m.kept_fraction:.1%} of documents, "
+        f"{m.tokens_kept} {m.tokenizer.name} tokens = {m.kept_tokens_share:.1%} of input tokens), "
+        f"and {m.general_docs} general German ones. Dropped: {drops}."
+    )

@@ -124,8 +124,13 @@ class CorpusProfile(PipelineStep):
     name = "📏 Corpus profile"
     type = "📊 - STATS"
 
-    def __init__(self, histogram: bool = False, labels_path: str | None = None, id_key: str = "id",
-                 subdomain_key: str = "subdomain") -> None:
+    def __init__(
+        self,
+        histogram: bool = False,
+        labels_path: str | None = None,
+        id_key: str = "id",
+        subdomain_key: str = "subdomain",
+    ) -> None:
         super().__init__()
         self.histogram = histogram
         self.labels_path = labels_path
@@ -176,8 +181,10 @@ def step_counters(logging_dir: Path) -> list[Counter]:
         if merged is None:  # an empty start, so that every value, even of a single rank, is a MetricStats
             merged = PipelineStats([Stats(block.name) for block in rank.stats])
         elif len(rank.stats) != len(merged.stats):
-            raise RuntimeError(f"{path} has {len(rank.stats)} steps, other ranks have {len(merged.stats)}: "
-                               "stats from different pipelines in one logging folder")
+            raise RuntimeError(
+                f"{path} has {len(rank.stats)} steps, other ranks have {len(merged.stats)}: "
+                "stats from different pipelines in one logging folder"
+            )
         merged += rank
     assert merged is not None
     return [Counter({key: value.total for key, value in block.stats.items()}) for block in merged.stats]
@@ -192,12 +199,16 @@ def _filter_row(name: str, counter: Counter) -> dict[str, Any]:
     from definemed.corpus.dedup import REASON as DEDUP_REASON
     from definemed.corpus.pipelines import DEDUP_STEP
 
-    reasons = {k.removeprefix("dropped_"): int(v) for k, v in sorted(counter.items())
-               if k.startswith("dropped_") and v}
+    reasons = {k.removeprefix("dropped_"): int(v) for k, v in sorted(counter.items()) if k.startswith("dropped_") and v}
     if name == DEDUP_STEP and counter["dropped"]:  # datatrove's MinhashDedupFilter counts no reason
         reasons = {DEDUP_REASON: int(counter["dropped"])}
-    row = {"step": name, "in": int(counter["total"]), "kept": int(counter["forwarded"]),
-           "dropped": int(counter["dropped"]), "reasons": reasons}
+    row = {
+        "step": name,
+        "in": int(counter["total"]),
+        "kept": int(counter["forwarded"]),
+        "dropped": int(counter["dropped"]),
+        "reasons": reasons,
+    }
     if sources := {k.removeprefix("source_"): int(v) for k, v in sorted(counter.items()) if k.startswith("source_")}:
         row["sources"] = sources
     return row
@@ -207,8 +218,13 @@ def _profile(counter: Counter) -> dict[str, Any]:
     def picked(prefix: str) -> dict[str, int]:
         return {k.removeprefix(prefix): int(v) for k, v in sorted(counter.items()) if k.startswith(prefix) and v}
 
-    return {"docs": int(counter["docs"]), "words": int(counter["words"]), "tokens": int(counter["tokens"]),
-            "length_hist": picked(LENGTH_BIN), "subdomains": picked(SUBDOMAIN)}
+    return {
+        "docs": int(counter["docs"]),
+        "words": int(counter["words"]),
+        "tokens": int(counter["tokens"]),
+        "length_hist": picked(LENGTH_BIN),
+        "subdomains": picked(SUBDOMAIN),
+    }
 
 
 def _docs_in(readers: Counter) -> int:
@@ -221,8 +237,13 @@ def _input_row(readers: Counter) -> dict[str, Any] | None:
     reasons = {reason: int(readers[reason]) for reason in INPUT_DROP_REASONS if readers[reason]}
     if not reasons:
         return None
-    return {"step": INPUT_STEP, "in": _docs_in(readers), "kept": int(readers["documents"]),
-            "dropped": sum(reasons.values()), "reasons": reasons}
+    return {
+        "step": INPUT_STEP,
+        "in": _docs_in(readers),
+        "kept": int(readers["documents"]),
+        "dropped": sum(reasons.values()),
+        "reasons": reasons,
+    }
 
 
 def collect(pipelines: list[Pipeline], logs_root: Path) -> dict[str, Any]:
@@ -238,8 +259,10 @@ def collect(pipelines: list[Pipeline], logs_root: Path) -> dict[str, Any]:
     for pipeline in pipelines:
         counters = step_counters(logs_root / pipeline.name)
         if len(counters) != len(pipeline.roles):
-            raise RuntimeError(f"{logs_root / pipeline.name} has stats for {len(counters)} steps, the pipeline has "
-                               f"{len(pipeline.roles)}: an attempt with another configuration wrote them")
+            raise RuntimeError(
+                f"{logs_root / pipeline.name} has stats for {len(counters)} steps, the pipeline has "
+                f"{len(pipeline.roles)}: an attempt with another configuration wrote them"
+            )
         for role, counter in zip(pipeline.roles, counters, strict=True):
             kind, _, name = role.partition(":")
             if kind == "input":
@@ -260,15 +283,27 @@ def collect(pipelines: list[Pipeline], logs_root: Path) -> dict[str, Any]:
         by_reason.update(row["reasons"])
     docs_in, kept = _docs_in(readers), profiles["kept"]
     return {
-        "docs_in": docs_in, "docs_kept": kept["docs"], "dropped": dropped,
+        "docs_in": docs_in,
+        "docs_kept": kept["docs"],
+        "dropped": dropped,
         "dropped_by_reason": dict(sorted(by_reason.items())),
-        "corrupt_files": int(readers["corrupt_files"]), "missing_text": int(readers["missing_text"]),
+        "corrupt_files": int(readers["corrupt_files"]),
+        "missing_text": int(readers["missing_text"]),
         "input_problems": {key: int(readers[key]) for key in INPUT_PROBLEMS},
-        "input_files": int(readers["input_files"]), "filter_survivors": profiles["survivors"]["docs"],
-        "kept_words": kept["words"], "tokens_in": int(tokens["tokens"]), "steps": rows, "profiles": profiles,
+        "input_files": int(readers["input_files"]),
+        "filter_survivors": profiles["survivors"]["docs"],
+        "kept_words": kept["words"],
+        "tokens_in": int(tokens["tokens"]),
+        "steps": rows,
+        "profiles": profiles,
         # union-find nodes in clusters minus those removed = one kept document per cluster
-        "minhash": {"duplicate_pairs": int(dedup["total_matches"]), "clusters": int(dedup["duplicates"] -
-                    dedup["to_remove"]), "docs_in_clusters": int(dedup["duplicates"])} if dedup else None,
+        "minhash": {
+            "duplicate_pairs": int(dedup["total_matches"]),
+            "clusters": int(dedup["duplicates"] - dedup["to_remove"]),
+            "docs_in_clusters": int(dedup["duplicates"]),
+        }
+        if dedup
+        else None,
         "balanced": docs_in == kept["docs"] + sum(dropped.values()),
     }
 
@@ -287,9 +322,14 @@ def sample_counts(pipeline: Pipeline, logs_root: Path) -> dict[str, int]:
             tokens += counter
         elif kind == "filter":
             survivors = int(counter["forwarded"])
-    return {"input_files": int(readers["input_files"]), "docs_in": _docs_in(readers),
-            "tokens_in": int(tokens["tokens"]), "survivors": survivors,
-            "corrupt_files": int(readers["corrupt_files"]), "missing_text": int(readers["missing_text"])}
+    return {
+        "input_files": int(readers["input_files"]),
+        "docs_in": _docs_in(readers),
+        "tokens_in": int(tokens["tokens"]),
+        "survivors": survivors,
+        "corrupt_files": int(readers["corrupt_files"]),
+        "missing_text": int(readers["missing_text"]),
+    }
 
 
 def tokenizer_info(choice: TokenizerChoice) -> dict[str, Any]:

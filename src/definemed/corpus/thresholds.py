@@ -52,8 +52,13 @@ def threshold_for_precision(scores: Any, labels: Any, target: float) -> tuple[fl
     if ok.size:
         return float(thresholds[ok[0]]), True
     best = int(np.argmax(precision))
-    logger.warning("no threshold reaches precision %.3f on %d held-out documents (best %.3f at %.4f)",
-                   target, len(thresholds), precision[best], thresholds[best])
+    logger.warning(
+        "no threshold reaches precision %.3f on %d held-out documents (best %.3f at %.4f)",
+        target,
+        len(thresholds),
+        precision[best],
+        thresholds[best],
+    )
     return float(thresholds[best]), False
 
 
@@ -101,8 +106,10 @@ def retention(texts: list[str], scores: Any, threshold: float) -> dict[str, floa
     """Share of documents and of whitespace words (a proxy for tokens) that the cut keeps."""
     kept = np.asarray(scores, dtype=np.float64) >= threshold
     words = np.array([len(t.split()) for t in texts], dtype=np.float64)
-    return {"docs": round(float(kept.mean()) if kept.size else 0.0, 4),
-            "words": round(float(words[kept].sum() / words.sum()) if words.sum() else 0.0, 4)}
+    return {
+        "docs": round(float(kept.mean()) if kept.size else 0.0, 4),
+        "words": round(float(words[kept].sum() / words.sum()) if words.sum() else 0.0, 4),
+    }
 
 
 def pr_curve(scores: Any, labels: Any, max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
@@ -118,5 +125,9 @@ def pr_curve(scores: Any, labels: Any, max_points: int = MAX_CURVE_POINTS) -> di
         keep = np.unique(np.linspace(0, len(thresholds) - 1, max_points).round().astype(int))
         thresholds, precision, recall = thresholds[keep], precision[keep], recall[keep]
     ap = float(average_precision_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
-    return {"precision": [round(float(v), 4) for v in precision], "recall": [round(float(v), 4) for v in recall],
-            "threshold": [round(float(v), 6) for v in thresholds], "average_precision": round(ap, 4)}
+    return {
+        "precision": [round(float(v), 4) for v in precision],
+        "recall": [round(float(v), 4) for v in recall],
+        "threshold": [round(float(v), 6) for v in thresholds],
+        "average_precision": round(ap, 4),
+    }

@@ -62,8 +62,9 @@ def load_labels(spec: FileLabels) -> Labels:
                     raise TypeError(f"'{spec.id_key}' must be a string and '{spec.label_key}' a boolean")
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
                 labels.malformed += 1
-                logger.warning("%s:%d: malformed label line skipped (%s: %s)", spec.path, lineno,
-                               type(exc).__name__, exc)
+                logger.warning(
+                    "%s:%d: malformed label line skipped (%s: %s)", spec.path, lineno, type(exc).__name__, exc
+                )
                 continue
             labels.duplicates += doc_id in labels.by_id
             labels.by_id[doc_id] = value
@@ -100,12 +101,16 @@ def load_split(survivors: Path, spec: FileLabels, holdout_fraction: float, seed:
             split.train_x.append(doc["text"])
             split.train_y.append(label)
     if not split.test_x and not split.train_x:  # nothing to split: asking for a larger held-out share cannot help
-        raise RuntimeError(f"no document of {survivors} has a valid label in {spec.path} "
-                           f"({split.unlabelled} unlabelled): check the labeller's failures and raw replies "
-                           "(labelling_report.json, label_cache.jsonl) before training")
+        raise RuntimeError(
+            f"no document of {survivors} has a valid label in {spec.path} "
+            f"({split.unlabelled} unlabelled): check the labeller's failures and raw replies "
+            "(labelling_report.json, label_cache.jsonl) before training"
+        )
     if not split.test_x:
-        raise RuntimeError(f"no labelled document of {survivors} fell into the held-out split; "
-                           "raise corpus.classifier.holdout_fraction or label more documents")
+        raise RuntimeError(
+            f"no labelled document of {survivors} fell into the held-out split; "
+            "raise corpus.classifier.holdout_fraction or label more documents"
+        )
     return split
 
 
@@ -135,19 +140,27 @@ def evaluate(model: Any, cfg: ClassifierConfig, split: Split) -> tuple[dict[str,
     threshold, method = select_threshold(scores, split.test_y, cfg.threshold_spec)
     curve = pr_curve(scores, split.test_y)
     per_doc = seconds_per_doc(model, split.test_x)
-    report = {"kind": cfg.kind, "threshold": round(threshold, 6), "threshold_method": method,
-              **binary_metrics(split.test_y, (scores >= threshold).tolist()),
-              "average_precision": curve.pop("average_precision"), "pr_curve": curve,
-              "retention": retention(split.test_x, scores, threshold),
-              "heldout_score_s": round(score_s, 3), "docs_per_s": round(1 / per_doc, 2) if per_doc else None}
+    report = {
+        "kind": cfg.kind,
+        "threshold": round(threshold, 6),
+        "threshold_method": method,
+        **binary_metrics(split.test_y, (scores >= threshold).tolist()),
+        "average_precision": curve.pop("average_precision"),
+        "pr_curve": curve,
+        "retention": retention(split.test_x, scores, threshold),
+        "heldout_score_s": round(score_s, 3),
+        "docs_per_s": round(1 / per_doc, 2) if per_doc else None,
+    }
     heldout_report = getattr(model, "heldout_report", None)
-    report["cascade"] = (heldout_report(split.test_x, split.test_y, scores, threshold, cfg.threshold_spec)
-                         if heldout_report else None)
+    report["cascade"] = (
+        heldout_report(split.test_x, split.test_y, scores, threshold, cfg.threshold_spec) if heldout_report else None
+    )
     return report, scores
 
 
-def fit_and_evaluate(cfg: ClassifierConfig, split: Split, out_dir: Path, seed: int,
-                     labels_sha256: str | None = None) -> dict[str, Any]:
+def fit_and_evaluate(
+    cfg: ClassifierConfig, split: Split, out_dir: Path, seed: int, labels_sha256: str | None = None
+) -> dict[str, Any]:
     """Build, fit, save and evaluate one family; writes `report.json` last, returns the report."""
     from definemed.corpus.classifiers import build_classifier, describe
 
@@ -160,12 +173,23 @@ def fit_and_evaluate(cfg: ClassifierConfig, split: Split, out_dir: Path, seed: i
     if hasattr(model, "save_cache"):
         model.save_cache()
     if len(split.test_ids) == len(split.test_y):
-        write_jsonl(out_dir / HELDOUT_SCORES, ({"id": i, "label": y, "score": round(float(s), 6)}
-                                               for i, y, s in zip(split.test_ids, split.test_y, scores, strict=True)))
-    report |= {"n_train": len(split.train_x), "n_heldout": len(split.test_x), "n_unlabelled": split.unlabelled,
-               "label_lines_malformed": split.malformed, "label_duplicates": split.duplicates,
-               "train_seconds": round(train_s, 2), "config_hash": config_hash(cfg, seed, labels_sha256),
-               "model": describe(out_dir)}
+        write_jsonl(
+            out_dir / HELDOUT_SCORES,
+            (
+                {"id": i, "label": y, "score": round(float(s), 6)}
+                for i, y, s in zip(split.test_ids, split.test_y, scores, strict=True)
+            ),
+        )
+    report |= {
+        "n_train": len(split.train_x),
+        "n_heldout": len(split.test_x),
+        "n_unlabelled": split.unlabelled,
+        "label_lines_malformed": split.malformed,
+        "label_duplicates": split.duplicates,
+        "train_seconds": round(train_s, 2),
+        "config_hash": config_hash(cfg, seed, labels_sha256),
+        "model": describe(out_dir),
+    }
     write_json(out_dir / REPORT, report)
     return report
 
@@ -185,8 +209,9 @@ def reusable_report(out_dir: Path, expected_hash: str) -> dict[str, Any] | None:
     return None
 
 
-def train_classifier(survivors: Path, spec: FileLabels, clf_cfg: ClassifierConfig, seed: int,
-                     out_dir: Path) -> dict[str, Any]:
+def train_classifier(
+    survivors: Path, spec: FileLabels, clf_cfg: ClassifierConfig, seed: int, out_dir: Path
+) -> dict[str, Any]:
     """Fit the configured classifier on labelled survivors, evaluate on held-out ids, save model and report.
 
     Skipped when `out_dir` already holds a model and the report of the same classifier config, seed and labels.
@@ -204,8 +229,14 @@ def chosen_threshold(model_dir: Path) -> float:
     return float(read_json(Path(model_dir) / REPORT)["threshold"])
 
 
-def compare_families(split: Split, base: ClassifierConfig, kinds: list[str], out_root: Path,
-                     seed: int = 0, labels_sha256: str | None = None) -> list[dict[str, Any]]:
+def compare_families(
+    split: Split,
+    base: ClassifierConfig,
+    kinds: list[str],
+    out_root: Path,
+    seed: int = 0,
+    labels_sha256: str | None = None,
+) -> list[dict[str, Any]]:
     """Train and evaluate each kind on the same split (folders `out_root/<kind>`); one summary row per kind.
 
     An embedding cache written by an earlier kind is copied into later folders (a cascade's `stage2/` too), so
@@ -241,18 +272,30 @@ def summary_row(report: dict[str, Any]) -> dict[str, Any]:
     gate = report.get("cascade") or {}
     alone, cascade = gate.get("stage2_alone") or {}, gate.get("cascade") or {}
     f1_lost = round(alone["f1"] - cascade["f1"], 4) if "f1" in alone and "f1" in cascade else None
-    return {"kind": report["kind"], "threshold": report["threshold"], "precision": report["precision"],
-            "recall": report["recall"], "f1": report["f1"], "ap": report["average_precision"],
-            "kept_words": report["retention"]["words"], "train_s": report["train_seconds"],
-            "docs_per_s": report["docs_per_s"], "heldout_docs": report.get("n_heldout"),
-            "pass_share": gate.get("pass_share"), "cost_saved": gate.get("cost_saved"), "f1_lost": f1_lost}
+    return {
+        "kind": report["kind"],
+        "threshold": report["threshold"],
+        "precision": report["precision"],
+        "recall": report["recall"],
+        "f1": report["f1"],
+        "ap": report["average_precision"],
+        "kept_words": report["retention"]["words"],
+        "train_s": report["train_seconds"],
+        "docs_per_s": report["docs_per_s"],
+        "heldout_docs": report.get("n_heldout"),
+        "pass_share": gate.get("pass_share"),
+        "cost_saved": gate.get("cost_saved"),
+        "f1_lost": f1_lost,
+    }
 
 
 def comparison_table(rows: list[dict[str, Any]]) -> str:
     """A fixed-width text table of `compare_families` rows (the report renders its own markdown)."""
     cols = list(rows[0]) if rows else []
-    cells = [[("-" if r.get(c) is None else f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])) for c in cols]
-             for r in rows]
+    cells = [
+        [("-" if r.get(c) is None else f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c])) for c in cols]
+        for r in rows
+    ]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]

@@ -24,8 +24,7 @@ def _slot_outcome(record: Mapping[str, Any]) -> tuple[tuple[str, str, str], str,
     order, slot = record["order"], record["winner"]
     if order not in _ORDERS or slot not in _SLOTS:
         raise ValueError(f"order must be one of {_ORDERS} and winner one of {_SLOTS}, got {order!r}/{slot!r}")
-    first, second = ((record["model_a"], record["model_b"]) if order == "ab"
-                     else (record["model_b"], record["model_a"]))
+    first, second = (record["model_a"], record["model_b"]) if order == "ab" else (record["model_b"], record["model_a"])
     outcome = first if slot == "A" else second if slot == "B" else slot
     pair = sorted((record["model_a"], record["model_b"]))
     return (str(record["prompt_id"]), pair[0], pair[1]), first, outcome
@@ -57,7 +56,9 @@ def position_consistency(ordered_verdicts: Iterable[Mapping[str, Any]]) -> dict[
     verdicts = np.array([r["winner"] for r in records])
     n_a, n_b = int((verdicts == "A").sum()), int((verdicts == "B").sum())
     return {
-        "n_verdicts": len(records), "n_pairs": len(outcomes), "n_compared": len(valid),
+        "n_verdicts": len(records),
+        "n_pairs": len(outcomes),
+        "n_compared": len(valid),
         "n_incomplete": len(outcomes) - len(complete),
         "consistency": _share(consistent, len(valid)),
         "first_biased_share": _share(first_biased, len(valid)),
@@ -98,8 +99,11 @@ def length_bias(battles: Iterable[Battle | Mapping[str, Any]]) -> dict[str, Any]
     penalty = np.zeros((len(models) + 1,) * 2)
     penalty[:-1, :-1] = 1.0  # pins sum(beta) = 0 only; the likelihood is blind to that direction
     coef, _ = fit_logistic(X, y, np.ones((1, len(y))), penalty=penalty)
-    return {"longer_wins_share": _share(int(longer_won.sum()), int(decisive.sum())),
-            "n_decisive_unequal": int(decisive.sum()), "length_coef": float(coef[0, -1])}
+    return {
+        "longer_wins_share": _share(int(longer_won.sum()), int(decisive.sum())),
+        "n_decisive_unequal": int(decisive.sum()),
+        "length_coef": float(coef[0, -1]),
+    }
 
 
 def _canonical_labels(records: Iterable[Mapping[str, Any]], who: str) -> dict[tuple[str, str, str], str]:
@@ -116,8 +120,7 @@ def _canonical_labels(records: Iterable[Mapping[str, Any]], who: str) -> dict[tu
     return out
 
 
-def cohen_kappa(judge_labels: Iterable[Mapping[str, Any]],
-                human_labels: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def cohen_kappa(judge_labels: Iterable[Mapping[str, Any]], human_labels: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Cohen's kappa between judge and human over {model_a, model_b, tie}, aligned on (prompt_id, model pair).
 
     Records are battle dicts; the pair may be listed in either orientation and in any list order. Returns
@@ -130,6 +133,10 @@ def cohen_kappa(judge_labels: Iterable[Mapping[str, Any]],
     if not keys:
         raise ValueError("judge and human labels share no (prompt_id, model pair)")
     j, h = [judge[k] for k in keys], [human[k] for k in keys]
-    return {"kappa": float(cohen_kappa_score(j, h, labels=["model_a", "model_b", "tie"])),
-            "agreement": float(np.mean(np.array(j) == np.array(h))), "n": len(keys),
-            "unmatched_judge": len(judge) - len(keys), "unmatched_human": len(human) - len(keys)}
+    return {
+        "kappa": float(cohen_kappa_score(j, h, labels=["model_a", "model_b", "tie"])),
+        "agreement": float(np.mean(np.array(j) == np.array(h))),
+        "n": len(keys),
+        "unmatched_judge": len(judge) - len(keys),
+        "unmatched_human": len(human) - len(keys),
+    }

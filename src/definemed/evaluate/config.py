@@ -53,8 +53,7 @@ class McqConfig(Strict):
     include_path: Path | None = Field(None, description="folder of extra lm-eval task YAML (+ data) to add")
     include_defaults: bool = Field(False, description="also index lm-eval's built-in tasks (slow start-up)")
     apply_chat_template: bool = Field(False, description="wrap each question in the model's chat template")
-    fewshot_as_multiturn: bool = Field(False, description="few-shot examples as chat turns "
-                                                          "(needs apply_chat_template)")
+    fewshot_as_multiturn: bool = Field(False, description="few-shot examples as chat turns (needs apply_chat_template)")
     system_instruction: str | None = None
 
     @field_validator("tasks")
@@ -111,8 +110,9 @@ class VllmGenerationConfig(DecodingConfig):
     max_model_len: int | None = Field(None, ge=1)
 
 
-GenerationConfig = open_union("generator", HfGenerationConfig, OpenAIGenerationConfig, VllmGenerationConfig,
-                              default="hf")
+GenerationConfig = open_union(
+    "generator", HfGenerationConfig, OpenAIGenerationConfig, VllmGenerationConfig, default="hf"
+)
 
 
 class ReferenceJudgeConfig(Strict):
@@ -133,18 +133,29 @@ class OpenAIJudgeConfig(Strict):
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(512, ge=1)
     method: Literal["generate", "logprob"] = Field(
-        "generate", description="generate: reasoning then 'Urteil: [[A]]', parsed strictly; logprob: the "
-        "probabilities of A / B / C (tie) as the one output token")
+        "generate",
+        description="generate: reasoning then 'Urteil: [[A]]', parsed strictly; logprob: the "
+        "probabilities of A / B / C (tie) as the one output token",
+    )
     tie_margin: float = Field(0.0, ge=0, description="logprob: |P(A) - P(B)| below this is a tie too")
     concurrency: int = Field(8, ge=1, description="most requests in flight (adaptive, starting at 1)")
     max_retries: int = Field(3, ge=0)
     backoff_s: float = Field(1.0, ge=0, description="first retry waits this long, then doubles (with jitter)")
     timeout_s: float = Field(30, gt=0, description="fixed part of a request's time-out")
     timeout_per_token_s: float = Field(0.25, ge=0, description="added to the time-out per requested token")
-    parse_retries: int = Field(1, ge=0, description="ask again when a reply holds no valid verdict (only when "
-                               "temperature > 0: at 0 the same request gives the same reply)")
-    max_invalid_share: float = Field(0.1, ge=0, le=1, description="the stage fails when more comparisons than "
-                                     "this share are invalid (failed requests or unparseable replies)")
+    parse_retries: int = Field(
+        1,
+        ge=0,
+        description="ask again when a reply holds no valid verdict (only when "
+        "temperature > 0: at 0 the same request gives the same reply)",
+    )
+    max_invalid_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="the stage fails when more comparisons than "
+        "this share are invalid (failed requests or unparseable replies)",
+    )
     template: str = "judge_pairwise_de.md"
 
 
@@ -175,7 +186,8 @@ class EvaluateConfig(Strict):
     judge: JudgeConfig = ReferenceJudgeConfig()
     bootstrap_rounds: int = Field(1000, ge=10, le=100_000, description="Bradley-Terry bootstrap resamples")
     fold_change: list[tuple[str, str, str]] = Field(
-        [], description="[model_x, model_y, opponent]: win-rate of x over that of y, both against opponent")
+        [], description="[model_x, model_y, opponent]: win-rate of x over that of y, both against opponent"
+    )
     human_labels: Path | None = Field(None, description="JSONL {prompt_id, model_a, model_b, winner} for kappa")
 
     @model_validator(mode="after")
@@ -185,4 +197,3 @@ class EvaluateConfig(Strict):
             if unknown:
                 raise ValueError(f"evaluate.fold_change.{i}: {unknown} not in evaluate.models {self.models}")
         return self
-

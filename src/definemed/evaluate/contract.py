@@ -21,8 +21,9 @@ class EvaluateInputs(Inputs):
 
 def bind(cfg: DefinemedConfig) -> EvaluateInputs:
     ev = cfg.evaluate
-    return EvaluateInputs(evaluate=ev, models={m: cfg.models[m] for m in ev.models if m not in STAGE_MODELS},
-                          seed=cfg.run.seed)
+    return EvaluateInputs(
+        evaluate=ev, models={m: cfg.models[m] for m in ev.models if m not in STAGE_MODELS}, seed=cfg.run.seed
+    )
 
 
 def check(cfg: DefinemedConfig) -> None:
@@ -48,6 +49,16 @@ def paths(cfg: DefinemedConfig) -> list[InputPath]:
     return out
 
 
-STAGE = Stage(name="evaluate", help="lm-eval multiple choice, generation, pairwise judging",
-              upstream=("cpt", "merge"), resumable=True, section="evaluate", config=EvaluateConfig, bind=bind,
-              metrics=EvaluateMetrics, run="definemed.evaluate.stage:run", check=check, paths=paths)
+STAGE = Stage(
+    name="evaluate",
+    help="lm-eval multiple choice, generation, pairwise judging",
+    upstream=("cpt", "merge"),
+    resumable=True,
+    section="evaluate",
+    config=EvaluateConfig,
+    bind=bind,
+    metrics=EvaluateMetrics,
+    run="definemed.evaluate.stage:run",
+    check=check,
+    paths=paths,
+)

@@ -60,8 +60,15 @@ def count_generated(tokens: Sequence[int], eos_ids: set[int], max_new_tokens: in
 class HfGenerator:
     """Batched generation with a local or hub transformers checkpoint (never `trust_remote_code`)."""
 
-    def __init__(self, model_path: str, cfg: HfGenerationConfig, seed: int = 0, dtype: str = "auto",
-                 revision: str | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        cfg: HfGenerationConfig,
+        seed: int = 0,
+        dtype: str = "auto",
+        revision: str | None = None,
+        name: str | None = None,
+    ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -99,13 +106,17 @@ class HfGenerator:
 
         # The chat template already contains BOS where the model wants one; don't add a second.
         add_special = not getattr(self.tokenizer, "chat_template", None)
-        enc = self.tokenizer([self.render(p) for p in prompts], return_tensors="pt", padding=True,
-                             add_special_tokens=add_special).to(self.device)
+        enc = self.tokenizer(
+            [self.render(p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=add_special
+        ).to(self.device)
         sample = self.cfg.temperature > 0
         kwargs: dict[str, Any] = {
-            "max_new_tokens": self.cfg.max_new_tokens, "do_sample": sample,
+            "max_new_tokens": self.cfg.max_new_tokens,
+            "do_sample": sample,
             "repetition_penalty": self.cfg.repetition_penalty,
-            "pad_token_id": self.tokenizer.pad_token_id, "eos_token_id": sorted(self.eos_ids)}
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": sorted(self.eos_ids),
+        }
         if sample:
             kwargs.update(temperature=self.cfg.temperature, top_p=self.cfg.top_p)
             torch.manual_seed(self.seed + batch_index)
@@ -115,7 +126,7 @@ class HfGenerator:
         with torch.inference_mode():
             out = self.model.generate(**enc, **kwargs)
         per_item = (time.perf_counter() - t0) / len(prompts)
-        new = out[:, enc["input_ids"].shape[1]:].tolist()
+        new = out[:, enc["input_ids"].shape[1] :].tolist()
         results = []
         for tokens in new:
             n, hit = count_generated(tokens, self.eos_ids, self.cfg.max_new_tokens)
@@ -131,7 +142,7 @@ class HfGenerator:
         answers: list[Generation | None] = [None] * len(prompts)
         size = self.cfg.batch_size
         for b, start in enumerate(tqdm(range(0, len(order), size), desc=desc, unit="batch")):
-            idx = order[start:start + size]
+            idx = order[start : start + size]
             for i, gen in zip(idx, self._generate_batch([prompts[i] for i in idx], b), strict=True):
                 answers[i] = gen
         return [a for a in answers if a is not None]

@@ -47,10 +47,21 @@ class HfJudge:
 
     def cache_key(self, item: JudgeItem) -> str:
         c = self.config
-        return stable_hash({"kind": "hf", "model": c.model, "method": c.method, "template": self.template,
-                            "tie_margin": c.tie_margin, "max_new_tokens": c.max_new_tokens,
-                            "prompt": item.prompt, "reference": item.reference, "answer_a": item.answer_a,
-                            "answer_b": item.answer_b, "order": "a_shown_first"})
+        return stable_hash(
+            {
+                "kind": "hf",
+                "model": c.model,
+                "method": c.method,
+                "template": self.template,
+                "tie_margin": c.tie_margin,
+                "max_new_tokens": c.max_new_tokens,
+                "prompt": item.prompt,
+                "reference": item.reference,
+                "answer_a": item.answer_a,
+                "answer_b": item.answer_b,
+                "order": "a_shown_first",
+            }
+        )
 
     def _load(self) -> None:
         import torch
@@ -70,8 +81,9 @@ class HfJudge:
         """The judge's input: the filled template as a user turn (chat template if any), then the answer start."""
         content = render(self.template, item)
         if getattr(self._tok, "chat_template", None):
-            text = self._tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                                 add_generation_prompt=True)
+            text = self._tok.apply_chat_template(
+                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+            )
         else:
             text = content + "\n"
         return text + ANSWER_PREFIX if self.config.method == "logprob" else text
@@ -95,13 +107,15 @@ class HfJudge:
         ids = torch.full((len(seqs), width), self._tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for row, seq in enumerate(seqs):  # right padding: positions stay those of the unpadded sequence
-            ids[row, :len(seq)], mask[row, :len(seq)] = torch.tensor(seq), 1
+            ids[row, : len(seq)], mask[row, : len(seq)] = torch.tensor(seq), 1
         with torch.inference_mode():
             logits = self._lm(input_ids=ids.to(self._lm.device), attention_mask=mask.to(self._lm.device)).logits
         logp = torch.log_softmax(logits.float(), dim=-1).cpu()
-        scores = [float(sum(logp[r, start + k - 1, seqs[r][start + k]] for k in range(n)))
-                  for r, (start, n) in enumerate(spans)]
-        return [self._decide(scores[3 * i:3 * i + 3]) for i in range(len(items))]
+        scores = [
+            float(sum(logp[r, start + k - 1, seqs[r][start + k]] for k in range(n)))
+            for r, (start, n) in enumerate(spans)
+        ]
+        return [self._decide(scores[3 * i : 3 * i + 3]) for i in range(len(items))]
 
     def _decide(self, scores: list[float]) -> Verdict:
         a, b, c = scores
@@ -114,13 +128,23 @@ class HfJudge:
         import torch
 
         self._tok.padding_side = "left"
-        enc = self._tok([self.prompt_text(i) for i in items], return_tensors="pt", padding=True,
-                        add_special_tokens=not getattr(self._tok, "chat_template", None)).to(self._lm.device)
+        enc = self._tok(
+            [self.prompt_text(i) for i in items],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=not getattr(self._tok, "chat_template", None),
+        ).to(self._lm.device)
         with torch.inference_mode():
-            out = self._lm.generate(**enc, max_new_tokens=self.config.max_new_tokens, do_sample=False,
-                                    temperature=None, top_p=None, top_k=None,
-                                    pad_token_id=self._tok.pad_token_id)
-        texts = self._tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            out = self._lm.generate(
+                **enc,
+                max_new_tokens=self.config.max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=self._tok.pad_token_id,
+            )
+        texts = self._tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         return [Verdict(winner=parse_verdict(t), raw=t) for t in texts]
 
     def judge_batch(self, items: list[JudgeItem]) -> list[Verdict]:
@@ -136,7 +160,7 @@ class HfJudge:
         step = self._logprob_batch if self.config.method == "logprob" else self._generate_batch
         size = self.config.batch_size
         for start in range(0, len(misses), size):
-            idx = misses[start:start + size]
+            idx = misses[start : start + size]
             for i, verdict in zip(idx, step([items[i] for i in idx]), strict=True):
                 verdicts[i] = verdict
                 self.cache.put({"key": keys[i], "model": self.model, "raw": verdict.raw, "winner": verdict.winner})

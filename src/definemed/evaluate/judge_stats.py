@@ -27,8 +27,9 @@ def valid_battles(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [b for b in outcomes if b["winner"] != "invalid"]
 
 
-def bradley_terry(battles: list[dict[str, Any]], anchor: str | None, seed: int,
-                  rounds: int) -> tuple[dict[str, dict[str, float]], str | None]:
+def bradley_terry(
+    battles: list[dict[str, Any]], anchor: str | None, seed: int, rounds: int
+) -> tuple[dict[str, dict[str, float]], str | None]:
     """{model: {score, lower, upper, separated_share}} (Elo scale, 95% percentile bootstrap) and a note."""
     rated = ratings.model_names(ratings.as_battles(battles))
     anchor = anchor if anchor in rated else None
@@ -37,15 +38,19 @@ def bradley_terry(battles: list[dict[str, Any]], anchor: str | None, seed: int,
     except ValueError as exc:
         note = f"{exc}; fitted with ridge {FALLBACK_RIDGE}"
         logger.warning("[evaluate] Bradley-Terry: %s", note)
-        return ratings.bootstrap_bradley_terry(battles, n_rounds=rounds, seed=seed, anchor=anchor,
-                                               ridge=FALLBACK_RIDGE), note
+        return ratings.bootstrap_bradley_terry(
+            battles, n_rounds=rounds, seed=seed, anchor=anchor, ridge=FALLBACK_RIDGE
+        ), note
 
 
 def lc_winrates(battles: list[dict[str, Any]], models: list[str], baseline: str | None) -> dict[str, Any]:
     """Length-controlled win-rates: {model: {...}} against the baseline, or {"<model> vs <opponent>": {...}}
     for every pair when there is none. Each value: raw, lc, length_coef, n, separated, opponent."""
-    pairs = ([(m, baseline) for m in models if m != baseline] if baseline
-             else [(m, o) for i, m in enumerate(models) for o in models[i + 1:]])
+    pairs = (
+        [(m, baseline) for m in models if m != baseline]
+        if baseline
+        else [(m, o) for i, m in enumerate(models) for o in models[i + 1 :]]
+    )
     out: dict[str, Any] = {}
     for model, opponent in pairs:
         key = model if baseline else f"{model} vs {opponent}"
@@ -62,16 +67,33 @@ def fold_changes(battles: list[dict[str, Any]], triples: list[tuple[str, str, st
     return {f"{x}/{y} vs {opp}": ratings.winrate_fold_change(table, x, y, opp) for x, y, opp in triples}
 
 
-def rating_metrics(outcomes: list[dict[str, Any]], models: list[str], baseline: str | None, seed: int,
-                   rounds: int, triples: list[tuple[str, str, str]]) -> dict[str, Any]:
+def rating_metrics(
+    outcomes: list[dict[str, Any]],
+    models: list[str],
+    baseline: str | None,
+    seed: int,
+    rounds: int,
+    triples: list[tuple[str, str, str]],
+) -> dict[str, Any]:
     battles = valid_battles(outcomes)
     if not battles:
-        return {"n_battles": 0, "bradley_terry": None, "bradley_terry_note": "no valid battles",
-                "lc_winrate": {}, "fold_change": {f"{x}/{y} vs {o}": None for x, y, o in triples}}
+        return {
+            "n_battles": 0,
+            "bradley_terry": None,
+            "bradley_terry_note": "no valid battles",
+            "lc_winrate": {},
+            "fold_change": {f"{x}/{y} vs {o}": None for x, y, o in triples},
+        }
     bt, note = bradley_terry(battles, baseline, seed, rounds)
-    return {"n_battles": len(battles), "bootstrap_rounds": rounds, "anchor": baseline,
-            "bradley_terry": bt, "bradley_terry_note": note,
-            "lc_winrate": lc_winrates(battles, models, baseline), "fold_change": fold_changes(battles, triples)}
+    return {
+        "n_battles": len(battles),
+        "bootstrap_rounds": rounds,
+        "anchor": baseline,
+        "bradley_terry": bt,
+        "bradley_terry_note": note,
+        "lc_winrate": lc_winrates(battles, models, baseline),
+        "fold_change": fold_changes(battles, triples),
+    }
 
 
 def load_human_labels(path: Path) -> list[dict[str, Any]]:
@@ -89,12 +111,16 @@ def load_human_labels(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def audit_metrics(judgments: list[dict[str, Any]], outcomes: list[dict[str, Any]],
-                  human_labels: Path | None) -> dict[str, Any]:
+def audit_metrics(
+    judgments: list[dict[str, Any]], outcomes: list[dict[str, Any]], human_labels: Path | None
+) -> dict[str, Any]:
     battles = valid_battles(outcomes)
-    result: dict[str, Any] = {"position_consistency": audit.position_consistency(judgments),
-                              "tie_share": audit.tie_share(battles) if battles else None,
-                              "length_bias": audit.length_bias(battles) if battles else None, "kappa": None}
+    result: dict[str, Any] = {
+        "position_consistency": audit.position_consistency(judgments),
+        "tie_share": audit.tie_share(battles) if battles else None,
+        "length_bias": audit.length_bias(battles) if battles else None,
+        "kappa": None,
+    }
     if human_labels is not None:
         try:
             result["kappa"] = audit.cohen_kappa(battles, load_human_labels(human_labels))

@@ -23,8 +23,7 @@ from definemed.evaluate.config import LmEvalMcqTaskConfig, LocalMcqTaskConfig, M
 from definemed.runfolder import safe_join
 
 BASE_YAML = "_mcq_de_base.yaml"
-REQUIRED_FIELDS = ("task", "dataset_path", "test_split", "output_type", "doc_to_text", "doc_to_choice",
-                   "doc_to_target")
+REQUIRED_FIELDS = ("task", "dataset_path", "test_split", "output_type", "doc_to_text", "doc_to_choice", "doc_to_target")
 
 
 def asset_dir() -> Path:
@@ -38,7 +37,8 @@ def task_files(path: Path) -> list[Path]:
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
         raise FileNotFoundError(
-            f"multiple-choice task data not found: {path} (expected a .jsonl file or a folder of them)")
+            f"multiple-choice task data not found: {path} (expected a .jsonl file or a folder of them)"
+        )
     return files
 
 
@@ -49,12 +49,18 @@ def _dump(cfg: dict[str, Any]) -> str:
 
 def local_task_yaml(task: LocalMcqTaskConfig) -> str:
     """A task YAML for local JSONL rows {id, subject, question, choices, answer}, built on the shared base."""
-    return _dump({
-        "include": str(asset_dir() / BASE_YAML), "task": task.name, "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": [str(f) for f in task_files(task.path)]}},
-        "test_split": "test",
-        # Few-shot examples come from the same files; lm-eval's sampler leaves out the question being asked.
-        "fewshot_split": "test", "num_fewshot": task.num_fewshot})
+    return _dump(
+        {
+            "include": str(asset_dir() / BASE_YAML),
+            "task": task.name,
+            "dataset_path": "json",
+            "dataset_kwargs": {"data_files": {"test": [str(f) for f in task_files(task.path)]}},
+            "test_split": "test",
+            # Few-shot examples come from the same files; lm-eval's sampler leaves out the question being asked.
+            "fewshot_split": "test",
+            "num_fewshot": task.num_fewshot,
+        }
+    )
 
 
 def _leaves(name: str, index: dict[str, Any]) -> list[str]:
@@ -77,8 +83,9 @@ def override_yamls(task: LmEvalMcqTaskConfig, index: dict[str, Any]) -> dict[str
         return {}
     leaves = _leaves(task.name, index)
     if task.data_files is not None and leaves != [task.name]:
-        raise ValueError(f"evaluate.mcq.tasks: data_files replaces the data of one task; "
-                         f"'{task.name}' is a group of {len(leaves)}")
+        raise ValueError(
+            f"evaluate.mcq.tasks: data_files replaces the data of one task; '{task.name}' is a group of {len(leaves)}"
+        )
     out = {}
     for leaf in leaves:
         cfg: dict[str, Any] = {"include": str(index[leaf].yaml_path), "task": leaf}
@@ -86,9 +93,14 @@ def override_yamls(task: LmEvalMcqTaskConfig, index: dict[str, Any]) -> dict[str
             cfg["num_fewshot"] = task.num_fewshot
         if task.data_files is not None:
             files = [str(f) for f in task_files(task.data_files)]
-            cfg |= {"dataset_path": "json", "dataset_name": None,
-                    "dataset_kwargs": {"data_files": {"test": files}}, "test_split": "test",
-                    "fewshot_split": "test", "process_docs": None}
+            cfg |= {
+                "dataset_path": "json",
+                "dataset_name": None,
+                "dataset_kwargs": {"data_files": {"test": files}},
+                "test_split": "test",
+                "fewshot_split": "test",
+                "process_docs": None,
+            }
         out[leaf] = _dump(cfg)
     return out
 
@@ -102,8 +114,7 @@ def build_task_manager(cfg: McqConfig, task_dir: Path) -> tuple[Any, list[str]]:
     if cfg.include_path and not roots[-1].is_dir():
         raise FileNotFoundError(f"evaluate.mcq.include_path: no folder at {roots[-1]}")
     # include_defaults=False unless asked: indexing lm-eval's thousands of built-in tasks takes seconds.
-    index = TaskManager(include_path=[str(r) for r in roots],
-                        include_defaults=cfg.include_defaults).task_index
+    index = TaskManager(include_path=[str(r) for r in roots], include_defaults=cfg.include_defaults).task_index
     for task in cfg.tasks:
         if isinstance(task, LocalMcqTaskConfig):
             write_text(safe_join(task_dir, task.name, ".yaml"), local_task_yaml(task))
@@ -113,8 +124,7 @@ def build_task_manager(cfg: McqConfig, task_dir: Path) -> tuple[Any, list[str]]:
             raise KeyError(f"evaluate.mcq.tasks: lm-eval knows no task or group '{task.name}'{hint}")
         for leaf, text in override_yamls(task, index).items():
             write_text(task_dir / f"{leaf}.yaml", text)
-    manager = TaskManager(include_path=[str(r) for r in [*roots, task_dir]],
-                          include_defaults=cfg.include_defaults)
+    manager = TaskManager(include_path=[str(r) for r in [*roots, task_dir]], include_defaults=cfg.include_defaults)
     return manager, [t.name for t in cfg.tasks]
 
 

@@ -49,12 +49,19 @@ def _sample_row(task: str, leaf: str, subject: str | None, sample: dict[str, Any
     doc = sample.get("doc", {})
     loglik = [float(r[0]) for r in sample.get("filtered_resps", [])]
     doc_subject = doc.get("subject") if isinstance(doc.get("subject"), str) else None
-    return {"task": task, "subtask": leaf, "doc_id": sample.get("doc_id"),
-            "id": doc.get("id", doc.get("sample_id")), "subject": doc_subject or subject or leaf,
-            "target": sample.get("target"),
-            "pred": max(range(len(loglik)), key=loglik.__getitem__) if loglik else None,
-            "acc": float(sample["acc"]), "acc_norm": float(sample.get("acc_norm", float("nan"))),
-            "loglikelihoods": loglik, "prompt": _prompt(sample)}
+    return {
+        "task": task,
+        "subtask": leaf,
+        "doc_id": sample.get("doc_id"),
+        "id": doc.get("id", doc.get("sample_id")),
+        "subject": doc_subject or subject or leaf,
+        "target": sample.get("target"),
+        "pred": max(range(len(loglik)), key=loglik.__getitem__) if loglik else None,
+        "acc": float(sample["acc"]),
+        "acc_norm": float(sample.get("acc_norm", float("nan"))),
+        "loglikelihoods": loglik,
+        "prompt": _prompt(sample),
+    }
 
 
 def _leaf_tasks(name: str, results: dict[str, Any]) -> list[str]:
@@ -65,21 +72,26 @@ def _leaf_tasks(name: str, results: dict[str, Any]) -> list[str]:
     return [leaf for m in members for leaf in _leaf_tasks(m, results)]
 
 
-def _task_metrics(name: str, results: dict[str, Any], rows: list[dict[str, Any]],
-                  leaves: list[str]) -> dict[str, Any]:
+def _task_metrics(name: str, results: dict[str, Any], rows: list[dict[str, Any]], leaves: list[str]) -> dict[str, Any]:
     agg = results["results"][name]
     metrics = {
-        "acc": agg["acc,none"], "acc_stderr": agg.get("acc_stderr,none"),
-        "acc_norm": agg.get("acc_norm,none"), "acc_norm_stderr": agg.get("acc_norm_stderr,none"),
-        "n": len(rows), "num_fewshot": results.get("n-shot", {}).get(leaves[0]),
+        "acc": agg["acc,none"],
+        "acc_stderr": agg.get("acc_stderr,none"),
+        "acc_norm": agg.get("acc_norm,none"),
+        "acc_norm_stderr": agg.get("acc_norm_stderr,none"),
+        "n": len(rows),
+        "num_fewshot": results.get("n-shot", {}).get(leaves[0]),
         "per_subject": per_subject(rows),
         # Small models often pick one letter whatever the question: accuracy near chance with all "A".
-        "pred_letters": dict(sorted(Counter("ABCD"[r["pred"]] for r in rows
-                                            if r["pred"] is not None and r["pred"] < 4).items())),
+        "pred_letters": dict(
+            sorted(Counter("ABCD"[r["pred"]] for r in rows if r["pred"] is not None and r["pred"] < 4).items())
+        ),
     }
     if leaves != [name]:
-        metrics["subtasks"] = {leaf: {"acc": results["results"][leaf]["acc,none"],
-                                      "n": sum(r["subtask"] == leaf for r in rows)} for leaf in leaves}
+        metrics["subtasks"] = {
+            leaf: {"acc": results["results"][leaf]["acc,none"], "n": sum(r["subtask"] == leaf for r in rows)}
+            for leaf in leaves
+        }
     return metrics
 
 
@@ -106,13 +118,26 @@ def _run_lm_eval(model: ModelRef, cfg: McqConfig, task_dir: Path, seed: int) -> 
 
     manager, names = build_task_manager(cfg, task_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    lm = HFLM(pretrained=model.path, revision=model.revision or "main", batch_size=cfg.batch_size,
-              device=device, dtype=model.dtype)
+    lm = HFLM(
+        pretrained=model.path,
+        revision=model.revision or "main",
+        batch_size=cfg.batch_size,
+        device=device,
+        dtype=model.dtype,
+    )
     try:
         results = simple_evaluate(
-            model=lm, tasks=names, task_manager=manager, log_samples=True, limit=cfg.limit,
-            random_seed=seed, fewshot_random_seed=seed, apply_chat_template=cfg.apply_chat_template,
-            fewshot_as_multiturn=cfg.fewshot_as_multiturn, system_instruction=cfg.system_instruction)
+            model=lm,
+            tasks=names,
+            task_manager=manager,
+            log_samples=True,
+            limit=cfg.limit,
+            random_seed=seed,
+            fewshot_random_seed=seed,
+            apply_chat_template=cfg.apply_chat_template,
+            fewshot_as_multiturn=cfg.fewshot_as_multiturn,
+            system_instruction=cfg.system_instruction,
+        )
     finally:
         del lm  # free weights before the next model is loaded
         gc.collect()
@@ -132,11 +157,24 @@ def evaluate_mcq(model: ModelRef, cfg: McqConfig, out_dir: Path, seed: int = 0) 
     metrics, rows = summarize(results, [t.name for t in cfg.tasks])
     seconds = round(time.perf_counter() - t0, 2)
     write_jsonl(safe_join(out_dir, model.name, "_samples.jsonl"), rows)
-    write_json(safe_join(out_dir, model.name, ".json"), {
-        "model": model.name, "path": model.path, "tasks": metrics, "seconds": seconds, "limit": cfg.limit,
-        "lm_eval_version": results.get("lm_eval_version"), "task_dir": str(task_dir),
-        "apply_chat_template": cfg.apply_chat_template, "fewshot_as_multiturn": cfg.fewshot_as_multiturn,
-    })
-    logger.info("[evaluate] mcq %s: %s (%.1f s)", model.name,
-                ", ".join(f"{t}={m['acc']:.3f}" for t, m in metrics.items()), seconds)
+    write_json(
+        safe_join(out_dir, model.name, ".json"),
+        {
+            "model": model.name,
+            "path": model.path,
+            "tasks": metrics,
+            "seconds": seconds,
+            "limit": cfg.limit,
+            "lm_eval_version": results.get("lm_eval_version"),
+            "task_dir": str(task_dir),
+            "apply_chat_template": cfg.apply_chat_template,
+            "fewshot_as_multiturn": cfg.fewshot_as_multiturn,
+        },
+    )
+    logger.info(
+        "[evaluate] mcq %s: %s (%.1f s)",
+        model.name,
+        ", ".join(f"{t}={m['acc']:.3f}" for t, m in metrics.items()),
+        seconds,
+    )
     return {"tasks": metrics, "seconds": seconds}

@@ -195,6 +195,23 @@ class EvaluateMetrics(Metrics):
     judge_audit: JudgeAudit | None = None
 
 
-__all__ = ["Accuracy", "BradleyTerryScore", "EndpointStats", "EvaluateMetrics", "EvaluateSeconds", "GenerationStats",
-           "JudgeAudit", "JudgeMetrics", "Kappa", "LcWinrate", "LengthBias", "McqSplit", "McqTaskMetrics",
-           "PairRecord", "PairwiseMetrics", "PositionConsistency", "RatingMetrics", "Resumed"]
+__all__ = [
+    "Accuracy",
+    "BradleyTerryScore",
+    "EndpointStats",
+    "EvaluateMetrics",
+    "EvaluateSeconds",
+    "GenerationStats",
+    "JudgeAudit",
+    "JudgeMetrics",
+    "Kappa",
+    "LcWinrate",
+    "LengthBias",
+    "McqSplit",
+    "McqTaskMetrics",
+    "PairRecord",
+    "PairwiseMetrics",
+    "PositionConsistency",
+    "RatingMetrics",
+    "Resumed",
+]

@@ -40,8 +40,10 @@ from definemed.schema import stable_hash
 logger = logging.getLogger("definemed")
 
 CACHE_FILE = "judge_cache.jsonl"
-LOGPROB_SUFFIX = ("\n\nAntworte jetzt ohne Begründung mit genau einem Buchstaben: A (Antwort A ist besser), "
-                  "B (Antwort B ist besser) oder C (gleich gut).")
+LOGPROB_SUFFIX = (
+    "\n\nAntworte jetzt ohne Begründung mit genau einem Buchstaben: A (Antwort A ist besser), "
+    "B (Antwort B ist besser) oder C (gleich gut)."
+)
 LETTERS = {"A": ["A"], "B": ["B"], "tie": ["C"]}
 
 __all__ = ["CACHE_FILE", "OpenAIJudge", "load_template", "render"]
@@ -60,20 +62,36 @@ class OpenAIJudge:
         self.template = load_template(config.template)
         self.cache = VerdictCache(Path(workdir) / CACHE_FILE if workdir is not None else None)
         self.endpoint = Endpoint("evaluate.judge", config.model, config.base_url, config.api_key_env)
-        self.policy = SendPolicy(max_concurrency=config.concurrency, max_retries=config.max_retries,
-                                 backoff_s=config.backoff_s, timeout_s=config.timeout_s,
-                                 timeout_per_token_s=config.timeout_per_token_s)
+        self.policy = SendPolicy(
+            max_concurrency=config.concurrency,
+            max_retries=config.max_retries,
+            backoff_s=config.backoff_s,
+            timeout_s=config.timeout_s,
+            timeout_per_token_s=config.timeout_per_token_s,
+        )
         self.stats: dict[str, Any] = {}
         self.requests = 0  # HTTP requests sent for verdicts, retries included
         self.note = f"{config.method} judge {config.model}"
 
     def cache_key(self, item: JudgeItem) -> str:
         c = self.config
-        decoding = ({"method": "logprob", "tie_margin": c.tie_margin} if c.method == "logprob" else
-                    {"temperature": c.temperature, "max_tokens": c.max_tokens})
-        return stable_hash({"model": c.model, "template": self.template, **decoding, "prompt": item.prompt,
-                            "reference": item.reference, "answer_a": item.answer_a, "answer_b": item.answer_b,
-                            "order": "a_shown_first"})
+        decoding = (
+            {"method": "logprob", "tie_margin": c.tie_margin}
+            if c.method == "logprob"
+            else {"temperature": c.temperature, "max_tokens": c.max_tokens}
+        )
+        return stable_hash(
+            {
+                "model": c.model,
+                "template": self.template,
+                **decoding,
+                "prompt": item.prompt,
+                "reference": item.reference,
+                "answer_a": item.answer_a,
+                "answer_b": item.answer_b,
+                "order": "a_shown_first",
+            }
+        )
 
     def _decide(self, top: dict[str, float] | None) -> tuple[Winner, str | None, str]:
         probs = answer_probabilities(top, LETTERS)
@@ -95,15 +113,24 @@ class OpenAIJudge:
             if path is not None:
                 outcome = await llm.send(llm.logprob_body(path, content + LOGPROB_SUFFIX), path)
             else:
-                outcome = await llm.send({"model": c.model, "messages": [{"role": "user", "content": content}],
-                                          "temperature": c.temperature, "max_tokens": c.max_tokens})
-            usage = {"requests": usage["requests"] + outcome.requests,
-                     "prompt_tokens": usage["prompt_tokens"] + outcome.prompt_tokens,
-                     "completion_tokens": usage["completion_tokens"] + outcome.completion_tokens}
+                outcome = await llm.send(
+                    {
+                        "model": c.model,
+                        "messages": [{"role": "user", "content": content}],
+                        "temperature": c.temperature,
+                        "max_tokens": c.max_tokens,
+                    }
+                )
+            usage = {
+                "requests": usage["requests"] + outcome.requests,
+                "prompt_tokens": usage["prompt_tokens"] + outcome.prompt_tokens,
+                "completion_tokens": usage["completion_tokens"] + outcome.completion_tokens,
+            }
             reply = outcome.reply
             if reply is None:
-                return Verdict(winner="invalid", error=f"{outcome.cause}: {outcome.error}", cause=outcome.cause,
-                               **usage)
+                return Verdict(
+                    winner="invalid", error=f"{outcome.cause}: {outcome.error}", cause=outcome.cause, **usage
+                )
             if path is not None:
                 winner, cause, raw = self._decide(reply.top_logprobs)
             else:
@@ -121,16 +148,26 @@ class OpenAIJudge:
             winner, cause = hit["winner"], hit.get("cause")
             if hit.get("method", "generate") == "generate":
                 winner = parse_verdict(hit["raw"])
-                cause = None if winner != "invalid" else ("cut" if hit.get("finish_reason") == "length"
-                                                          else "unparsed")
-            return Verdict(winner=winner, raw=hit["raw"], cause=cause, finish_reason=hit.get("finish_reason"),
-                           cached=True)
+                cause = None if winner != "invalid" else ("cut" if hit.get("finish_reason") == "length" else "unparsed")
+            return Verdict(
+                winner=winner, raw=hit["raw"], cause=cause, finish_reason=hit.get("finish_reason"), cached=True
+            )
         verdict = await self._ask(llm, item, path)
         if verdict.error is None:  # a reply came back: keep it, even if it did not parse
-            self.cache.put({"key": key, "model": self.config.model, "method": self.config.method,
-                            "raw": verdict.raw, "winner": verdict.winner, "cause": verdict.cause,
-                            "finish_reason": verdict.finish_reason, "requests": verdict.requests,
-                            "prompt_tokens": verdict.prompt_tokens, "completion_tokens": verdict.completion_tokens})
+            self.cache.put(
+                {
+                    "key": key,
+                    "model": self.config.model,
+                    "method": self.config.method,
+                    "raw": verdict.raw,
+                    "winner": verdict.winner,
+                    "cause": verdict.cause,
+                    "finish_reason": verdict.finish_reason,
+                    "requests": verdict.requests,
+                    "prompt_tokens": verdict.prompt_tokens,
+                    "completion_tokens": verdict.completion_tokens,
+                }
+            )
         return verdict
 
     async def _judge_all(self, items: list[JudgeItem]) -> list[Verdict]:
@@ -148,20 +185,30 @@ class OpenAIJudge:
                 path = await llm.logprob_path() if self.config.method == "logprob" else None
                 with tqdm(total=len(todo), desc="judge", unit="verdict", disable=None) as bar:
                     try:
-                        unique = await llm.map(todo, lambda i: self._judge_one(llm, i, path),
-                                               budget=self._budget(len(todo)), cause_of=_invalid_cause,
-                                               on_result=lambda _: bar.update(1))
+                        unique = await llm.map(
+                            todo,
+                            lambda i: self._judge_one(llm, i, path),
+                            budget=self._budget(len(todo)),
+                            cause_of=_invalid_cause,
+                            on_result=lambda _: bar.update(1),
+                        )
                     finally:
                         self.stats = llm.stats.as_dict() | {"capacity": llm.limiter.stats()}
                         self.requests = llm.stats.requests
         by_key = dict(zip(first, unique, strict=True))
-        return [by_key[key] if first[key] == index else replace(by_key[key], cached=True)
-                for index, key in enumerate(map(self.cache_key, items))]
+        return [
+            by_key[key] if first[key] == index else replace(by_key[key], cached=True)
+            for index, key in enumerate(map(self.cache_key, items))
+        ]
 
     def _budget(self, total: int) -> FailureBudget:
         where = f"{self.cache.path} (reparse-able raw replies)" if self.cache.path is not None else None
-        return FailureBudget(f"evaluate.judge ({self.config.method} judge {self.config.model})", total,
-                             self.config.max_invalid_share, raw_where=where)
+        return FailureBudget(
+            f"evaluate.judge ({self.config.method} judge {self.config.model})",
+            total,
+            self.config.max_invalid_share,
+            raw_where=where,
+        )
 
     def judge_batch(self, items: list[JudgeItem]) -> list[Verdict]:
         """Verdicts in input order."""

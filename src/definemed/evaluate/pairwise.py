@@ -37,8 +37,9 @@ class Comparison:
         return self.pair[1 - self.order]
 
 
-def build_comparisons(prompts: list[dict[str, Any]], answers: dict[str, dict[str, str]],
-                      models: list[str]) -> tuple[list[Comparison], list[JudgeItem]]:
+def build_comparisons(
+    prompts: list[dict[str, Any]], answers: dict[str, dict[str, str]], models: list[str]
+) -> tuple[list[Comparison], list[JudgeItem]]:
     """Both orders of every model pair on every prompt. `answers[model][prompt_id]` is the answer text."""
     comparisons, items = [], []
     for pair in combinations(models, 2):
@@ -46,9 +47,14 @@ def build_comparisons(prompts: list[dict[str, Any]], answers: dict[str, dict[str
             for order in (0, 1):
                 comp = Comparison(prompt_id=p["id"], category=p.get("category", ""), pair=pair, order=order)
                 comparisons.append(comp)
-                items.append(JudgeItem(prompt=p["prompt"], reference=p.get("reference"),
-                                       answer_a=answers[comp.model_a][p["id"]],
-                                       answer_b=answers[comp.model_b][p["id"]]))
+                items.append(
+                    JudgeItem(
+                        prompt=p["prompt"],
+                        reference=p.get("reference"),
+                        answer_a=answers[comp.model_a][p["id"]],
+                        answer_b=answers[comp.model_b][p["id"]],
+                    )
+                )
     return comparisons, items
 
 
@@ -74,8 +80,9 @@ def battle_winner(outcome: str, pair: tuple[str, str]) -> str:
     return {pair[0]: "model_a", pair[1]: "model_b"}.get(outcome, outcome)
 
 
-def outcomes(comparisons: list[Comparison], verdicts: list[Verdict],
-             lengths: dict[str, dict[str, int]] | None = None) -> list[dict[str, Any]]:
+def outcomes(
+    comparisons: list[Comparison], verdicts: list[Verdict], lengths: dict[str, dict[str, int]] | None = None
+) -> list[dict[str, Any]]:
     """One row per (pair, prompt): both orders' outcomes, the reconciled `outcome` (model, 'tie', 'invalid'),
     and the same as a `ratings.Battle`: model_a, model_b, winner, len_a/len_b (from `lengths`)."""
     by_key: dict[tuple[tuple[str, str], str], dict[int, str]] = {}
@@ -90,11 +97,20 @@ def outcomes(comparisons: list[Comparison], verdicts: list[Verdict],
             raise ValueError(f"comparison {key} was not judged in both orders")
         comp, (a, b) = meta[key], key[0]
         outcome = reconcile(orders[0], orders[1])
-        rows.append({"prompt_id": comp.prompt_id, "category": comp.category, "models": [a, b],
-                     "order_outcomes": [orders[0], orders[1]], "outcome": outcome,
-                     "model_a": a, "model_b": b, "winner": battle_winner(outcome, (a, b)),
-                     "len_a": (lengths or {}).get(a, {}).get(comp.prompt_id, 0),
-                     "len_b": (lengths or {}).get(b, {}).get(comp.prompt_id, 0)})
+        rows.append(
+            {
+                "prompt_id": comp.prompt_id,
+                "category": comp.category,
+                "models": [a, b],
+                "order_outcomes": [orders[0], orders[1]],
+                "outcome": outcome,
+                "model_a": a,
+                "model_b": b,
+                "winner": battle_winner(outcome, (a, b)),
+                "len_a": (lengths or {}).get(a, {}).get(comp.prompt_id, 0),
+                "len_b": (lengths or {}).get(b, {}).get(comp.prompt_id, 0),
+            }
+        )
     return rows
 
 
@@ -137,7 +153,7 @@ def win_table(rows: list[dict[str, Any]], models: list[str]) -> list[PairStats]:
 def summarize(rows: list[dict[str, Any]], models: list[str], baseline: str | None) -> dict[str, Any]:
     """pairwise.json content: per ordered pair stats, win-rates against the baseline, order consistency."""
     table = win_table(rows, models)
-    vs_baseline = ({s.model: s.win_rate for s in table if s.opponent == baseline} if baseline else {})
+    vs_baseline = {s.model: s.win_rate for s in table if s.opponent == baseline} if baseline else {}
     valid = [r for r in rows if r["outcome"] != INVALID]
     agree = sum(r["order_outcomes"][0] == r["order_outcomes"][1] for r in valid)
     return {

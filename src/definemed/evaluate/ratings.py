@@ -42,10 +42,18 @@ class Battle:
     @classmethod
     def coerce(cls, item: Battle | Mapping[str, Any]) -> Battle:
         """A `Battle` from a dict with the same keys; checks the winner label and that the models differ."""
-        b = item if isinstance(item, Battle) else cls(
-            model_a=item["model_a"], model_b=item["model_b"], winner=item["winner"],
-            prompt_id=str(item.get("prompt_id", "")), len_a=int(item.get("len_a", 0)),
-            len_b=int(item.get("len_b", 0)))
+        b = (
+            item
+            if isinstance(item, Battle)
+            else cls(
+                model_a=item["model_a"],
+                model_b=item["model_b"],
+                winner=item["winner"],
+                prompt_id=str(item.get("prompt_id", "")),
+                len_a=int(item.get("len_a", 0)),
+                len_b=int(item.get("len_b", 0)),
+            )
+        )
         if b.winner not in OUTCOME_SCORE:
             raise ValueError(f"battle winner must be one of {sorted(OUTCOME_SCORE)}, got {b.winner!r}")
         if b.model_a == b.model_b:
@@ -74,12 +82,21 @@ def win_table(battles: Iterable[Battle | Mapping[str, Any]]) -> list[dict[str, A
         for model, opponent, won in ((b.model_a, b.model_b, "model_a"), (b.model_b, b.model_a, "model_b")):
             c = counts.setdefault((model, opponent), [0, 0, 0])
             c[0 if b.winner == won else 1 if b.winner == "tie" else 2] += 1
-    return [{"model": m, "opponent": o, "wins": w, "ties": t, "losses": lo, "n": w + t + lo,
-             "win_rate": (w + 0.5 * t) / (w + t + lo)} for (m, o), (w, t, lo) in counts.items()]
+    return [
+        {
+            "model": m,
+            "opponent": o,
+            "wins": w,
+            "ties": t,
+            "losses": lo,
+            "n": w + t + lo,
+            "win_rate": (w + 0.5 * t) / (w + t + lo),
+        }
+        for (m, o), (w, t, lo) in counts.items()
+    ]
 
 
-def winrate_fold_change(table: list[dict[str, Any]], model_x: str, model_y: str,
-                        opponent: str) -> float | None:
+def winrate_fold_change(table: list[dict[str, Any]], model_x: str, model_y: str, opponent: str) -> float | None:
     """win_rate(x vs opponent) / win_rate(y vs opponent), e.g. adapted vs original model against a larger one
     (the paper's "about 3.5-fold"). None when either pair is missing from `table` or y's win-rate is 0."""
     rates = {(r["model"], r["opponent"]): r["win_rate"] for r in table}
@@ -90,8 +107,9 @@ def winrate_fold_change(table: list[dict[str, Any]], model_x: str, model_y: str,
 
 
 # -------------------------------------------------------------------------------------- logistic solver
-def _newton_step(beta: np.ndarray, X: np.ndarray, y: np.ndarray, W: np.ndarray,
-                 Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _newton_step(
+    beta: np.ndarray, X: np.ndarray, y: np.ndarray, W: np.ndarray, Q: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Newton direction (R, P) and decrement g'H^-1 g (R,) of the penalised weighted logistic loss."""
     eta = beta @ X.T
     # Written without (p - y) so that nothing cancels when |eta| is large (separated data).
@@ -110,8 +128,14 @@ def _objective(b: np.ndarray, X: np.ndarray, y: np.ndarray, W: np.ndarray, Q: np
     return loss + 0.5 * np.einsum("rtp,pq,rtq->rt", b, Q, b)
 
 
-def fit_logistic(X: np.ndarray, y: np.ndarray, weights: np.ndarray, penalty: np.ndarray | None = None,
-                 max_iter: int = 100, tol: float = 1e-14) -> tuple[np.ndarray, np.ndarray]:
+def fit_logistic(
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    penalty: np.ndarray | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-14,
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact weighted logistic MLE for many weight vectors at once (damped Newton, vectorised over rows).
 
     Minimises  sum_c w_rc [log(1 + e^{x_c.b}) - y_c x_c.b] + 0.5 b'Qb  for each row r of `weights` (R, C);
@@ -185,8 +209,9 @@ def _fit_bt(X: np.ndarray, y: np.ndarray, W: np.ndarray, ridge: np.ndarray) -> n
     return beta
 
 
-def _to_ratings(beta: np.ndarray, models: list[str], anchor: str | None, scale: float, base: float,
-                init_rating: float) -> np.ndarray:
+def _to_ratings(
+    beta: np.ndarray, models: list[str], anchor: str | None, scale: float, base: float, init_rating: float
+) -> np.ndarray:
     ratings = scale * beta / np.log(base) + init_rating
     if anchor is not None:
         if anchor not in models:
@@ -195,9 +220,14 @@ def _to_ratings(beta: np.ndarray, models: list[str], anchor: str | None, scale: 
     return ratings
 
 
-def bradley_terry(battles: Iterable[Battle | Mapping[str, Any]], anchor: str | None = None,
-                  scale: float = 400, base: float = 10, init_rating: float = 1000,
-                  ridge: float = 0.0) -> dict[str, float]:
+def bradley_terry(
+    battles: Iterable[Battle | Mapping[str, Any]],
+    anchor: str | None = None,
+    scale: float = 400,
+    base: float = 10,
+    init_rating: float = 1000,
+    ridge: float = 0.0,
+) -> dict[str, float]:
     """Maximum-likelihood Bradley-Terry ratings on the Elo scale (Arena-Hard-Auto's `compute_mle_elo`).
 
     Ties count as half a win for each side. Without `anchor` the ratings average `init_rating`; with one,
@@ -209,17 +239,26 @@ def bradley_terry(battles: Iterable[Battle | Mapping[str, Any]], anchor: str | N
     X, y, inverse = _bt_cells(battles, models)
     W = np.bincount(inverse, minlength=len(y))[None, :].astype(float)
     if ridge == 0 and not _finite_mle(X, y, W)[0]:
-        raise ValueError("no finite Bradley-Terry MLE: some models never win or tie against the others "
-                         "(or the comparison graph is disconnected); add battles or pass ridge > 0")
+        raise ValueError(
+            "no finite Bradley-Terry MLE: some models never win or tie against the others "
+            "(or the comparison graph is disconnected); add battles or pass ridge > 0"
+        )
     beta = _fit_bt(X, y, W, np.array([ridge]))
     ratings = _to_ratings(beta, models, anchor, scale, base, init_rating)[0]
     return dict(zip(models, ratings.tolist(), strict=True))
 
 
-def bootstrap_bradley_terry(battles: Iterable[Battle | Mapping[str, Any]], n_rounds: int = 1000,
-                            seed: int = 0, ci: float = 0.95, anchor: str | None = None,
-                            scale: float = 400, base: float = 10, init_rating: float = 1000,
-                            ridge: float = 0.0) -> dict[str, dict[str, float]]:
+def bootstrap_bradley_terry(
+    battles: Iterable[Battle | Mapping[str, Any]],
+    n_rounds: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    anchor: str | None = None,
+    scale: float = 400,
+    base: float = 10,
+    init_rating: float = 1000,
+    ridge: float = 0.0,
+) -> dict[str, dict[str, float]]:
     """Point BT ratings with percentile bootstrap intervals (battles resampled with replacement).
 
     Returns {model: {"score", "lower", "upper", "separated_share"}}; score is the fit on all battles.
@@ -239,13 +278,21 @@ def bootstrap_bradley_terry(battles: Iterable[Battle | Mapping[str, Any]], n_rou
     ridges = np.where(finite, ridge, max(ridge, _SEPARATION_RIDGE))
     ratings = _to_ratings(_fit_bt(X, y, W, ridges), models, anchor, scale, base, init_rating)
     lower, upper = np.quantile(ratings, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
-    return {m: {"score": score[m], "lower": float(lower[i]), "upper": float(upper[i]),
-                "separated_share": float(1 - finite.mean())} for i, m in enumerate(models)}
+    return {
+        m: {
+            "score": score[m],
+            "lower": float(lower[i]),
+            "upper": float(upper[i]),
+            "separated_share": float(1 - finite.mean()),
+        }
+        for i, m in enumerate(models)
+    }
 
 
 # --------------------------------------------------------------------------------- length-controlled
-def length_controlled_winrate(battles: Iterable[Battle | Mapping[str, Any]], model: str, baseline: str,
-                              length_ridge: float = 0.0) -> dict[str, Any]:
+def length_controlled_winrate(
+    battles: Iterable[Battle | Mapping[str, Any]], model: str, baseline: str, length_ridge: float = 0.0
+) -> dict[str, Any]:
     """AlpacaEval-2-style length-controlled win-rate of `model` against `baseline`.
 
     Fits P(model beats baseline) = sigmoid(theta + phi * tanh(d / std(d))), d = len_model - len_baseline,
@@ -265,9 +312,15 @@ def length_controlled_winrate(battles: Iterable[Battle | Mapping[str, Any]], mod
     y, d = np.where(flip, 1 - y_a, y_a), np.where(flip, -d_a, d_a)
     std = d.std()
     z = np.tanh(d / std) if std > 0 else np.zeros_like(d)
-    coef, converged = fit_logistic(np.column_stack([np.ones_like(z), z]), y, np.ones((1, len(y))),
-                                   penalty=np.diag([0.0, length_ridge]))
+    coef, converged = fit_logistic(
+        np.column_stack([np.ones_like(z), z]), y, np.ones((1, len(y))), penalty=np.diag([0.0, length_ridge])
+    )
     theta, phi = coef[0]
     # |coef| > 20 means fitted probabilities within 2e-9 of 0/1: the likelihood was still climbing to infinity.
-    return {"raw": float(y.mean()), "lc": float(expit(theta)), "length_coef": float(phi), "n": len(y),
-            "separated": bool(np.abs(coef).max() > 20 or not converged[0])}
+    return {
+        "raw": float(y.mean()),
+        "lc": float(expit(theta)),
+        "length_coef": float(phi),
+        "n": len(y),
+        "separated": bool(np.abs(coef).max() > 20 or not converged[0]),
+    }

@@ -49,42 +49,64 @@ def load_prompts(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
     ids = [str(r["id"]) for r in rows]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{path}: prompt ids must be unique")
-    return [{**r, "id": str(r["id"]), "category": r.get("category", ""), "reference": r.get("reference")}
-            for r in rows]
+    return [{**r, "id": str(r["id"]), "category": r.get("category", ""), "reference": r.get("reference")} for r in rows]
 
 
-def generate_answers(gen_cfg: Any, seed: int, model: ModelRef, prompts: list[dict[str, Any]],
-                     out_dir: Path) -> dict[str, Any]:
+def generate_answers(
+    gen_cfg: Any, seed: int, model: ModelRef, prompts: list[dict[str, Any]], out_dir: Path
+) -> dict[str, Any]:
     """Write answers/<model>.jsonl; return generation metrics for the model. `gen_cfg` is evaluate.generation:
     its `kind` names the registered generator class (see `generate.AnswerGenerator` for what it must provide)."""
     t0 = time.perf_counter()
     generator_cls = registry.get("generator", gen_cfg.kind)
-    generator: AnswerGenerator = generator_cls(model.path, gen_cfg, seed=seed, dtype=model.dtype,
-                                               revision=model.revision, name=model.name)
+    generator: AnswerGenerator = generator_cls(
+        model.path, gen_cfg, seed=seed, dtype=model.dtype, revision=model.revision, name=model.name
+    )
     try:
         outputs = generator.generate([p["prompt"] for p in prompts], desc=f"generate {model.name}")
     finally:
         generator.close()
-    rows = [{"prompt_id": p["id"], "model": model.name, "category": p["category"], "prompt": p["prompt"],
-             "reference": p["reference"], "answer": g.text, "n_tokens": g.n_tokens, "hit_limit": g.hit_limit,
-             "seconds": g.seconds, "requests": g.requests, "prompt_tokens": g.prompt_tokens,
-             "completion_tokens": g.completion_tokens} for p, g in zip(prompts, outputs, strict=True)]
+    rows = [
+        {
+            "prompt_id": p["id"],
+            "model": model.name,
+            "category": p["category"],
+            "prompt": p["prompt"],
+            "reference": p["reference"],
+            "answer": g.text,
+            "n_tokens": g.n_tokens,
+            "hit_limit": g.hit_limit,
+            "seconds": g.seconds,
+            "requests": g.requests,
+            "prompt_tokens": g.prompt_tokens,
+            "completion_tokens": g.completion_tokens,
+        }
+        for p, g in zip(prompts, outputs, strict=True)
+    ]
     write_jsonl(safe_join(out_dir, model.name, ".jsonl"), rows)
     endpoint = getattr(generator, "stats", None)
-    return generation_metrics(rows) | {"seconds": round(time.perf_counter() - t0, 2)} | (
-        {"endpoint": endpoint} if endpoint else {})
+    return (
+        generation_metrics(rows)
+        | {"seconds": round(time.perf_counter() - t0, 2)}
+        | ({"endpoint": endpoint} if endpoint else {})
+    )
 
 
 def generation_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Verbosity is `mean_tokens_untruncated`: answers cut at max_new_tokens measure the budget, not the model."""
     n, cut = len(rows), sum(r["hit_limit"] for r in rows)
     whole = [r["n_tokens"] for r in rows if not r["hit_limit"]]
-    return {"n": n, "mean_tokens": sum(r["n_tokens"] for r in rows) / n if n else 0.0, "hit_limit": cut,
-            "hit_limit_rate": cut / n if n else 0.0, "n_untruncated": len(whole),
-            "mean_tokens_untruncated": sum(whole) / len(whole) if whole else None,
-            "requests": sum(r.get("requests", 0) for r in rows),
-            "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in rows),
-            "completion_tokens": sum(r.get("completion_tokens", 0) for r in rows)}
+    return {
+        "n": n,
+        "mean_tokens": sum(r["n_tokens"] for r in rows) / n if n else 0.0,
+        "hit_limit": cut,
+        "hit_limit_rate": cut / n if n else 0.0,
+        "n_untruncated": len(whole),
+        "mean_tokens_untruncated": sum(whole) / len(whole) if whole else None,
+        "requests": sum(r.get("requests", 0) for r in rows),
+        "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in rows),
+        "completion_tokens": sum(r.get("completion_tokens", 0) for r in rows),
+    }
 
 
 def finished_answers(path: Path, prompts: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
@@ -100,9 +122,14 @@ def judge_cache_dir(ctx: StageContext) -> Path:
     return ctx.run_dir / ".cache" / "judge"
 
 
-def judge_pairs(ev: EvaluateConfig, stage_dir: Path, prompts: list[dict[str, Any]],
-                answers: dict[str, dict[str, str]], lengths: dict[str, dict[str, int]],
-                cache_dir: Path | None = None) -> dict[str, Any]:
+def judge_pairs(
+    ev: EvaluateConfig,
+    stage_dir: Path,
+    prompts: list[dict[str, Any]],
+    answers: dict[str, dict[str, str]],
+    lengths: dict[str, dict[str, int]],
+    cache_dir: Path | None = None,
+) -> dict[str, Any]:
     """Judge every pair in both orders; write judgments.jsonl and pairwise.json; return the summary.
 
     The judge is the registered class named by evaluate.judge.kind, built as `Judge(judge_config, cache_dir)`
@@ -121,25 +148,46 @@ def judge_pairs(ev: EvaluateConfig, stage_dir: Path, prompts: list[dict[str, Any
     if len(verdicts) != len(items):
         raise RuntimeError(f"judge returned {len(verdicts)} verdicts for {len(items)} comparisons")
     seconds = round(time.perf_counter() - t0, 2)
-    write_jsonl(stage_dir / "judgments.jsonl", (
-        {"prompt_id": c.prompt_id, "category": c.category, "model_a": c.pair[0], "model_b": c.pair[1],
-         "order": ("ab", "ba")[c.order], "shown_first": c.model_a, "winner": v.winner,
-         "winner_model": pairwise.slot_to_model(c, v.winner), "raw": v.raw, "error": v.error,
-         "cause": v.cause, "finish_reason": v.finish_reason, "requests": v.requests, "cached": v.cached}
-        for c, v in zip(comparisons, verdicts, strict=True)))
+    write_jsonl(
+        stage_dir / "judgments.jsonl",
+        (
+            {
+                "prompt_id": c.prompt_id,
+                "category": c.category,
+                "model_a": c.pair[0],
+                "model_b": c.pair[1],
+                "order": ("ab", "ba")[c.order],
+                "shown_first": c.model_a,
+                "winner": v.winner,
+                "winner_model": pairwise.slot_to_model(c, v.winner),
+                "raw": v.raw,
+                "error": v.error,
+                "cause": v.cause,
+                "finish_reason": v.finish_reason,
+                "requests": v.requests,
+                "cached": v.cached,
+            }
+            for c, v in zip(comparisons, verdicts, strict=True)
+        ),
+    )
     causes = Counter((v.cause or "invalid") for v in verdicts if v.winner == "invalid")
     summary = pairwise.summarize(pairwise.outcomes(comparisons, verdicts, lengths), ev.models, ev.baseline)
-    summary["judge"] = {"kind": jcfg.kind, "model": getattr(judge, "model", None),
-                        "n_judgments": len(verdicts),
-                        "invalid_verdicts": sum(v.winner == "invalid" for v in verdicts),
-                        # invalid because the request failed (time-outs, 5xx after retries), not the reply
-                        "errors": sum(v.error is not None for v in verdicts),
-                        "cached": sum(v.cached for v in verdicts), "seconds": seconds,
-                        "note": getattr(judge, "note", None), "invalid_by_cause": dict(causes.most_common()),
-                        "requests": sum(v.requests for v in verdicts if not v.cached),
-                        "prompt_tokens": sum(v.prompt_tokens for v in verdicts if not v.cached),
-                        "completion_tokens": sum(v.completion_tokens for v in verdicts if not v.cached),
-                        "endpoint": getattr(judge, "stats", None) or None}
+    summary["judge"] = {
+        "kind": jcfg.kind,
+        "model": getattr(judge, "model", None),
+        "n_judgments": len(verdicts),
+        "invalid_verdicts": sum(v.winner == "invalid" for v in verdicts),
+        # invalid because the request failed (time-outs, 5xx after retries), not the reply
+        "errors": sum(v.error is not None for v in verdicts),
+        "cached": sum(v.cached for v in verdicts),
+        "seconds": seconds,
+        "note": getattr(judge, "note", None),
+        "invalid_by_cause": dict(causes.most_common()),
+        "requests": sum(v.requests for v in verdicts if not v.cached),
+        "prompt_tokens": sum(v.prompt_tokens for v in verdicts if not v.cached),
+        "completion_tokens": sum(v.completion_tokens for v in verdicts if not v.cached),
+        "endpoint": getattr(judge, "stats", None) or None,
+    }
     write_json(stage_dir / "pairwise.json", summary)
     budget = getattr(jcfg, "max_invalid_share", None)
     invalid = summary["judge"]["invalid_verdicts"]
@@ -148,11 +196,15 @@ def judge_pairs(ev: EvaluateConfig, stage_dir: Path, prompts: list[dict[str, Any
         raise FailureBudgetExceeded(
             f"evaluate.judge: {invalid} of {len(verdicts)} verdicts are invalid ({invalid / len(verdicts):.1%} > "
             f"max_invalid_share {budget:.1%}): {detail}; each verdict with its raw reply and cause is in "
-            f"{stage_dir / 'judgments.jsonl'}", {"invalid": invalid, "total": len(verdicts),
-                                                  "by_cause": dict(causes)})
+            f"{stage_dir / 'judgments.jsonl'}",
+            {"invalid": invalid, "total": len(verdicts), "by_cause": dict(causes)},
+        )
     if summary["invalid"]:
-        logger.warning("[evaluate] %d of %d comparisons are invalid (see judgments.jsonl)",
-                       summary["invalid"], summary["n_comparisons"])
+        logger.warning(
+            "[evaluate] %d of %d comparisons are invalid (see judgments.jsonl)",
+            summary["invalid"],
+            summary["n_comparisons"],
+        )
     return summary
 
 
@@ -181,18 +233,25 @@ def held_out_mcq(mcq: McqConfig, ctx: StageContext, metrics: dict[str, Any]) -> 
     rows = [r for f in task_files(task.path) for r in read_jsonl(f)]
     kept = [r for r in rows if str(r.get("id")) not in dev_ids]
     if not kept:
-        raise ValueError(f"evaluate.mcq.tasks[{name}]: every question is in the merge sweep's dev split "
-                         f"(merge.sweep.proxy.mcq_limit={len(dev_ids)}); lower the limit or add questions")
+        raise ValueError(
+            f"evaluate.mcq.tasks[{name}]: every question is in the merge sweep's dev split "
+            f"(merge.sweep.proxy.mcq_limit={len(dev_ids)}); lower the limit or add questions"
+        )
     target = safe_join(ctx.stage_dir / "mcq" / "test_split", name, ".jsonl")
     write_jsonl(target, kept)
-    metrics["mcq_split"] = {name: {"questions": len(rows), "excluded_dev": len(rows) - len(kept),
-                                   "evaluated": len(kept), "reason": "merge.sweep.proxy dev split"}}
+    metrics["mcq_split"] = {
+        name: {
+            "questions": len(rows),
+            "excluded_dev": len(rows) - len(kept),
+            "evaluated": len(kept),
+            "reason": "merge.sweep.proxy dev split",
+        }
+    }
     tasks = [t.model_copy(update={"path": target}) if t is task else t for t in mcq.tasks]
     return mcq.model_copy(update={"tasks": tasks})
 
 
-def run_mcq(inputs: EvaluateInputs, ctx: StageContext, refs: dict[str, ModelRef],
-            metrics: dict[str, Any]) -> None:
+def run_mcq(inputs: EvaluateInputs, ctx: StageContext, refs: dict[str, ModelRef], metrics: dict[str, Any]) -> None:
     """Multiple choice for every model; a model whose mcq/<model>.json exists (an interrupted attempt) is read."""
     out = ctx.stage_dir / "mcq"
     mcq = held_out_mcq(inputs.evaluate.mcq, ctx, metrics)
@@ -205,13 +264,19 @@ def run_mcq(inputs: EvaluateInputs, ctx: StageContext, refs: dict[str, ModelRef]
         else:
             results[name] = evaluate_mcq(ref, mcq, out, seed=inputs.seed)
     keep = ("acc", "acc_stderr", "acc_norm", "n", "per_subject", "pred_letters", "subtasks", "num_fewshot")
-    metrics["mcq"] = {name: {t: {k: m[k] for k in keep if k in m} for t, m in r["tasks"].items()}
-                      for name, r in results.items()}
+    metrics["mcq"] = {
+        name: {t: {k: m[k] for k in keep if k in m} for t, m in r["tasks"].items()} for name, r in results.items()
+    }
     metrics["seconds"]["mcq"] = {name: r["seconds"] for name, r in results.items()}
 
 
-def run_generation(inputs: EvaluateInputs, ctx: StageContext, refs: dict[str, ModelRef],
-                   prompts: list[dict[str, Any]], metrics: dict[str, Any]) -> None:
+def run_generation(
+    inputs: EvaluateInputs,
+    ctx: StageContext,
+    refs: dict[str, ModelRef],
+    prompts: list[dict[str, Any]],
+    metrics: dict[str, Any],
+) -> None:
     """Answers for every model; a complete answers/<model>.jsonl from an interrupted attempt is kept."""
     out = ctx.stage_dir / "answers"
     gen = {}
@@ -226,21 +291,27 @@ def run_generation(inputs: EvaluateInputs, ctx: StageContext, refs: dict[str, Mo
     metrics["seconds"]["generation"] = {n: g["seconds"] for n, g in gen.items()}
 
 
-def add_statistics(ev: EvaluateConfig, seed: int, stage_dir: Path, summary: dict[str, Any],
-                   metrics: dict[str, Any]) -> None:
+def add_statistics(
+    ev: EvaluateConfig, seed: int, stage_dir: Path, summary: dict[str, Any], metrics: dict[str, Any]
+) -> None:
     """metrics["ratings"] and metrics["judge_audit"] from pairwise.json's battles and judgments.jsonl."""
-    metrics["ratings"] = judge_stats.rating_metrics(summary["outcomes"], ev.models, ev.baseline, seed,
-                                                    ev.bootstrap_rounds, ev.fold_change)
-    metrics["judge_audit"] = judge_stats.audit_metrics(read_jsonl(stage_dir / "judgments.jsonl"),
-                                                       summary["outcomes"], ev.human_labels)
+    metrics["ratings"] = judge_stats.rating_metrics(
+        summary["outcomes"], ev.models, ev.baseline, seed, ev.bootstrap_rounds, ev.fold_change
+    )
+    metrics["judge_audit"] = judge_stats.audit_metrics(
+        read_jsonl(stage_dir / "judgments.jsonl"), summary["outcomes"], ev.human_labels
+    )
 
 
 def run(inputs: EvaluateInputs, ctx: StageContext) -> StageResult[EvaluateMetrics]:
     ev = inputs.evaluate
     refs = resolve_models(ev.models, inputs.models, ctx)
     outputs: dict[str, str] = {}
-    metrics: dict[str, Any] = {"models": {n: r.path for n, r in refs.items()}, "seconds": {},
-                               "resumed": {"mcq": [], "generation": []}}
+    metrics: dict[str, Any] = {
+        "models": {n: r.path for n, r in refs.items()},
+        "seconds": {},
+        "resumed": {"mcq": [], "generation": []},
+    }
     if ev.mcq.tasks:
         run_mcq(inputs, ctx, refs, metrics)
         outputs["mcq"] = "mcq"
@@ -259,10 +330,15 @@ def run(inputs: EvaluateInputs, ctx: StageContext) -> StageResult[EvaluateMetric
     judge = summary.pop("judge")
     metrics["pairwise"] = {k: summary[k] for k in ("pairs", "vs_baseline", "baseline", "order_consistency")}
     metrics["judge"] = {k: judge[k] for k in ("kind", "model", "note", "n_judgments", "cached")} | {
-        "invalid": summary["invalid"], "invalid_verdicts": judge["invalid_verdicts"],
-        "errors": judge["errors"], "invalid_by_cause": judge["invalid_by_cause"],
-        "requests": judge["requests"], "prompt_tokens": judge["prompt_tokens"],
-        "completion_tokens": judge["completion_tokens"], "endpoint": judge["endpoint"]}
+        "invalid": summary["invalid"],
+        "invalid_verdicts": judge["invalid_verdicts"],
+        "errors": judge["errors"],
+        "invalid_by_cause": judge["invalid_by_cause"],
+        "requests": judge["requests"],
+        "prompt_tokens": judge["prompt_tokens"],
+        "completion_tokens": judge["completion_tokens"],
+        "endpoint": judge["endpoint"],
+    }
     metrics["seconds"]["judging"] = judge["seconds"]
     add_statistics(ev, inputs.seed, ctx.stage_dir, summary, metrics)
     outputs |= {"judgments": "judgments.jsonl", "pairwise": "pairwise.json"}

@@ -84,8 +84,12 @@ def load_template(name: str) -> str:
 
 def render(template: str, item: JudgeItem) -> str:
     """Fill the four fields in one pass, so braces inside an answer are never substituted."""
-    values = {"prompt": item.prompt, "reference": item.reference or "(keine Referenz)",
-              "answer_a": item.answer_a, "answer_b": item.answer_b}
+    values = {
+        "prompt": item.prompt,
+        "reference": item.reference or "(keine Referenz)",
+        "answer_a": item.answer_a,
+        "answer_b": item.answer_b,
+    }
     return _FIELDS.sub(lambda m: values[m.group(1)], template)
 
 

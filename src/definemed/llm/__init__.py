@@ -16,6 +16,20 @@ from definemed.llm.errors import FailureBudget, FailureBudgetExceeded
 from definemed.llm.replies import Reply, answer_probabilities, response_format
 from definemed.llm.stats import Attempt, CallStats, EndpointStats, Outcome
 
-__all__ = ["Attempt", "CallStats", "Endpoint", "EndpointSetupError", "EndpointStats", "FailureBudget",
-           "FailureBudgetExceeded", "LLMClient", "Outcome", "Reply", "SendPolicy", "answer_probabilities",
-           "response_format", "run_sync", "scrub"]
+__all__ = [
+    "Attempt",
+    "CallStats",
+    "Endpoint",
+    "EndpointSetupError",
+    "EndpointStats",
+    "FailureBudget",
+    "FailureBudgetExceeded",
+    "LLMClient",
+    "Outcome",
+    "Reply",
+    "SendPolicy",
+    "answer_probabilities",
+    "response_format",
+    "run_sync",
+    "scrub",
+]

@@ -60,9 +60,21 @@ logger = logging.getLogger("definemed")
 T = TypeVar("T")
 R = TypeVar("R")
 
-__all__ = ["STRUCTURED_MODES", "TRANSPORT_CAUSES", "Attempt", "CallStats", "LLMClient", "Outcome", "Reply",
-           "SendPolicy", "answer_probabilities", "reply_from_json", "response_format", "retry_after_seconds",
-           "run_sync"]
+__all__ = [
+    "STRUCTURED_MODES",
+    "TRANSPORT_CAUSES",
+    "Attempt",
+    "CallStats",
+    "LLMClient",
+    "Outcome",
+    "Reply",
+    "SendPolicy",
+    "answer_probabilities",
+    "reply_from_json",
+    "response_format",
+    "retry_after_seconds",
+    "run_sync",
+]
 
 
 @dataclass(frozen=True)
@@ -77,10 +89,10 @@ class SendPolicy:
     timeout_per_token_s: float = 0.25
 
     def timeout(self, max_tokens: int | None, timeouts_so_far: int = 0) -> float:
-        return (self.timeout_s + self.timeout_per_token_s * (max_tokens or 0)) * 2 ** timeouts_so_far
+        return (self.timeout_s + self.timeout_per_token_s * (max_tokens or 0)) * 2**timeouts_so_far
 
     def backoff(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-        wait = min(self.backoff_s * 2 ** attempt, self.max_backoff_s) * (1 + rng.uniform(0, self.jitter))
+        wait = min(self.backoff_s * 2**attempt, self.max_backoff_s) * (1 + rng.uniform(0, self.jitter))
         if retry_after is not None:
             wait = max(wait, retry_after)
         return min(wait, self.max_backoff_s)
@@ -116,11 +128,13 @@ class LLMClient(Negotiation):
         try:
             import openai
         except ImportError:
-            raise EndpointSetupError("OpenAI-compatible endpoints need the 'openai' package: pip install openai") \
-                from None
+            raise EndpointSetupError(
+                "OpenAI-compatible endpoints need the 'openai' package: pip install openai"
+            ) from None
         self._key = self.endpoint.api_key()
-        self._client = openai.AsyncOpenAI(api_key=self._key, base_url=self.endpoint.base_url,
-                                          timeout=self.policy.timeout(None), max_retries=0)
+        self._client = openai.AsyncOpenAI(
+            api_key=self._key, base_url=self.endpoint.base_url, timeout=self.policy.timeout(None), max_retries=0
+        )
         self._response_cls = _http_response_class(self._client)
         if self._probe:
             await self.probe()
@@ -142,16 +156,23 @@ class LLMClient(Negotiation):
         ep = self.endpoint
         self.stats.setup_requests += 1
         try:
-            response = await self._client.get("/models", cast_to=self._response_cls,
-                                              options={"timeout": PROBE_TIMEOUT_S})
+            response = await self._client.get(
+                "/models", cast_to=self._response_cls, options={"timeout": PROBE_TIMEOUT_S}
+            )
         except openai.APIConnectionError as exc:
-            raise EndpointSetupError(f"{ep.who}: cannot reach {ep.url} ({type(exc).__name__}: "
-                                     f"{self.scrub(str(exc))}); is the server running and the URL right?") from None
+            raise EndpointSetupError(
+                f"{ep.who}: cannot reach {ep.url} ({type(exc).__name__}: "
+                f"{self.scrub(str(exc))}); is the server running and the URL right?"
+            ) from None
         except openai.APIStatusError as exc:
             if exc.status_code in (401, 403):
                 raise ep.refused(exc.status_code, self.scrub(str(exc)) or "") from None
-            logger.info("%s: %s has no usable /models (HTTP %s): checking the reply's model instead",
-                        ep.who, ep.url, exc.status_code)
+            logger.info(
+                "%s: %s has no usable /models (HTTP %s): checking the reply's model instead",
+                ep.who,
+                ep.url,
+                exc.status_code,
+            )
             self._check_reply_model = True
             return
         try:
@@ -164,8 +185,7 @@ class LLMClient(Negotiation):
 
     # ------------------------------------------------------------------------------------------ sending
     async def _post(self, path: str, body: dict[str, Any], timeout: float) -> Any:
-        response = await self._client.post(path, body=body, cast_to=self._response_cls,
-                                           options={"timeout": timeout})
+        response = await self._client.post(path, body=body, cast_to=self._response_cls, options={"timeout": timeout})
         try:
             return json.loads(response.content)
         except ValueError:
@@ -205,9 +225,11 @@ class LLMClient(Negotiation):
                     raise ep.refused(status, self.scrub(str(exc)) or "") from None
                 if status == 404:
                     await self.limiter.release("other")
-                    raise EndpointSetupError(f"{ep.who}: {ep.url}{path} answered HTTP 404 for model '{ep.model}': "
-                                             f"check {ep.who}.base_url and {ep.who}.model "
-                                             f"({self.scrub(str(exc))[:200]})") from None
+                    raise EndpointSetupError(
+                        f"{ep.who}: {ep.url}{path} answered HTTP 404 for model '{ep.model}': "
+                        f"check {ep.who}.base_url and {ep.who}.model "
+                        f"({self.scrub(str(exc))[:200]})"
+                    ) from None
                 retry_after = retry_after_seconds(exc.response.headers if exc.response is not None else None)
                 if status in (400, 422, 500) and "response_format" in str(exc):
                     cause, final = "unsupported", True  # a parameter the server rejects: asking again cannot help
@@ -222,8 +244,10 @@ class LLMClient(Negotiation):
             await self.limiter.release(kind, retry_after, latency=seconds)
             if cause is None:
                 if self._check_reply_model and reply.model and not reply.model.startswith(ep.model):
-                    raise EndpointSetupError(f"{ep.who}: asked for model '{ep.model}', {ep.url} answered as "
-                                             f"'{reply.model}'; set {ep.who}.model to the served name")
+                    raise EndpointSetupError(
+                        f"{ep.who}: asked for model '{ep.model}', {ep.url} answered as "
+                        f"'{reply.model}'; set {ep.who}.model to the served name"
+                    )
                 outcome.attempts.append(Attempt("ok", status, seconds, reply.prompt_tokens, reply.completion_tokens))
                 outcome.reply = reply
                 reply.text = self.scrub(reply.text) or ""
@@ -247,9 +271,15 @@ class LLMClient(Negotiation):
         raise AssertionError("unreachable: the last attempt returns")
 
     # ------------------------------------------------------------------------------------------ many items
-    async def map(self, items: Sequence[T], fn: Callable[[T], Awaitable[R]], *,
-                  budget: FailureBudget | None = None, cause_of: Callable[[R], str | None] | None = None,
-                  on_result: Callable[[R], None] | None = None) -> list[R]:
+    async def map(
+        self,
+        items: Sequence[T],
+        fn: Callable[[T], Awaitable[R]],
+        *,
+        budget: FailureBudget | None = None,
+        cause_of: Callable[[R], str | None] | None = None,
+        on_result: Callable[[R], None] | None = None,
+    ) -> list[R]:
         """`fn` over `items` (results in input order); the limiter decides how many requests are in flight.
         With a budget, each result's cause (`cause_of`, None = fine) is counted as it arrives and the batch stops
         with `FailureBudgetExceeded` as soon as the budget cannot hold any more."""
@@ -270,8 +300,10 @@ class LLMClient(Negotiation):
                 for _ in range(min(self.policy.max_concurrency, len(items))):
                     group.create_task(worker())
         except BaseExceptionGroup as exc:  # the cause, not the group wrapper
-            first = next((e for e in exc.exceptions if isinstance(e, FailureBudgetExceeded | EndpointSetupError)),
-                         exc.exceptions[0])
+            first = next(
+                (e for e in exc.exceptions if isinstance(e, FailureBudgetExceeded | EndpointSetupError)),
+                exc.exceptions[0],
+            )
             raise first from None
         return results
 

@@ -21,8 +21,11 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 DUMMY_KEY = "EMPTY"
 PROBE_TIMEOUT_S = 5.0
 
-_SECRET_PATTERNS = [re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"), re.compile(r"(?i)(bearer\s+)[^\s\"',]+"),
-                    re.compile(r"(?i)(api[_-]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',]+")]
+_SECRET_PATTERNS = [
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"),
+    re.compile(r"(?i)(bearer\s+)[^\s\"',]+"),
+    re.compile(r"(?i)(api[_-]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',]+"),
+]
 
 
 class EndpointSetupError(DefinemedError, RuntimeError):
@@ -67,9 +70,11 @@ class Endpoint:
             return key
         if is_local(self.base_url):
             return DUMMY_KEY  # local servers usually accept any key; the client insists on one
-        raise EndpointSetupError(f"{self.who}: environment variable {self.api_key_env} is not set (needed for "
-                                 f"{self.url}); export it, or set {self.who}.api_key_env to the variable that "
-                                 "holds the key")
+        raise EndpointSetupError(
+            f"{self.who}: environment variable {self.api_key_env} is not set (needed for "
+            f"{self.url}); export it, or set {self.who}.api_key_env to the variable that "
+            "holds the key"
+        )
 
     def refused(self, status: int | None, detail: str) -> EndpointSetupError:
         """The error for a 401/403: names the key variable and whether it was set."""
@@ -88,5 +93,7 @@ def model_ids(listing: Any) -> list[str]:
 
 def check_model_listed(endpoint: Endpoint, ids: list[str]) -> None:
     if ids and endpoint.model not in ids:
-        raise EndpointSetupError(f"{endpoint.who}: model '{endpoint.model}' is not served by {endpoint.url} "
-                                 f"(it lists {ids[:10]}); set {endpoint.who}.model to one of these")
+        raise EndpointSetupError(
+            f"{endpoint.who}: model '{endpoint.model}' is not served by {endpoint.url} "
+            f"(it lists {ids[:10]}); set {endpoint.who}.model to one of these"
+        )

@@ -58,5 +58,7 @@ class FailureBudget:
         transport = {"timeout", "connection", "rate_limited", "server_error", "http_error"} & set(self.causes)
         where = f"; replies that came back are kept in {self.raw_where}" if self.raw_where else ""
         again = "; transport failures are not cached and are asked again on a rerun" if transport else ""
-        return (f"{self.what}: {self.failed} of {self.total} failed, more than the budget of {self.max_share:.1%}"
-                f"{stop}: {causes}{where}{again}")
+        return (
+            f"{self.what}: {self.failed} of {self.total} failed, more than the budget of {self.max_share:.1%}"
+            f"{stop}: {causes}{where}{again}"
+        )

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
-MISSING = ("the local server needs llama-cpp-python: pip install 'definemed[server]' "
-           "(CMAKE_ARGS=\"-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF\"; builds in ~7 min)")
+MISSING = (
+    "the local server needs llama-cpp-python: pip install 'definemed[server]' "
+    '(CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF"; builds in ~7 min)'
+)
 
 
 def bundled_gguf() -> Path:
@@ -57,12 +59,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--api-key-env", default=None, help="require the key held by this environment variable")
-    parser.add_argument("--while", dest="while_cmd", nargs=argparse.REMAINDER, default=None,
-                        help="start the server, run this command, stop the server, exit with its status")
+    parser.add_argument(
+        "--while",
+        dest="while_cmd",
+        nargs=argparse.REMAINDER,
+        default=None,
+        help="start the server, run this command, stop the server, exit with its status",
+    )
     args = parser.parse_args(argv)
     if args.while_cmd:
-        with LocalServer(model=args.model, alias=args.alias, api_key_env=args.api_key_env, port=args.port,
-                         n_ctx=args.n_ctx):
+        with LocalServer(
+            model=args.model, alias=args.alias, api_key_env=args.api_key_env, port=args.port, n_ctx=args.n_ctx
+        ):
             print(f"local server: {args.alias} on http://{args.host}:{args.port}/v1", flush=True)
             sys.exit(subprocess.call(args.while_cmd))
     try:
@@ -75,8 +83,13 @@ def main(argv: list[str] | None = None) -> None:
     key = os.environ.get(args.api_key_env) if args.api_key_env else None
     if args.api_key_env and not key:
         sys.exit(f"environment variable {args.api_key_env} is not set")
-    model = ModelSettings(model=str(args.model or bundled_gguf()), model_alias=args.alias, n_ctx=args.n_ctx,
-                          n_threads=min(os.cpu_count() or 1, 4), verbose=False)
+    model = ModelSettings(
+        model=str(args.model or bundled_gguf()),
+        model_alias=args.alias,
+        n_ctx=args.n_ctx,
+        n_threads=min(os.cpu_count() or 1, 4),
+        verbose=False,
+    )
     server = ServerSettings(host=args.host, port=args.port, api_key=key)
     app = create_app(server_settings=server, model_settings=[model])
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
@@ -91,8 +104,15 @@ def free_port() -> int:
 class LocalServer:
     """`with LocalServer() as server:` ... `server.base_url` ... (stopped on exit)."""
 
-    def __init__(self, model: str | Path | None = None, alias: str = "smollm2", api_key_env: str | None = None,
-                 port: int | None = None, n_ctx: int = 2048, log: Path | None = None) -> None:
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        alias: str = "smollm2",
+        api_key_env: str | None = None,
+        port: int | None = None,
+        n_ctx: int = 2048,
+        log: Path | None = None,
+    ) -> None:
         self.model, self.alias, self.api_key_env, self.n_ctx = model, alias, api_key_env, n_ctx
         self.port = port or free_port()
         self.log = log
@@ -103,8 +123,17 @@ class LocalServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self, wait_s: float = 120.0) -> LocalServer:
-        cmd = [sys.executable, "-m", "definemed.llm.local_server", "--alias", self.alias, "--port", str(self.port),
-               "--n-ctx", str(self.n_ctx)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "definemed.llm.local_server",
+            "--alias",
+            self.alias,
+            "--port",
+            str(self.port),
+            "--n-ctx",
+            str(self.n_ctx),
+        ]
         if self.model:
             cmd += ["--model", str(self.model)]
         if self.api_key_env:

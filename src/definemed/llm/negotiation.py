@@ -27,6 +27,7 @@ class Negotiation:
     _rng: random.Random
 
     if TYPE_CHECKING:  # provided by LLMClient
+
         def scrub(self, text: str | None) -> str | None: ...
 
         async def _post(self, path: str, body: dict[str, Any], timeout: float) -> Any: ...
@@ -46,8 +47,10 @@ class Negotiation:
                     return exc.status_code, self.scrub(str(exc))
             except openai.APIConnectionError as exc:  # time-outs included
                 if attempt >= self.policy.max_retries:
-                    raise EndpointSetupError(f"{self.endpoint.who}: {self.endpoint.url} did not answer the set-up "
-                                             f"request ({type(exc).__name__})") from None
+                    raise EndpointSetupError(
+                        f"{self.endpoint.who}: {self.endpoint.url} did not answer the set-up "
+                        f"request ({type(exc).__name__})"
+                    ) from None
             await asyncio.sleep(self.policy.backoff(attempt, None, self._rng))
         return None, "no answer"
 
@@ -62,12 +65,17 @@ class Negotiation:
                 tried: list[dict[str, Any]] = []
                 chosen = "plain"
                 for mode in ("json_schema", "json_object"):
-                    body = {"model": self.endpoint.model, "max_tokens": 8, "temperature": 0,
-                            "messages": [{"role": "user", "content": "Antworte mit einem JSON-Objekt."}],
-                            "response_format": response_format(mode, schema)}
+                    body = {
+                        "model": self.endpoint.model,
+                        "max_tokens": 8,
+                        "temperature": 0,
+                        "messages": [{"role": "user", "content": "Antworte mit einem JSON-Objekt."}],
+                        "response_format": response_format(mode, schema),
+                    }
                     status, data = await self._setup_post("/chat/completions", body)
-                    tried.append({"mode": mode, "status": status,
-                                  **({} if status == 200 else {"error": str(data)[:200]})})
+                    tried.append(
+                        {"mode": mode, "status": status, **({} if status == 200 else {"error": str(data)[:200]})}
+                    )
                     if status == 200 and reply_from_json(data) is not None:
                         chosen = mode
                         break
@@ -92,8 +100,10 @@ class Negotiation:
                     chosen = path
                     break
             if chosen is None:
-                raise EndpointSetupError(f"{self.endpoint.who}: {self.endpoint.url} returns no log-probabilities "
-                                         f"(tried {tried}); use method: generate for this endpoint")
+                raise EndpointSetupError(
+                    f"{self.endpoint.who}: {self.endpoint.url} returns no log-probabilities "
+                    f"(tried {tried}); use method: generate for this endpoint"
+                )
             self._negotiated[key] = (chosen, tried)
         self.stats.logprobs = self._negotiated[key][0]
         return self.stats.logprobs

@@ -77,9 +77,14 @@ def reply_from_json(data: Any) -> Reply | None:
     except (KeyError, IndexError, TypeError, AttributeError):
         return None
     usage = data.get("usage") or {}
-    return Reply(text=text or "", finish_reason=choice.get("finish_reason"), model=data.get("model"),
-                 top_logprobs=_top_logprobs(choice), prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                 completion_tokens=int(usage.get("completion_tokens") or 0))
+    return Reply(
+        text=text or "",
+        finish_reason=choice.get("finish_reason"),
+        model=data.get("model"),
+        top_logprobs=_top_logprobs(choice),
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+    )
 
 
 def answer_probabilities(top: dict[str, float] | None, options: Mapping[str, Sequence[str]]) -> dict[str, float]:

@@ -12,8 +12,15 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     from definemed.llm.replies import Reply
 
-TRANSPORT_CAUSES = ("timeout", "connection", "rate_limited", "server_error", "bad_request", "unsupported",
-                    "invalid_reply")
+TRANSPORT_CAUSES = (
+    "timeout",
+    "connection",
+    "rate_limited",
+    "server_error",
+    "bad_request",
+    "unsupported",
+    "invalid_reply",
+)
 
 
 @dataclass

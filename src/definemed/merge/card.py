@@ -12,11 +12,13 @@ from typing import Any
 
 from definemed.merge.methods import method_parameters, module_factors
 
-ROLE = {"slerp": "t = 0 is the instruct model, t = 1 the CPT checkpoint",
-        "linear": "weighted average of the models",
-        "task_arithmetic": "base model + weighted task vectors (model - base model)",
-        "ties": "base model + trimmed, sign-elected task vectors",
-        "dare_ties": "base model + randomly dropped, rescaled, sign-elected task vectors"}
+ROLE = {
+    "slerp": "t = 0 is the instruct model, t = 1 the CPT checkpoint",
+    "linear": "weighted average of the models",
+    "task_arithmetic": "base model + weighted task vectors (model - base model)",
+    "ties": "base model + trimmed, sign-elected task vectors",
+    "dare_ties": "base model + randomly dropped, rescaled, sign-elected task vectors",
+}
 
 
 def _inputs_table(base_id: str, paths: Mapping[str, str | Path], merge_dict: dict[str, Any], base: str) -> str:
@@ -28,8 +30,9 @@ def _inputs_table(base_id: str, paths: Mapping[str, str | Path], merge_dict: dic
             roles.append("tokenizer and chat-template donor")
         if mergekit_base and str(Path(path).resolve()) == mergekit_base:
             roles.append("mergekit base model")
-        label = f"`{base_id}`" if name == base else ("continual pre-training checkpoint" if name == "cpt" else
-                                                     f"`{name}`")
+        label = (
+            f"`{base_id}`" if name == base else ("continual pre-training checkpoint" if name == "cpt" else f"`{name}`")
+        )
         rows.append(f"| {name} | {label} (`{path}`) | {', '.join(roles) or 'merged'} |")
     return "| name | model | role |\n|---|---|---|\n" + "\n".join(rows)
 
@@ -40,13 +43,22 @@ def _factor_table(t: Any, num_layers: int | None) -> str:
     lines = ["| filter | factor per layer, first to last |", "|---|---|"]
     for name, values in module_factors(t, num_layers).items():
         lines.append(f"| {name} | {', '.join(f'{x:.3f}' for x in values)} |")
-    return ("\nFactor per layer (0 = instruct, 1 = CPT). A filter applies to tensors whose name contains it "
-            "(first match wins); embeddings, final norm and LM head take each curve's first value.\n\n"
-            + "\n".join(lines) + "\n")
+    return (
+        "\nFactor per layer (0 = instruct, 1 = CPT). A filter applies to tensors whose name contains it "
+        "(first match wins); embeddings, final norm and LM head take each curve's first value.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
-def model_card(merge_cfg: Any, merge_dict: dict[str, Any], base_id: str, paths: Mapping[str, str | Path],
-               num_layers: int | None, notes: str = "") -> str:
+def model_card(
+    merge_cfg: Any,
+    merge_dict: dict[str, Any],
+    base_id: str,
+    paths: Mapping[str, str | Path],
+    num_layers: int | None,
+    notes: str = "",
+) -> str:
     """Markdown card with YAML front matter; `notes` (e.g. the sweep that chose this candidate) goes last."""
     import yaml
 

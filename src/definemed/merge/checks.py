@@ -71,7 +71,8 @@ def check_architecture(base: Path, other: Path) -> None:
     for key in ("model_type", "architectures"):
         if a.get(key) != b.get(key):
             raise MergeCompatibilityError(
-                f"architecture mismatch: {key} is {a.get(key)!r} in {base} but {b.get(key)!r} in {other}")
+                f"architecture mismatch: {key} is {a.get(key)!r} in {base} but {b.get(key)!r} in {other}"
+            )
 
 
 def check_vocabulary(base: Path, other: Path) -> None:
@@ -79,7 +80,8 @@ def check_vocabulary(base: Path, other: Path) -> None:
     size_a, size_b = _vocab_size(read_config(base)), _vocab_size(read_config(other))
     if size_a != size_b:
         raise MergeCompatibilityError(
-            f"vocabulary size mismatch: vocab_size is {size_a} in {base} but {size_b} in {other}")
+            f"vocabulary size mismatch: vocab_size is {size_a} in {base} but {size_b} in {other}"
+        )
     from transformers import AutoTokenizer
 
     vocab_a = AutoTokenizer.from_pretrained(base).get_vocab()
@@ -88,15 +90,18 @@ def check_vocabulary(base: Path, other: Path) -> None:
         differ = sorted(t for t in vocab_a.keys() | vocab_b.keys() if vocab_a.get(t) != vocab_b.get(t))
         raise MergeCompatibilityError(
             f"tokenizer vocabulary mismatch between {base} and {other}: {len(differ)} token(s) differ or are "
-            f"missing, e.g. {_names([repr(t) for t in differ])}")
+            f"missing, e.g. {_names([repr(t) for t in differ])}"
+        )
 
 
 def check_tensors(base: Path, other: Path) -> None:
     a, b = safetensors_shapes(base), safetensors_shapes(other)
     only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
     if only_a or only_b:
-        parts = [f"only in {base}: {_names(only_a)}" if only_a else "",
-                 f"only in {other}: {_names(only_b)}" if only_b else ""]
+        parts = [
+            f"only in {base}: {_names(only_a)}" if only_a else "",
+            f"only in {other}: {_names(only_b)}" if only_b else "",
+        ]
         raise MergeCompatibilityError("tensor names differ; " + "; ".join(p for p in parts if p))
     wrong = [f"{n} {a[n]} vs {b[n]}" for n in sorted(a) if a[n] != b[n]]
     if wrong:
@@ -128,11 +133,13 @@ def check_chat_template(donor: Path, other: Path) -> None:
         return
     if a is None:
         raise MergeCompatibilityError(
-            f"chat template mismatch: the tokenizer donor {donor} has no chat template but {other} has one")
+            f"chat template mismatch: the tokenizer donor {donor} has no chat template but {other} has one"
+        )
     at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
     raise MergeCompatibilityError(
         f"chat template mismatch between {donor} and {other}: they differ from character {at} "
-        f"({a[at:at + 40]!r} vs {b[at:at + 40]!r})")
+        f"({a[at : at + 40]!r} vs {b[at : at + 40]!r})"
+    )
 
 
 def check_compatible(base: Path, other: Path) -> None:

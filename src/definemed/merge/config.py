@@ -66,12 +66,18 @@ class MergeSweepConfig(Strict):
 
     @model_validator(mode="after")
     def _objective_terms_are_scored(self) -> MergeSweepConfig:
-        off = {"mcq_acc": self.proxy.mcq_task is None, "mixing_rate": self.proxy.prompts == 0,
-               "medical_loss": self.proxy.heldout_blocks == 0, "general_loss": self.proxy.heldout_blocks == 0}
+        off = {
+            "mcq_acc": self.proxy.mcq_task is None,
+            "mixing_rate": self.proxy.prompts == 0,
+            "medical_loss": self.proxy.heldout_blocks == 0,
+            "general_loss": self.proxy.heldout_blocks == 0,
+        }
         unscored = [name for name in self.objective.maximize if off[name]]
         if unscored:
-            raise ValueError(f"objective.maximize uses {unscored}, but sweep.proxy switches them off "
-                             "(set proxy.mcq_task / proxy.prompts / proxy.heldout_blocks)")
+            raise ValueError(
+                f"objective.maximize uses {unscored}, but sweep.proxy switches them off "
+                "(set proxy.mcq_task / proxy.prompts / proxy.heldout_blocks)"
+            )
         return self
 
 
@@ -83,7 +89,8 @@ class MergeMethodConfig(Strict):
     base: str = "instruct"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     out_shard_params: int = Field(
-        50_000_000, ge=1_000_000, description="parameters per output shard; mergekit holds one shard in memory")
+        50_000_000, ge=1_000_000, description="parameters per output shard; mergekit holds one shard in memory"
+    )
 
     def model_names(self) -> list[str]:
         """Every name this merge reads (under `models:` or 'cpt')."""
@@ -111,8 +118,9 @@ class WeightedModel(Strict):
 
 
 class SparseModel(WeightedModel):
-    density: float | None = Field(None, gt=0, le=1, description="share of delta entries kept (default: the "
-                                                                     "method's `density`)")
+    density: float | None = Field(
+        None, gt=0, le=1, description="share of delta entries kept (default: the method's `density`)"
+    )
 
 
 def _unique_with_cpt(models: list[WeightedModel]) -> list[WeightedModel]:
@@ -128,8 +136,13 @@ class LinearMergeConfig(MergeMethodConfig):
     """Weighted average of checkpoints (normalised by the sum of weights unless `normalize: false`)."""
 
     kind: Literal["linear"] = "linear"
-    models: list[WeightedModel] = Field(default_factory=lambda: [
-        WeightedModel(model="instruct", weight=0.5), WeightedModel(model=CPT_MODEL, weight=0.5)], min_length=2)
+    models: list[WeightedModel] = Field(
+        default_factory=lambda: [
+            WeightedModel(model="instruct", weight=0.5),
+            WeightedModel(model=CPT_MODEL, weight=0.5),
+        ],
+        min_length=2,
+    )
     normalize: bool = True
 
     @field_validator("models")
@@ -147,8 +160,13 @@ class TaskArithmeticMergeConfig(MergeMethodConfig):
 
     kind: Literal["task_arithmetic"] = "task_arithmetic"
     base_model: str | None = None
-    models: list[WeightedModel] = Field(default_factory=lambda: [
-        WeightedModel(model=CPT_MODEL, weight=1.0), WeightedModel(model="instruct", weight=1.0)], min_length=1)
+    models: list[WeightedModel] = Field(
+        default_factory=lambda: [
+            WeightedModel(model=CPT_MODEL, weight=1.0),
+            WeightedModel(model="instruct", weight=1.0),
+        ],
+        min_length=1,
+    )
     normalize: bool = False
     scale: float = Field(1.0, description="mergekit `lambda`: multiplies the summed task vectors")
 
@@ -165,8 +183,13 @@ class TiesMergeConfig(TaskArithmeticMergeConfig):
     """TIES: trim each task vector to its largest-magnitude `density` share, elect signs, average agreeing."""
 
     kind: Literal["ties"] = "ties"  # type: ignore[assignment]
-    models: list[SparseModel] = Field(default_factory=lambda: [  # type: ignore[assignment]
-        SparseModel(model=CPT_MODEL, weight=1.0), SparseModel(model="instruct", weight=1.0)], min_length=1)
+    models: list[SparseModel] = Field(
+        default_factory=lambda: [  # type: ignore[assignment]
+            SparseModel(model=CPT_MODEL, weight=1.0),
+            SparseModel(model="instruct", weight=1.0),
+        ],
+        min_length=1,
+    )
     density: float = Field(0.5, gt=0, le=1)
     normalize: bool = True
 
@@ -181,6 +204,12 @@ class DareTiesMergeConfig(TiesMergeConfig):
     seed: int | None = None
 
 
-MergeConfig = open_union("merge_method", SlerpMergeConfig, LinearMergeConfig, TaskArithmeticMergeConfig, TiesMergeConfig,
-                         DareTiesMergeConfig, default="slerp")
-
+MergeConfig = open_union(
+    "merge_method",
+    SlerpMergeConfig,
+    LinearMergeConfig,
+    TaskArithmeticMergeConfig,
+    TiesMergeConfig,
+    DareTiesMergeConfig,
+    default="slerp",
+)

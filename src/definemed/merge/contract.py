@@ -47,8 +47,9 @@ def bind(cfg: DefinemedConfig) -> MergeInputs:
     merge = cfg.merge
     models = {m: cfg.models[m] for m in merge.model_names() if m in cfg.models}
     sweep = getattr(merge, "sweep", None)
-    return MergeInputs(merge=merge, models=models, seed=cfg.run.seed,
-                       sweep=None if sweep is None else bind_sweep(cfg, sweep.proxy))
+    return MergeInputs(
+        merge=merge, models=models, seed=cfg.run.seed, sweep=None if sweep is None else bind_sweep(cfg, sweep.proxy)
+    )
 
 
 def bind_sweep(cfg: DefinemedConfig, proxy: Any) -> SweepInputs:
@@ -59,10 +60,16 @@ def bind_sweep(cfg: DefinemedConfig, proxy: Any) -> SweepInputs:
         mcq = ev.mcq.model_copy(update={"tasks": tasks, "limit": None})  # the dev split is the limit
     generation = ev.generation
     return SweepInputs(
-        block_size=cpt.block_size, heldout_fraction=cpt.heldout_fraction, packing=cpt.packing, mcq=mcq,
+        block_size=cpt.block_size,
+        heldout_fraction=cpt.heldout_fraction,
+        packing=cpt.packing,
+        mcq=mcq,
         prompts=ev.prompts if proxy.prompts > 0 else None,
         system_prompt=generation.system_prompt if isinstance(generation, HfGenerationConfig) else None,
-        expected_language=an.expected_language, min_line_tokens=an.min_line_tokens, lid_threshold=an.lid_threshold)
+        expected_language=an.expected_language,
+        min_line_tokens=an.min_line_tokens,
+        lid_threshold=an.lid_threshold,
+    )
 
 
 def check(cfg: DefinemedConfig) -> None:
@@ -78,8 +85,9 @@ def check(cfg: DefinemedConfig) -> None:
         return
     local = [t.name for t in cfg.evaluate.mcq.tasks if getattr(t, "kind", "local") == "local"]
     if sweep.proxy.mcq_task is not None and sweep.proxy.mcq_task not in local:
-        raise ValueError(f"merge.sweep.proxy.mcq_task: '{sweep.proxy.mcq_task}' is not a local task of "
-                         f"evaluate.mcq.tasks {local}")
+        raise ValueError(
+            f"merge.sweep.proxy.mcq_task: '{sweep.proxy.mcq_task}' is not a local task of evaluate.mcq.tasks {local}"
+        )
     if sweep.proxy.prompts > 0 and cfg.evaluate.prompts is None:
         raise ValueError("merge.sweep.proxy.prompts: needs evaluate.prompts (or set prompts: 0)")
 
@@ -90,14 +98,26 @@ def paths(cfg: DefinemedConfig) -> list[InputPath]:
     if sweep is None:
         return []
     ev, proxy = cfg.evaluate, sweep.proxy
-    out = [InputPath(f"evaluate.mcq.tasks.{i}.path", task.path) for i, task in enumerate(ev.mcq.tasks)
-           if task.name == proxy.mcq_task and task.path is not None]
+    out = [
+        InputPath(f"evaluate.mcq.tasks.{i}.path", task.path)
+        for i, task in enumerate(ev.mcq.tasks)
+        if task.name == proxy.mcq_task and task.path is not None
+    ]
     if proxy.prompts > 0 and ev.prompts is not None:
         out.append(InputPath("evaluate.prompts", ev.prompts))
     return out
 
 
-STAGE = Stage(name="merge", help="merge the CPT checkpoint back into the instruct model (mergekit)",
-              upstream=("corpus", "cpt"),  # corpus: held-out documents for the merge sweep's loss proxy
-              resumable=False, section="merge", config=MergeConfig,
-              bind=bind, metrics=MergeMetrics, run="definemed.merge.stage:run", check=check, paths=paths)
+STAGE = Stage(
+    name="merge",
+    help="merge the CPT checkpoint back into the instruct model (mergekit)",
+    upstream=("corpus", "cpt"),  # corpus: held-out documents for the merge sweep's loss proxy
+    resumable=False,
+    section="merge",
+    config=MergeConfig,
+    bind=bind,
+    metrics=MergeMetrics,
+    run="definemed.merge.stage:run",
+    check=check,
+    paths=paths,
+)

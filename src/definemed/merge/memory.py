@@ -54,8 +54,9 @@ class ReleasingTensorLoader(LazyTensorLoader):
         super().__init__(index, lazy_unpickle=lazy_unpickle)
         self.large_numel = large_numel
 
-    def get_tensor(self, key: str, device: str = "cpu", aliases: list[str] | None = None,
-                   raise_on_missing: bool = True) -> Any:
+    def get_tensor(
+        self, key: str, device: str = "cpu", aliases: list[str] | None = None, raise_on_missing: bool = True
+    ) -> Any:
         try:
             tensor = super().get_tensor(key, device=device, aliases=aliases, raise_on_missing=raise_on_missing)
         finally:

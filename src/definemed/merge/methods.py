@@ -39,8 +39,9 @@ def factor_setting(t: SlerpFactor) -> Any:
     the tensor name), `default` last without a filter.
     """
     if isinstance(t, dict):
-        rules: list[dict[str, Any]] = [{"filter": key, "value": _curve(value)}
-                                       for key, value in t.items() if key != "default"]
+        rules: list[dict[str, Any]] = [
+            {"filter": key, "value": _curve(value)} for key, value in t.items() if key != "default"
+        ]
         return [*rules, {"value": _curve(t["default"])}]
     return _curve(t)
 
@@ -90,8 +91,9 @@ def dare_ties_config(cfg: DareTiesMergeConfig, paths: Mapping[str, str | Path]) 
     return _delta_config("dare_ties", cfg, paths, {"rescale": cfg.rescale})
 
 
-def _delta_config(method: str, cfg: TaskArithmeticMergeConfig, paths: Mapping[str, str | Path],
-                  extra: dict[str, Any]) -> dict[str, Any]:
+def _delta_config(
+    method: str, cfg: TaskArithmeticMergeConfig, paths: Mapping[str, str | Path], extra: dict[str, Any]
+) -> dict[str, Any]:
     """The task-vector family: every model is a delta against `base_model` (null: the instruct model)."""
     sparse = isinstance(cfg, TiesMergeConfig)
     models = []

@@ -49,8 +49,9 @@ def write_dev_split(task_path: Path, limit: int, target: Path) -> list[str]:
 class ProxyScorer:
     """Scores candidate folders one after another; the dev split, prompts and held-out data are built once."""
 
-    def __init__(self, inputs: SweepInputs, proxy: SweepProxyConfig, seed: int, ctx: StageContext,
-                 work_dir: Path) -> None:
+    def __init__(
+        self, inputs: SweepInputs, proxy: SweepProxyConfig, seed: int, ctx: StageContext, work_dir: Path
+    ) -> None:
         self.inputs, self.proxy, self.seed, self.ctx, self.work_dir = inputs, proxy, seed, ctx, work_dir
         self.dev_ids: list[str] = []
         self.mcq = self._dev_mcq_config() if inputs.mcq is not None else None
@@ -81,9 +82,15 @@ class ProxyScorer:
 
             result = evaluate_mcq(ModelRef(name, str(model_dir)), self.mcq, self.work_dir / "mcq", self.seed)
             scores["mcq_acc"] = float(result["tasks"][self.proxy.mcq_task]["acc"])
-        generator = HfGenerator(str(model_dir), HfGenerationConfig(
-            max_new_tokens=self.proxy.max_new_tokens, batch_size=max(1, len(self.prompts)),
-            system_prompt=self.inputs.system_prompt), seed=self.seed)
+        generator = HfGenerator(
+            str(model_dir),
+            HfGenerationConfig(
+                max_new_tokens=self.proxy.max_new_tokens,
+                batch_size=max(1, len(self.prompts)),
+                system_prompt=self.inputs.system_prompt,
+            ),
+            seed=self.seed,
+        )
         try:
             if self.proxy.heldout_blocks > 0:
                 for split, loss in self._losses(generator.model, generator.tokenizer).items():
@@ -106,8 +113,12 @@ class ProxyScorer:
         from definemed.train.packing import resolve_packing_mode
 
         bound = self.inputs
-        cpt = CptConfig(block_size=bound.block_size, heldout_fraction=bound.heldout_fraction, packing=bound.packing,
-                        eval_max_blocks=self.proxy.heldout_blocks)
+        cpt = CptConfig(
+            block_size=bound.block_size,
+            heldout_fraction=bound.heldout_fraction,
+            packing=bound.packing,
+            eval_max_blocks=self.proxy.heldout_blocks,
+        )
         mode = resolve_packing_mode(cpt.packing.mode, model)
         outputs = self.ctx.outputs("corpus")
         sets = {}

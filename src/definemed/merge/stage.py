@@ -58,8 +58,15 @@ def run(inputs: MergeInputs, ctx: StageContext) -> StageResult[MergeMetrics]:
     # The report plots `t` as a curve: a per-module mapping reports its default curve there, in full under
     # `parameters`.
     plotted = t.get("default") if isinstance(t, dict) else t
-    metrics = MergeMetrics(method=merge.kind, base=base_id, t=plotted, seconds=seconds, parameters=params,
-                           inputs={k: str(v) for k, v in paths.items()}, sweep=sweep)
+    metrics = MergeMetrics(
+        method=merge.kind,
+        base=base_id,
+        t=plotted,
+        seconds=seconds,
+        parameters=params,
+        inputs={k: str(v) for k, v in paths.items()},
+        sweep=sweep,
+    )
     return StageResult(outputs=outputs, metrics=metrics)
 
 
@@ -75,8 +82,7 @@ def input_paths(inputs: MergeInputs, ctx: StageContext) -> dict[str, Path]:
     return paths
 
 
-def merge_model(merge: Any, paths: dict[str, Path], base_id: str, run_seed: int, target: Path,
-                notes: str = "") -> None:
+def merge_model(merge: Any, paths: dict[str, Path], base_id: str, run_seed: int, target: Path, notes: str = "") -> None:
     """Build the mergekit config for `merge` (the `merge_method` registry entry of its kind), run it into
     `target` and write tokenizer, config and card. A method whose config declares `seed` (DARE's random drop)
     merges with that seed, or `run_seed` when it is null."""
@@ -105,13 +111,26 @@ def mergekit_options(seed: int | None = None, shard_bytes: int = 200_000_000) ->
     from mergekit.merge import MergeOptions
 
     return MergeOptions(
-        device="cuda" if torch.cuda.is_available() else "cpu", copy_tokenizer=False, write_model_card=False,
-        trust_remote_code=False, safe_serialization=True, quiet=True, lazy_unpickle=True,
-        out_shard_size=shard_bytes, random_seed=seed)
+        device="cuda" if torch.cuda.is_available() else "cpu",
+        copy_tokenizer=False,
+        write_model_card=False,
+        trust_remote_code=False,
+        safe_serialization=True,
+        quiet=True,
+        lazy_unpickle=True,
+        out_shard_size=shard_bytes,
+        random_seed=seed,
+    )
 
 
-def run_mergekit(merge_dict: dict[str, Any], target: Path, card: str, donor: Path, seed: int | None = None,
-                 shard_params: int = 50_000_000) -> None:
+def run_mergekit(
+    merge_dict: dict[str, Any],
+    target: Path,
+    card: str,
+    donor: Path,
+    seed: int | None = None,
+    shard_params: int = 50_000_000,
+) -> None:
     """Run mergekit into a temporary sibling folder and rename it into place once complete.
 
     Inputs are read through `memory.ReleasingTensorLoader`: an input tensor's file pages leave the process with

@@ -55,8 +55,9 @@ def run_sweep(inputs: MergeInputs, ctx: StageContext, paths: dict[str, Path], ta
         merge_model(candidate, paths, base_id, inputs.seed, folder)
         scores = scorer.score(folder, f"c{i}")
         value, terms = objective_value(sweep.objective.maximize, scores)
-        row = SweepRow(candidate=i, t=t, **scores, objective=value, terms=terms,
-                       seconds=round(time.perf_counter() - t0, 2))
+        row = SweepRow(
+            candidate=i, t=t, **scores, objective=value, terms=terms, seconds=round(time.perf_counter() - t0, 2)
+        )
         rows.append(row)
         logger.info("[merge] sweep c%d t=%s: objective %.4f %s", i, t, value, terms)
         if best is None or value > best.objective:  # ties keep the earlier (listed first) candidate
@@ -70,8 +71,13 @@ def run_sweep(inputs: MergeInputs, ctx: StageContext, paths: dict[str, Path], ta
     shutil.rmtree(target, ignore_errors=True)
     chosen.rename(target)
     shutil.rmtree(ctx.stage_dir / CANDIDATES, ignore_errors=True)
-    result = SweepMetrics(rows=rows, chosen=best, objective={"maximize": dict(sweep.objective.maximize)},
-                          proxy=sweep.proxy, dev_ids=scorer.dev_ids)
+    result = SweepMetrics(
+        rows=rows,
+        chosen=best,
+        objective={"maximize": dict(sweep.objective.maximize)},
+        proxy=sweep.proxy,
+        dev_ids=scorer.dev_ids,
+    )
     write_json(ctx.stage_dir / SWEEP_FILE, result.model_dump(mode="json"))
     card = target / "README.md"
     write_text(card, card.read_text(encoding="utf-8") + sweep_card_section(result))
@@ -88,6 +94,8 @@ def sweep_card_section(result: SweepMetrics) -> str:
         cells = ["-" if v is None else f"{v:.4f}" for v in values]
         mark = " (chosen)" if row.candidate == result.chosen.candidate else ""
         lines.append(f"| c{row.candidate}{mark} | `{row.t}` | " + " | ".join(cells) + f" | {row.objective:.4f} |")
-    return (f"\n## Merge sweep\n\nChosen among {len(result.rows)} candidates by maximising {terms} on fast "
-            f"proxies (multiple-choice dev split of {len(result.dev_ids)} questions, held-out loss, language "
-            "mixing of a few answers):\n\n" + "\n".join(lines) + "\n")
+    return (
+        f"\n## Merge sweep\n\nChosen among {len(result.rows)} candidates by maximising {terms} on fast "
+        f"proxies (multiple-choice dev split of {len(result.dev_ids)} questions, held-out loss, language "
+        "mixing of a few answers):\n\n" + "\n".join(lines) + "\n"
+    )

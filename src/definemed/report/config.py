@@ -10,4 +10,3 @@ from definemed.schema import Strict
 class ReportConfig(Strict):
     title: str = "DeFineMed report"
     formats: list[Literal["md", "html"]] = ["md", "html"]
-

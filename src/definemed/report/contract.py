@@ -20,10 +20,22 @@ class ReportInputs(Inputs):
 
 
 def bind(cfg: DefinemedConfig) -> ReportInputs:
-    return ReportInputs(report=cfg.report, models=tuple(cfg.evaluate.models), baseline=cfg.evaluate.baseline,
-                        expected_language=cfg.analyze.expected_language)
+    return ReportInputs(
+        report=cfg.report,
+        models=tuple(cfg.evaluate.models),
+        baseline=cfg.evaluate.baseline,
+        expected_language=cfg.analyze.expected_language,
+    )
 
 
-STAGE = Stage(name="report", help="write report.md and a self-contained report.html",
-              upstream=("corpus", "cpt", "merge", "evaluate", "analyze"), resumable=False, section="report",
-              config=ReportConfig, bind=bind, metrics=ReportMetrics, run="definemed.report.stage:run")
+STAGE = Stage(
+    name="report",
+    help="write report.md and a self-contained report.html",
+    upstream=("corpus", "cpt", "merge", "evaluate", "analyze"),
+    resumable=False,
+    section="report",
+    config=ReportConfig,
+    bind=bind,
+    metrics=ReportMetrics,
+    run="definemed.report.stage:run",
+)

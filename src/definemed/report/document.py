@@ -106,8 +106,7 @@ def render_markdown(title: str, sections: list[Section], figure_dir: Path) -> st
                 out.append(f"[{md_escape(b.text)}]({b.href})\n")
             elif isinstance(b, Example):
                 quoted = "\n".join("> " + md_escape(ln) for ln in (b.text or "(empty)").splitlines())
-                marks = (f"\n\nflagged: {', '.join(md_escape(repr(h)) for h in b.highlights)}"
-                         if b.highlights else "")
+                marks = f"\n\nflagged: {', '.join(md_escape(repr(h)) for h in b.highlights)}" if b.highlights else ""
                 out.append(f"**{md_escape(b.title)}**\n\n{quoted}{marks}\n")
             else:
                 out.append(md_escape(b) + "\n")
@@ -132,8 +131,10 @@ def _html_table(t: Table) -> str:
 
 def render_html(title: str, sections: list[Section]) -> str:
     toc = "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in sections)
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><nav><ul>{toc}</ul></nav>"]
+    parts = [
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><nav><ul>{toc}</ul></nav>"
+    ]
     for s in sections:
         parts.append(f'<section id="{s.anchor}"><h2>{html.escape(s.title)}</h2>')
         for b in s.blocks:
@@ -141,9 +142,11 @@ def render_html(title: str, sections: list[Section]) -> str:
                 parts.append(_html_table(b))
             elif isinstance(b, Figure):
                 data = base64.b64encode(b.png).decode()
-                parts.append(f'<figure><img class="plot" alt="{html.escape(b.caption)}" data-name="{b.name}" '
-                             f'src="data:image/png;base64,{data}">'
-                             f'<figcaption>{html.escape(b.caption)}</figcaption></figure>')
+                parts.append(
+                    f'<figure><img class="plot" alt="{html.escape(b.caption)}" data-name="{b.name}" '
+                    f'src="data:image/png;base64,{data}">'
+                    f"<figcaption>{html.escape(b.caption)}</figcaption></figure>"
+                )
             elif isinstance(b, Link):
                 parts.append(f'<p><a class="artifact" href="{html.escape(b.href)}">{html.escape(b.text)}</a></p>')
             elif isinstance(b, Example):

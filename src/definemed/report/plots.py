@@ -12,8 +12,14 @@ def _figure(draw: Callable[[Any], None], size: tuple[float, float] = (6.4, 3.6))
     return render_png(draw, size)
 
 
-def bars(labels: list[str], values: list[float], title: str, ylabel: str,
-         errors: list[float] | None = None, color: str = "#2b6cb0") -> bytes:
+def bars(
+    labels: list[str],
+    values: list[float],
+    title: str,
+    ylabel: str,
+    errors: list[float] | None = None,
+    color: str = "#2b6cb0",
+) -> bytes:
     def draw(ax: Any) -> None:
         ax.bar(labels, values, yerr=errors, color=color, capsize=4)
         ax.set_title(title)

@@ -38,5 +38,7 @@ def run(inputs: ReportInputs, ctx: StageContext) -> StageResult[ReportMetrics]:
         outputs["html"] = "report.html"
     figures = sum(1 for s in sections for b in s.blocks if isinstance(b, Figure))
     logger.info("[report] %d sections, %d figures -> %s", len(sections), figures, ctx.stage_dir)
-    return StageResult(outputs=outputs, metrics=ReportMetrics(sections=[s.title for s in sections], figures=figures,
-                                                              failed_sections=failures))
+    return StageResult(
+        outputs=outputs,
+        metrics=ReportMetrics(sections=[s.title for s in sections], figures=figures, failed_sections=failures),
+    )

@@ -39,8 +39,10 @@ class ReplayConfig(Strict):
 
 class CptConfig(Strict):
     model: str = "instruct"
-    init_from: Path | None = Field(None, description="start from these weights (a trained checkpoint) with a "
-                                                     "fresh optimizer and warm-up: re-warming")
+    init_from: Path | None = Field(
+        None,
+        description="start from these weights (a trained checkpoint) with a fresh optimizer and warm-up: re-warming",
+    )
     block_size: int = Field(512, ge=16)
     per_device_batch_size: int = Field(4, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
@@ -72,8 +74,10 @@ class CptConfig(Strict):
     def _plan_knobs_moved(cls, data: Any) -> Any:
         moved = [k for k in ("mfu", "gpu_peak_tflops") if isinstance(data, dict) and k in data]
         if moved:
-            raise ValueError(f"{', '.join('cpt.' + k for k in moved)} moved to the `plan:` section "
-                             f"({', '.join('plan.' + k for k in moved)}): they only feed `definemed plan`")
+            raise ValueError(
+                f"{', '.join('cpt.' + k for k in moved)} moved to the `plan:` section "
+                f"({', '.join('plan.' + k for k in moved)}): they only feed `definemed plan`"
+            )
         return data
 
     @model_validator(mode="after")
@@ -81,4 +85,3 @@ class CptConfig(Strict):
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError("max_steps must be -1 (use epochs) or a positive number")
         return self
-

@@ -36,10 +36,23 @@ def check(cfg: DefinemedConfig) -> None:
 
 def paths(cfg: DefinemedConfig) -> list[InputPath]:
     out = [InputPath("cpt.init_from", cfg.cpt.init_from, "dir")] if cfg.cpt.init_from is not None else []
-    return out + [InputPath(f"cpt.replay.sources.{i}", Path(src).expanduser(), "dir")
-                  for i, src in enumerate(cfg.cpt.replay.sources) if ":" not in src]
+    return out + [
+        InputPath(f"cpt.replay.sources.{i}", Path(src).expanduser(), "dir")
+        for i, src in enumerate(cfg.cpt.replay.sources)
+        if ":" not in src
+    ]
 
 
-STAGE = Stage(name="cpt", help="continual pre-training with packing (transformers Trainer)", upstream=("corpus",),
-              resumable=True, section="cpt", config=CptConfig, bind=bind, metrics=CptMetrics,
-              run="definemed.train.stage:run", check=check, paths=paths)
+STAGE = Stage(
+    name="cpt",
+    help="continual pre-training with packing (transformers Trainer)",
+    upstream=("corpus",),
+    resumable=True,
+    section="cpt",
+    config=CptConfig,
+    bind=bind,
+    metrics=CptMetrics,
+    run="definemed.train.stage:run",
+    check=check,
+    paths=paths,
+)

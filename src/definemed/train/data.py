@@ -19,8 +19,16 @@ import numpy as np
 # why it differs from the corpus classifier's. Re-exported: the train package and its tests import them from here.
 from definemed.documents import SHARD_PATTERNS, is_heldout, iter_documents, shard_files
 
-__all__ = ["SHARD_PATTERNS", "BlockList", "HeldoutSet", "build_heldout", "is_heldout", "iter_documents",
-           "shard_files", "tokenize_texts"]
+__all__ = [
+    "SHARD_PATTERNS",
+    "BlockList",
+    "HeldoutSet",
+    "build_heldout",
+    "is_heldout",
+    "iter_documents",
+    "shard_files",
+    "tokenize_texts",
+]
 
 
 def tokenize_texts(tokenizer: Any, texts: Iterable[str], batch: int = 256) -> Iterator[list[int]]:
@@ -54,8 +62,9 @@ def build_heldout(name: str, folder: Path, cpt: Any, tokenizer: Any, mode: str) 
     from definemed.train.packing import pack_documents
 
     texts = (d["text"] for d in iter_documents(folder) if is_heldout(d, cpt.heldout_fraction))
-    blocks, packer = pack_documents(tokenize_texts(tokenizer, texts), cpt.block_size, tokenizer.eos_token_id,
-                                    mode, max_blocks=cpt.eval_max_blocks)
+    blocks, packer = pack_documents(
+        tokenize_texts(tokenizer, texts), cpt.block_size, tokenizer.eos_token_id, mode, max_blocks=cpt.eval_max_blocks
+    )
     return HeldoutSet(name=name, blocks=blocks, docs=packer.docs)
 
 

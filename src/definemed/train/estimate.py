@@ -16,11 +16,16 @@ from definemed.config import DefinemedConfig
 
 # Parameter counts (billions) of common ids; other models are counted from a local config.json.
 KNOWN_PARAMS_B = {
-    "qwen/qwen2.5-7b-instruct": 7.62, "qwen/qwen2.5-7b": 7.62,
-    "mistralai/mistral-7b-instruct-v0.3": 7.25, "mistralai/mistral-7b-instruct-v0.2": 7.24,
-    "mistralai/mistral-small-24b-instruct-2501": 23.57, "mistralai/mistral-small-24b-base-2501": 23.57,
-    "huggingfacetb/smollm2-135m-instruct": 0.135, "huggingfacetb/smollm2-135m": 0.135,
-    "huggingfacetb/smollm2-360m-instruct": 0.362, "huggingfacetb/smollm2-1.7b-instruct": 1.71,
+    "qwen/qwen2.5-7b-instruct": 7.62,
+    "qwen/qwen2.5-7b": 7.62,
+    "mistralai/mistral-7b-instruct-v0.3": 7.25,
+    "mistralai/mistral-7b-instruct-v0.2": 7.24,
+    "mistralai/mistral-small-24b-instruct-2501": 23.57,
+    "mistralai/mistral-small-24b-base-2501": 23.57,
+    "huggingfacetb/smollm2-135m-instruct": 0.135,
+    "huggingfacetb/smollm2-135m": 0.135,
+    "huggingfacetb/smollm2-360m-instruct": 0.362,
+    "huggingfacetb/smollm2-1.7b-instruct": 1.71,
 }
 WORDS_TO_TOKENS = 1.5  # German web text, BPE tokenizers of the Qwen / Mistral kind: a stated rough factor
 
@@ -72,8 +77,10 @@ def describe_cpt_plan(cfg: DefinemedConfig, corpus_token_count: int | None = Non
     """A few lines for `definemed plan`: tokens per step, steps, training tokens, FLOPs and GPU-hours."""
     cpt, spec = cfg.cpt, cfg.models[cfg.cpt.model]
     per_step, ws = tokens_per_step(cfg), world_size()
-    lines = [f"cpt: {spec.id}, {per_step:,} tokens per optimizer step (block {cpt.block_size} x batch "
-             f"{cpt.per_device_batch_size} x grad accum {cpt.gradient_accumulation_steps} x world size {ws})"]
+    lines = [
+        f"cpt: {spec.id}, {per_step:,} tokens per optimizer step (block {cpt.block_size} x batch "
+        f"{cpt.per_device_batch_size} x grad accum {cpt.gradient_accumulation_steps} x world size {ws})"
+    ]
     source = "given"
     if corpus_token_count is None:
         corpus_token_count, source = corpus_tokens(cfg)
@@ -84,8 +91,10 @@ def describe_cpt_plan(cfg: DefinemedConfig, corpus_token_count: int | None = Non
     elif corpus_token_count is not None:
         steps = int(cpt.epochs * corpus_token_count * dilution // per_step)
         replay = f" / (1 - replay {cpt.replay.ratio:g})" if cpt.replay.ratio else ""
-        lines.append(f"     {cpt.epochs:g} epochs x {corpus_token_count:,} corpus tokens ({source}){replay} / "
-                     f"{per_step:,} = {steps:,} steps")
+        lines.append(
+            f"     {cpt.epochs:g} epochs x {corpus_token_count:,} corpus tokens ({source}){replay} / "
+            f"{per_step:,} = {steps:,} steps"
+        )
     else:
         lines.append(f"     steps = {cpt.epochs:g} epochs x corpus tokens / {per_step:,} ({source})")
         return "\n".join(lines)
@@ -100,9 +109,11 @@ def _compute_line(cfg: DefinemedConfig, train_tokens: int) -> str:
         return f"     compute: unknown parameter count for {spec.id} (not in the table, no local config.json)"
     flops = 6 * params * train_tokens
     gpu_hours = flops / (cfg.plan.mfu * cfg.plan.gpu_peak_tflops * 1e12) / 3600
-    return (f"     compute: 6 x {params / 1e9:.3g}B params x {train_tokens:,} tokens = {flops:.3g} FLOPs = "
-            f"{_hours(gpu_hours)} GPU-hours (assumed: MFU {cfg.plan.mfu:g} of {cfg.plan.gpu_peak_tflops:g} TFLOP/s dense "
-            f"bf16 peak per GPU), {_hours(gpu_hours / world_size())} h wall on {world_size()} GPU(s)")
+    return (
+        f"     compute: 6 x {params / 1e9:.3g}B params x {train_tokens:,} tokens = {flops:.3g} FLOPs = "
+        f"{_hours(gpu_hours)} GPU-hours (assumed: MFU {cfg.plan.mfu:g} of {cfg.plan.gpu_peak_tflops:g} TFLOP/s dense "
+        f"bf16 peak per GPU), {_hours(gpu_hours / world_size())} h wall on {world_size()} GPU(s)"
+    )
 
 
 def _hours(h: float) -> str:

@@ -32,8 +32,13 @@ def evaluate_sets(trainer: Any, sets: dict[str, HeldoutSet], reuse_last: bool = 
     for name, heldout in sets.items():
         loss = metrics.get(f"eval_{name}_loss")
         loss = None if loss is None else round(float(loss), 6)
-        results[name] = {"loss": loss, "ppl": perplexity(loss), "blocks": len(heldout.blocks),
-                         "tokens": heldout.tokens, "docs": heldout.docs}
+        results[name] = {
+            "loss": loss,
+            "ppl": perplexity(loss),
+            "blocks": len(heldout.blocks),
+            "tokens": heldout.tokens,
+            "docs": heldout.docs,
+        }
     return results
 
 
@@ -58,6 +63,13 @@ def compare(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]])
     out = {}
     for name, b in before.items():
         a = after.get(name, {})
-        out[name] = {"loss_before": b["loss"], "loss_after": a.get("loss"), "ppl_before": b["ppl"],
-                     "ppl_after": a.get("ppl"), "blocks": b["blocks"], "tokens": b["tokens"], "docs": b["docs"]}
+        out[name] = {
+            "loss_before": b["loss"],
+            "loss_after": a.get("loss"),
+            "ppl_before": b["ppl"],
+            "ppl_after": a.get("ppl"),
+            "blocks": b["blocks"],
+            "tokens": b["tokens"],
+            "docs": b["docs"],
+        }
     return out

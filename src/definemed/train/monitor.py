@@ -35,9 +35,14 @@ def merge_eval_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         prev = out[-1] if out else None
         is_eval = any(k.startswith("eval_") for k in row) and "loss" not in row
-        if (is_eval and prev is not None and prev.get("step") == row.get("step") and "loss" not in prev
-                and any(k.startswith("eval_") for k in prev)
-                and not {k for k in row if k.startswith("eval_")} & set(prev)):
+        if (
+            is_eval
+            and prev is not None
+            and prev.get("step") == row.get("step")
+            and "loss" not in prev
+            and any(k.startswith("eval_") for k in prev)
+            and not {k for k in row if k.startswith("eval_")} & set(prev)
+        ):
             out[-1] = {**prev, **row}
         else:
             out.append(dict(row))

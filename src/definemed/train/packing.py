@@ -53,8 +53,8 @@ class BlockPacker:
         self.docs += 1
         self.tokens += len(doc)
         while len(self._ids) >= self.block_size:
-            ids_block, self._ids = self._ids[: self.block_size], self._ids[self.block_size:]
-            pos_block, self._pos = self._pos[: self.block_size], self._pos[self.block_size:]
+            ids_block, self._ids = self._ids[: self.block_size], self._ids[self.block_size :]
+            pos_block, self._pos = self._pos[: self.block_size], self._pos[self.block_size :]
             # The continuation of a split document restarts at position 0: every row then starts a sequence,
             # which the flattened flash-attention path needs to find row boundaries.
             if self._pos and self._pos[0] != 0:
@@ -73,8 +73,9 @@ class BlockPacker:
         return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
 
 
-def pack_documents(token_lists: Any, block_size: int, eos_id: int, mode: str,
-                   max_blocks: int | None = None) -> tuple[list[dict[str, np.ndarray]], BlockPacker]:
+def pack_documents(
+    token_lists: Any, block_size: int, eos_id: int, mode: str, max_blocks: int | None = None
+) -> tuple[list[dict[str, np.ndarray]], BlockPacker]:
     """Pack an iterable of token lists into full blocks (the partial remainder is dropped), at most `max_blocks`."""
     packer = BlockPacker(block_size, eos_id, mode)
     blocks: list[dict[str, np.ndarray]] = []
@@ -96,8 +97,7 @@ class PackedCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        batch = {key: torch.as_tensor(np.stack([np.asarray(f[key]) for f in features]))
-                 for key in features[0]}
+        batch = {key: torch.as_tensor(np.stack([np.asarray(f[key]) for f in features])) for key in features[0]}
         if self.flatten:
             batch = {key: value.reshape(1, -1) for key, value in batch.items()}
         return batch
@@ -107,8 +107,10 @@ def resolve_attn_implementation(setting: str) -> str:
     """`auto`: flash_attention_2 when the flash-attn package is installed and CUDA is present, else sdpa."""
     if setting != "auto":
         if setting == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
-            raise ImportError("cpt.attn_implementation=flash_attention_2 needs the flash-attn package "
-                              "(pip install flash-attn --no-build-isolation) on a CUDA machine")
+            raise ImportError(
+                "cpt.attn_implementation=flash_attention_2 needs the flash-attn package "
+                "(pip install flash-attn --no-build-isolation) on a CUDA machine"
+            )
         return setting
     import torch
 
@@ -132,11 +134,14 @@ def resolve_packing_mode(setting: str, model: Any) -> str:
     if setting == "eos":
         return "eos"
     if setting == "position_ids" and not isolating:
-        raise ValueError(f"cpt.packing.mode=position_ids: {type(model).__name__} with attention "
-                         f"{getattr(model.config, '_attn_implementation', None)!r} does not isolate packed "
-                         "documents; use mode eos or auto")
+        raise ValueError(
+            f"cpt.packing.mode=position_ids: {type(model).__name__} with attention "
+            f"{getattr(model.config, '_attn_implementation', None)!r} does not isolate packed "
+            "documents; use mode eos or auto"
+        )
     mode = "position_ids" if isolating else "eos"
     if setting == "auto" and mode == "eos":
-        logger.warning("[cpt] %s cannot isolate packed documents: falling back to EOS-separated packing",
-                       type(model).__name__)
+        logger.warning(
+            "[cpt] %s cannot isolate packed documents: falling back to EOS-separated packing", type(model).__name__
+        )
     return mode

@@ -22,8 +22,13 @@ class Schedule:
 
     @classmethod
     def from_config(cls, cpt: object, total_steps: int) -> Schedule:
-        return cls(kind=cpt.lr_scheduler, warmup_steps=cpt.warmup_steps, total_steps=total_steps,  # type: ignore[attr-defined]
-                   decay_fraction=cpt.decay_fraction, min_lr_ratio=cpt.min_lr_ratio)  # type: ignore[attr-defined]
+        return cls(
+            kind=cpt.lr_scheduler,
+            warmup_steps=cpt.warmup_steps,
+            total_steps=total_steps,  # type: ignore[attr-defined]
+            decay_fraction=cpt.decay_fraction,
+            min_lr_ratio=cpt.min_lr_ratio,
+        )  # type: ignore[attr-defined]
 
     @property
     def decay_start(self) -> int:

@@ -59,13 +59,25 @@ def run(inputs: CptInputs, ctx: StageContext) -> StageResult[CptMetrics]:
     stream = _train_stream(cpt, inputs.seed, ctx, tokenizer, mode)
     count = _count_training_data(stream, cpt, stage_dir / DATA_COUNT)
     max_steps = cpt.max_steps if cpt.max_steps > 0 else _epoch_steps(cpt, count["blocks"])
-    logger.info("[cpt] packing %s, attention %s; %d domain blocks of %d tokens per pass (%d docs); %d steps",
-                mode, model.config._attn_implementation, count["blocks"], cpt.block_size, count["docs"], max_steps)
+    logger.info(
+        "[cpt] packing %s, attention %s; %d domain blocks of %d tokens per pass (%d docs); %d steps",
+        mode,
+        model.config._attn_implementation,
+        count["blocks"],
+        cpt.block_size,
+        count["docs"],
+        max_steps,
+    )
 
     before = read_json(stage_dir / HELDOUT_BEFORE) if (stage_dir / HELDOUT_BEFORE).exists() else None
-    plan = TrainPlan(train_dataset=stream, collator=PackedCollator(flatten=_flatten(model, mode)),
-                     eval_datasets={n: BlockList(s.blocks) for n, s in heldout.items() if s.blocks},
-                     max_steps=max_steps, checkpoint_dir=stage_dir / CHECKPOINTS, log_path=stage_dir / LOG_FILE)
+    plan = TrainPlan(
+        train_dataset=stream,
+        collator=PackedCollator(flatten=_flatten(model, mode)),
+        eval_datasets={n: BlockList(s.blocks) for n, s in heldout.items() if s.blocks},
+        max_steps=max_steps,
+        checkpoint_dir=stage_dir / CHECKPOINTS,
+        log_path=stage_dir / LOG_FILE,
+    )
     trainer = build_trainer(model, cpt, inputs.seed, plan)
     if before is None:  # cached so a resumed attempt does not evaluate the trained checkpoint as "before"
         before = evaluate_sets(trainer, heldout)
@@ -85,27 +97,39 @@ def run(inputs: CptInputs, ctx: StageContext) -> StageResult[CptMetrics]:
     return StageResult(outputs=outputs, metrics=metrics)
 
 
-def _metrics(inputs: CptInputs, trainer: Any, count: dict[str, int], heldout: dict[str, Any], mode: str,
-             seconds: float) -> CptMetrics:
+def _metrics(
+    inputs: CptInputs, trainer: Any, count: dict[str, int], heldout: dict[str, Any], mode: str, seconds: float
+) -> CptMetrics:
     """The stage's metrics: the report reads heldout, steps, train_tokens, final_train_loss, packing_efficiency."""
     cpt, history = inputs.cpt, trainer.state.log_history
     steps = int(trainer.state.global_step)
     per_step = cpt.block_size * cpt.per_device_batch_size * cpt.gradient_accumulation_steps * trainer.args.world_size
     blocks = steps * per_step // cpt.block_size
     replay_blocks = int(mixture_choices(inputs.seed, cpt.replay.ratio, blocks).sum())
-    return CptMetrics.model_validate({
-        "heldout": heldout, "steps": steps, "tokens_per_step": per_step, "train_tokens": steps * per_step,
-        "train_blocks": blocks, "final_train_loss": final_train_loss(history),
-        "domain_blocks_per_pass": count["blocks"], "train_docs": count["docs"],
-        "domain_tokens_per_pass": count["tokens"], "epochs_trained": _epochs(steps, per_step, count, cpt),
-        "replay_ratio": cpt.replay.ratio, "replay_blocks": replay_blocks,
-        "replay_share": round(replay_blocks / max(1, blocks), 4),
-        # Every slot of a packed block holds a document token or EOS separator: no padding by construction.
-        "packing_efficiency": 1.0, "packing_mode": mode,
-        "attn_implementation": trainer.model.config._attn_implementation,
-        "init_from": str(cpt.init_from or ""),
-        "model_source": str(resolve(inputs.model.id)), "seconds": seconds,
-    })
+    return CptMetrics.model_validate(
+        {
+            "heldout": heldout,
+            "steps": steps,
+            "tokens_per_step": per_step,
+            "train_tokens": steps * per_step,
+            "train_blocks": blocks,
+            "final_train_loss": final_train_loss(history),
+            "domain_blocks_per_pass": count["blocks"],
+            "train_docs": count["docs"],
+            "domain_tokens_per_pass": count["tokens"],
+            "epochs_trained": _epochs(steps, per_step, count, cpt),
+            "replay_ratio": cpt.replay.ratio,
+            "replay_blocks": replay_blocks,
+            "replay_share": round(replay_blocks / max(1, blocks), 4),
+            # Every slot of a packed block holds a document token or EOS separator: no padding by construction.
+            "packing_efficiency": 1.0,
+            "packing_mode": mode,
+            "attn_implementation": trainer.model.config._attn_implementation,
+            "init_from": str(cpt.init_from or ""),
+            "model_source": str(resolve(inputs.model.id)),
+            "seconds": seconds,
+        }
+    )
 
 
 def load_model(model_path: str | Path, spec: ModelSpec, attn_implementation: str) -> Any:
@@ -115,8 +139,9 @@ def load_model(model_path: str | Path, spec: ModelSpec, attn_implementation: str
 
     dtype = torch.float32 if spec.dtype == "auto" else getattr(torch, spec.dtype)
     revision = None if Path(str(model_path)).is_dir() else spec.revision
-    return AutoModelForCausalLM.from_pretrained(model_path, revision=revision, dtype=dtype,
-                                                attn_implementation=attn_implementation)
+    return AutoModelForCausalLM.from_pretrained(
+        model_path, revision=revision, dtype=dtype, attn_implementation=attn_implementation
+    )
 
 
 def _init_weights(cpt: CptConfig, model_path: str) -> str | Path:
@@ -161,11 +186,18 @@ def _train_stream(cpt: CptConfig, seed: int, ctx: StageContext, tokenizer: Any, 
     domain = TextSource("medical", [ctx.input_path("corpus", "medical")], keep, cpt.max_train_docs)
     replay = None
     if cpt.replay.ratio > 0:
-        folders = [ctx.input_path("corpus", "general") if s == REPLAY_GENERAL else Path(s)
-                   for s in cpt.replay.sources]
+        folders = [ctx.input_path("corpus", "general") if s == REPLAY_GENERAL else Path(s) for s in cpt.replay.sources]
         replay = TextSource("replay", folders, keep)
-    return CptStream(domain, tokenizer, cpt.block_size, mode, seed, replay=replay,
-                     ratio=cpt.replay.ratio, shuffle_buffer=cpt.shuffle_buffer)
+    return CptStream(
+        domain,
+        tokenizer,
+        cpt.block_size,
+        mode,
+        seed,
+        replay=replay,
+        ratio=cpt.replay.ratio,
+        shuffle_buffer=cpt.shuffle_buffer,
+    )
 
 
 def _count_training_data(stream: CptStream, cpt: CptConfig, cache: Path) -> dict[str, int]:
@@ -176,7 +208,8 @@ def _count_training_data(stream: CptStream, cpt: CptConfig, cache: Path) -> dict
     if blocks == 0:
         raise ValueError(
             f"{stream.domain.folders[0]}: {tokens} training tokens from {docs} documents do not fill one block "
-            f"of {cpt.block_size} tokens; lower cpt.block_size or provide more medical documents")
+            f"of {cpt.block_size} tokens; lower cpt.block_size or provide more medical documents"
+        )
     count = {"blocks": blocks, "tokens": tokens, "docs": docs}
     write_json(cache, count)
     return count

@@ -63,8 +63,17 @@ def mixture_choices(seed: int, ratio: float, n: int) -> np.ndarray:
 class CptStream(_Base):  # type: ignore[misc,valid-type]
     """An endless IterableDataset of packed blocks: domain blocks, and replay blocks with probability `ratio`."""
 
-    def __init__(self, domain: TextSource, tokenizer: Any, block_size: int, mode: str, seed: int,
-                 replay: TextSource | None = None, ratio: float = 0.0, shuffle_buffer: int = 1024) -> None:
+    def __init__(
+        self,
+        domain: TextSource,
+        tokenizer: Any,
+        block_size: int,
+        mode: str,
+        seed: int,
+        replay: TextSource | None = None,
+        ratio: float = 0.0,
+        shuffle_buffer: int = 1024,
+    ) -> None:
         if tokenizer.eos_token_id is None:
             raise ValueError("the tokenizer has no EOS token; packing needs one to separate documents")
         if ratio > 0 and replay is None:
@@ -85,13 +94,19 @@ class CptStream(_Base):  # type: ignore[misc,valid-type]
                 raise ValueError(f"training source {source.name!r} has no documents ({source.folders})")
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        domain = _shuffled(self.source_blocks(self.domain, DOMAIN), self.shuffle_buffer,
-                           np.random.default_rng([self.seed, DOMAIN, 101]))
+        domain = _shuffled(
+            self.source_blocks(self.domain, DOMAIN),
+            self.shuffle_buffer,
+            np.random.default_rng([self.seed, DOMAIN, 101]),
+        )
         if self.replay is None or self.ratio <= 0:
             yield from domain
             return
-        replay = _shuffled(self.source_blocks(self.replay, REPLAY), self.shuffle_buffer,
-                           np.random.default_rng([self.seed, REPLAY, 101]))
+        replay = _shuffled(
+            self.source_blocks(self.replay, REPLAY),
+            self.shuffle_buffer,
+            np.random.default_rng([self.seed, REPLAY, 101]),
+        )
         chooser = np.random.default_rng([self.seed, 7919])
         while True:
             # One draw per block, in the same order as mixture_choices, so metrics can recount it exactly.
@@ -106,8 +121,9 @@ class CptStream(_Base):  # type: ignore[misc,valid-type]
         return blocks, packer.tokens, packer.docs
 
 
-def _shuffled(blocks: Iterator[dict[str, np.ndarray]], size: int,
-              rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
+def _shuffled(
+    blocks: Iterator[dict[str, np.ndarray]], size: int, rng: np.random.Generator
+) -> Iterator[dict[str, np.ndarray]]:
     """A shuffle buffer: fill `size` blocks, then emit a random one and put the next block in its slot."""
     buffer: list[dict[str, np.ndarray]] = []
     for block in blocks:

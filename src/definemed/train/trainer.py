@@ -51,8 +51,10 @@ def last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
 def fsdp_checkpoints_activations() -> bool:
     """True under `accelerate launch` with an FSDP config that checkpoints activations itself: the Trainer
     refuses its own activation checkpointing on top of it, and one is enough."""
-    return (os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
-            and os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() == "true")
+    return (
+        os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+        and os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() == "true"
+    )
 
 
 def training_arguments(cpt: CptConfig, seed: int, checkpoint_dir: Path, max_steps: int) -> Any:
@@ -136,9 +138,14 @@ def build_trainer(model: Any, cpt: CptConfig, seed: int, plan: TrainPlan) -> Any
     # documents (tests/train/test_packing.py checks this).
     model.config.use_cache = False
     callbacks = [metrics_writer(plan.log_path, plan.log_head), token_progress(), *plan.callbacks]
-    trainer = cpt_trainer_class()(model=model, args=args, train_dataset=plan.train_dataset,
-                                  eval_dataset=plan.eval_datasets or None, data_collator=plan.collator,
-                                  callbacks=callbacks)
+    trainer = cpt_trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=plan.train_dataset,
+        eval_dataset=plan.eval_datasets or None,
+        data_collator=plan.collator,
+        callbacks=callbacks,
+    )
     trainer.schedule_config = cpt  # read by create_scheduler, which train() calls
     return trainer
 

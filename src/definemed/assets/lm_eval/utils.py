@@ -8,8 +8,16 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-SUBJECTS = ("anatomy", "clinical_knowledge", "college_biology", "college_medicine", "medical_genetics",
-            "nutrition", "professional_medicine", "virology")
+SUBJECTS = (
+    "anatomy",
+    "clinical_knowledge",
+    "college_biology",
+    "college_medicine",
+    "medical_genetics",
+    "nutrition",
+    "professional_medicine",
+    "virology",
+)
 
 
 def _normalise(name: Any) -> str:

@@ -40,8 +40,9 @@ def load_predictions(source: str | Path | Mapping[str, DocLabels | dict[str, Any
     return {str(k): v if isinstance(v, DocLabels) else DocLabels.model_validate(v) for k, v in source.items()}
 
 
-def bootstrap_intervals(gold: Any, pred: Any, resamples: int = 1000, seed: int = 0,
-                        level: float = 0.95) -> dict[str, tuple[float, float]]:
+def bootstrap_intervals(
+    gold: Any, pred: Any, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, tuple[float, float]]:
     """Percentile-bootstrap interval per metric, resampling documents with replacement."""
     import numpy as np
 
@@ -69,9 +70,16 @@ def subdomain_accuracy(gold: dict[str, dict[str, Any]], preds: dict[str, DocLabe
     return {"accuracy": correct / len(compared), "n": len(compared), "skipped": len(pairs) - len(compared)}
 
 
-def audit_labels(predictions: str | Path | Mapping[str, Any], gold_path: str | Path,
-                 texts: Mapping[str, str] | None = None, *, name: str = "labeller", resamples: int = 1000,
-                 seed: int = 0, snippet_chars: int = 200) -> dict[str, Any]:
+def audit_labels(
+    predictions: str | Path | Mapping[str, Any],
+    gold_path: str | Path,
+    texts: Mapping[str, str] | None = None,
+    *,
+    name: str = "labeller",
+    resamples: int = 1000,
+    seed: int = 0,
+    snippet_chars: int = 200,
+) -> dict[str, Any]:
     """The audit report of one labeller: metrics with intervals, confusion, disagreements, coverage."""
     import numpy as np
 
@@ -85,19 +93,38 @@ def audit_labels(predictions: str | Path | Mapping[str, Any], gold_path: str | P
     intervals = bootstrap_intervals(g, p, resamples, seed)
     texts = texts or {}
     disagreements = [
-        {"id": i, "gold": gold[i]["medical"], "predicted": preds[i].medical, "p_medical": preds[i].p_medical,
-         "gold_subdomain": gold[i].get("subdomain"), "predicted_subdomain": preds[i].subdomain,
-         "snippet": " ".join(texts.get(i, "").split())[:snippet_chars]}
-        for i in ids if gold[i]["medical"] != preds[i].medical]
+        {
+            "id": i,
+            "gold": gold[i]["medical"],
+            "predicted": preds[i].medical,
+            "p_medical": preds[i].p_medical,
+            "gold_subdomain": gold[i].get("subdomain"),
+            "predicted_subdomain": preds[i].subdomain,
+            "snippet": " ".join(texts.get(i, "").split())[:snippet_chars],
+        }
+        for i in ids
+        if gold[i]["medical"] != preds[i].medical
+    ]
     return {
-        "labeller": name, "gold": str(gold_path), "n": len(ids),
-        "coverage": {"gold": len(gold), "labelled": len(ids), "share": len(ids) / len(gold),
-                     "missing_ids": [i for i in gold if i not in preds][:20],
-                     "not_in_gold": sum(i not in gold for i in preds)},
-        "metrics": {m: {"value": float(point[m]), "ci_low": intervals[m][0], "ci_high": intervals[m][1]}
-                    for m in METRICS},
-        "confusion": {"tp": int((g & p).sum()), "fp": int((~g & p).sum()), "fn": int((g & ~p).sum()),
-                      "tn": int((~g & ~p).sum())},
+        "labeller": name,
+        "gold": str(gold_path),
+        "n": len(ids),
+        "coverage": {
+            "gold": len(gold),
+            "labelled": len(ids),
+            "share": len(ids) / len(gold),
+            "missing_ids": [i for i in gold if i not in preds][:20],
+            "not_in_gold": sum(i not in gold for i in preds),
+        },
+        "metrics": {
+            m: {"value": float(point[m]), "ci_low": intervals[m][0], "ci_high": intervals[m][1]} for m in METRICS
+        },
+        "confusion": {
+            "tp": int((g & p).sum()),
+            "fp": int((~g & p).sum()),
+            "fn": int((g & ~p).sum()),
+            "tn": int((~g & ~p).sum()),
+        },
         "bootstrap": {"resamples": resamples, "seed": seed, "level": 0.95},
         "subdomain": subdomain_accuracy(gold, preds),
         "disagreements": disagreements,
@@ -107,8 +134,10 @@ def audit_labels(predictions: str | Path | Mapping[str, Any], gold_path: str | P
 
 def _no_error_note(n: int) -> str:
     """Without a single disagreement every bootstrap resample scores 1, so the interval says nothing."""
-    return (f"no disagreement on {n} documents: the bootstrap interval collapses to a point; by the rule of three "
-            f"the disagreement rate may still be up to {min(3 / n, 1):.0%} (95 %)")
+    return (
+        f"no disagreement on {n} documents: the bootstrap interval collapses to a point; by the rule of three "
+        f"the disagreement rate may still be up to {min(3 / n, 1):.0%} (95 %)"
+    )
 
 
 def select_labeller(audits: Mapping[str, dict[str, Any]], metric: str = "f1") -> dict[str, Any]:
@@ -120,25 +149,44 @@ def select_labeller(audits: Mapping[str, dict[str, Any]], metric: str = "f1") ->
 
     def row(name: str, audit: dict[str, Any]) -> dict[str, Any]:
         m = audit["metrics"][metric]
-        return {"labeller": name, "value": m["value"], "ci_low": m["ci_low"], "ci_high": m["ci_high"],
-                "accuracy": audit["metrics"]["accuracy"]["value"], "coverage": audit["coverage"]["share"]}
+        return {
+            "labeller": name,
+            "value": m["value"],
+            "ci_low": m["ci_low"],
+            "ci_high": m["ci_high"],
+            "accuracy": audit["metrics"]["accuracy"]["value"],
+            "coverage": audit["coverage"]["share"],
+        }
 
-    ranking = sorted((row(n, a) for n, a in audits.items()),
-                     key=lambda r: (r["value"], r["accuracy"], r["coverage"]), reverse=True)
+    ranking = sorted(
+        (row(n, a) for n, a in audits.items()), key=lambda r: (r["value"], r["accuracy"], r["coverage"]), reverse=True
+    )
     best = ranking[0]
-    reason = (f"{best['labeller']} has the highest {metric}: {best['value']:.3f} "
-              f"[{best['ci_low']:.3f}, {best['ci_high']:.3f}] on {best['coverage']:.0%} of the gold set")
+    reason = (
+        f"{best['labeller']} has the highest {metric}: {best['value']:.3f} "
+        f"[{best['ci_low']:.3f}, {best['ci_high']:.3f}] on {best['coverage']:.0%} of the gold set"
+    )
     clearly_better = True
     if len(ranking) > 1:
         second = ranking[1]
         clearly_better = best["ci_low"] > second["ci_high"]
-        reason += (f"; runner-up {second['labeller']}: {second['value']:.3f} "
-                   f"[{second['ci_low']:.3f}, {second['ci_high']:.3f}]; " +
-                   ("the 95 % intervals do not overlap" if clearly_better else
-                    "the 95 % intervals overlap, so the lead may be noise"))
+        reason += (
+            f"; runner-up {second['labeller']}: {second['value']:.3f} "
+            f"[{second['ci_low']:.3f}, {second['ci_high']:.3f}]; "
+            + (
+                "the 95 % intervals do not overlap"
+                if clearly_better
+                else "the 95 % intervals overlap, so the lead may be noise"
+            )
+        )
     if best["coverage"] < 1:
         reason += f"; note: {1 - best['coverage']:.0%} of the gold documents have no label from it"
     if note := audits[best["labeller"]].get("note"):
         reason += f"; {note}"
-    return {"best": best["labeller"], "metric": metric, "clearly_better": clearly_better, "reason": reason,
-            "ranking": ranking}
+    return {
+        "best": best["labeller"],
+        "metric": metric,
+        "clearly_better": clearly_better,
+        "reason": reason,
+        "ranking": ranking,
+    }

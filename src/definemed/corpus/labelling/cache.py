@@ -124,8 +124,12 @@ def reparse(path: str | Path) -> dict[str, int]:
     for row in cache.rows.values():
         if row.get("parser") == JSON_REPLY and row.get("raw") is not None:
             status, labels, error = parse_reply(row["raw"])
-            row = {**row, "status": status, "error": error,
-                   "labels": labels.model_dump(mode="json") if isinstance(labels, DocLabels) else None}
+            row = {
+                **row,
+                "status": status,
+                "error": error,
+                "labels": labels.model_dump(mode="json") if isinstance(labels, DocLabels) else None,
+            }
         rows.append(row)
     write_jsonl(cache.path, rows)
     counts = Counter(row["status"] for row in rows)

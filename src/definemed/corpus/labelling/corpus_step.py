@@ -62,8 +62,9 @@ def folder_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "labeller"
 
 
-def read_survivors(sample: SampleSettings | None, survivors: Path,
-                   wanted: set[str]) -> tuple[list[Document], dict[str, Document], int]:
+def read_survivors(
+    sample: SampleSettings | None, survivors: Path, wanted: set[str]
+) -> tuple[list[Document], dict[str, Document], int]:
     """One pass over the survivors: the sample (all of them without `sample`), the documents whose id is in
     `wanted` (the gold ids, in stream order) and the number of survivors."""
     found: dict[str, Document] = {}
@@ -83,8 +84,13 @@ def read_survivors(sample: SampleSettings | None, survivors: Path,
     return docs, found, seen
 
 
-def audit_documents(audit: AuditSettings, gold: dict[str, dict[str, Any]], found: dict[str, Document],
-                    heldout: Callable[[str], bool], folder: Path) -> tuple[list[Document], dict[str, Any]]:
+def audit_documents(
+    audit: AuditSettings,
+    gold: dict[str, dict[str, Any]],
+    found: dict[str, Document],
+    heldout: Callable[[str], bool],
+    folder: Path,
+) -> tuple[list[Document], dict[str, Any]]:
     """Gold documents among the survivors outside the held-out split, at most `max_docs` (drawn with `seed`);
     their gold rows go to `folder/gold.jsonl`."""
     eligible = [doc for doc_id, doc in found.items() if not heldout(doc_id)]
@@ -93,14 +99,22 @@ def audit_documents(audit: AuditSettings, gold: dict[str, dict[str, Any]], found
         keep = {d.id for d in random.Random(audit.seed).sample(eligible, audit.max_docs)}
         picked = [d for d in eligible if d.id in keep]
     if not picked:
-        raise ValueError(f"corpus.labelling.audit.gold: none of the {len(gold)} documents of {audit.gold} is among "
-                         f"the filter survivors outside the classifier's held-out split ({len(found)} survived); "
-                         "nothing to audit")
+        raise ValueError(
+            f"corpus.labelling.audit.gold: none of the {len(gold)} documents of {audit.gold} is among "
+            f"the filter survivors outside the classifier's held-out split ({len(found)} survived); "
+            "nothing to audit"
+        )
     write_jsonl(folder / GOLD_FILE, (gold[d.id] for d in picked))
-    return picked, {"gold": str(audit.gold), "gold_rows": len(gold), "gold_in_survivors": len(found),
-                    "heldout_excluded": len(found) - len(eligible), "docs": len(picked),
-                    "medical": sum(bool(gold[d.id]["medical"]) for d in picked), "seed": audit.seed,
-                    "max_docs": audit.max_docs}
+    return picked, {
+        "gold": str(audit.gold),
+        "gold_rows": len(gold),
+        "gold_in_survivors": len(found),
+        "heldout_excluded": len(found) - len(eligible),
+        "docs": len(picked),
+        "medical": sum(bool(gold[d.id]["medical"]) for d in picked),
+        "seed": audit.seed,
+        "max_docs": audit.max_docs,
+    }
 
 
 def refuse_gold_as_labeller(settings: LabellingSettings) -> None:
@@ -111,9 +125,11 @@ def refuse_gold_as_labeller(settings: LabellingSettings) -> None:
     gold_sha = file_sha256(audit.gold)
     for lab in settings.candidates:
         if lab.kind == "file" and lab.path.is_file() and file_sha256(lab.path) == gold_sha:
-            raise ValueError(f"corpus.labelling: labeller '{lab.label}' reads the audit's gold file ({audit.gold}); "
-                             "its audit would be trivially perfect. Put hand-made labels in corpus.labels, or audit "
-                             "against another gold file")
+            raise ValueError(
+                f"corpus.labelling: labeller '{lab.label}' reads the audit's gold file ({audit.gold}); "
+                "its audit would be trivially perfect. Put hand-made labels in corpus.labels, or audit "
+                "against another gold file"
+            )
 
 
 def _docs_per_s(counts: dict[str, Any], seconds: float) -> float | None:
@@ -121,8 +137,9 @@ def _docs_per_s(counts: dict[str, Any], seconds: float) -> float | None:
     return round(asked / seconds, 2) if asked and seconds > 0 else None
 
 
-def audit_candidate(name: str, labeller: Labeller, docs: list[Document], settings: LabellingSettings,
-                    folder: Path, cache: Path) -> dict[str, Any]:
+def audit_candidate(
+    name: str, labeller: Labeller, docs: list[Document], settings: LabellingSettings, folder: Path, cache: Path
+) -> dict[str, Any]:
     """Label the audit documents with one candidate and audit the labels; writes `folder/<name>/audit.json`."""
     audit = settings.audit
     assert audit is not None
@@ -130,33 +147,61 @@ def audit_candidate(name: str, labeller: Labeller, docs: list[Document], setting
     t0 = time.perf_counter()
     run = label_documents(docs, labeller, out, settings.max_failure_share, cache_path=cache)
     seconds = time.perf_counter() - t0
-    report = audit_labels(out / LABELS_FILE, folder / GOLD_FILE, {d.id: d.text for d in docs}, name=name,
-                          resamples=audit.resamples, seed=audit.seed, snippet_chars=audit.snippet_chars)
-    report["labelling"] = {"counts": run.counts, "seconds": round(seconds, 2),
-                           "docs_per_s": _docs_per_s(run.counts, seconds)}
+    report = audit_labels(
+        out / LABELS_FILE,
+        folder / GOLD_FILE,
+        {d.id: d.text for d in docs},
+        name=name,
+        resamples=audit.resamples,
+        seed=audit.seed,
+        snippet_chars=audit.snippet_chars,
+    )
+    report["labelling"] = {
+        "counts": run.counts,
+        "seconds": round(seconds, 2),
+        "docs_per_s": _docs_per_s(run.counts, seconds),
+    }
     write_json(out / AUDIT_FILE, report)
     m = report["metrics"]
-    logger.info("[corpus] audit of labeller '%s' on %d gold docs: P %.3f R %.3f F1 %.3f [%.3f, %.3f] (%.1f s)",
-                name, report["n"], m["precision"]["value"], m["recall"]["value"], m["f1"]["value"],
-                m["f1"]["ci_low"], m["f1"]["ci_high"], seconds)
+    logger.info(
+        "[corpus] audit of labeller '%s' on %d gold docs: P %.3f R %.3f F1 %.3f [%.3f, %.3f] (%.1f s)",
+        name,
+        report["n"],
+        m["precision"]["value"],
+        m["recall"]["value"],
+        m["f1"]["value"],
+        m["f1"]["ci_low"],
+        m["f1"]["ci_high"],
+        seconds,
+    )
     return report
 
 
 def audit_summary(report: dict[str, Any], settings: Any) -> dict[str, Any]:
     """The part of an audit that goes into the stage metrics (the report and card read it)."""
     counts = report["labelling"]["counts"]
-    return {"kind": settings.kind, "model": getattr(settings, "model", None) or str(getattr(settings, "path", "")),
-            "n": report["n"], "metrics": report["metrics"], "confusion": report["confusion"],
-            "coverage": report["coverage"]["share"], "subdomain": report["subdomain"],
-            "disagreements": len(report["disagreements"]), "examples": report["disagreements"][:EXAMPLES],
-            "note": report.get("note"),
-            "failed": counts["failed"], "failure_share": round(counts["failure_share"], 4),
-            "cached": counts["cached"], "seconds": report["labelling"]["seconds"],
-            "docs_per_s": report["labelling"]["docs_per_s"]}
+    return {
+        "kind": settings.kind,
+        "model": getattr(settings, "model", None) or str(getattr(settings, "path", "")),
+        "n": report["n"],
+        "metrics": report["metrics"],
+        "confusion": report["confusion"],
+        "coverage": report["coverage"]["share"],
+        "subdomain": report["subdomain"],
+        "disagreements": len(report["disagreements"]),
+        "examples": report["disagreements"][:EXAMPLES],
+        "note": report.get("note"),
+        "failed": counts["failed"],
+        "failure_share": round(counts["failure_share"], 4),
+        "cached": counts["cached"],
+        "seconds": report["labelling"]["seconds"],
+        "docs_per_s": report["labelling"]["docs_per_s"],
+    }
 
 
-def run_audits(settings: LabellingSettings, labellers: dict[str, Labeller], docs: list[Document],
-               folder: Path, cache: Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+def run_audits(
+    settings: LabellingSettings, labellers: dict[str, Labeller], docs: list[Document], folder: Path, cache: Path
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Audit every candidate; one over the failure budget is disqualified unless it is the only one."""
     audits, disqualified = {}, {}
     for name, labeller in labellers.items():
@@ -164,18 +209,22 @@ def run_audits(settings: LabellingSettings, labellers: dict[str, Labeller], docs
             audits[name] = audit_candidate(name, labeller, docs, settings, folder, cache)
         except FailureBudgetExceeded as exc:
             if len(labellers) == 1:
-                raise FailureBudgetExceeded(f"corpus.labelling: labeller '{name}' on the audit: {exc}",
-                                            exc.counts) from None
+                raise FailureBudgetExceeded(
+                    f"corpus.labelling: labeller '{name}' on the audit: {exc}", exc.counts
+                ) from None
             logger.warning("[corpus] labeller '%s' disqualified: %s", name, exc)
             disqualified[name] = str(exc)
     if not audits:
-        raise RuntimeError("corpus.labelling: every labeller went over max_failure_share on the audit: "
-                           + "; ".join(f"{n}: {why}" for n, why in disqualified.items()))
+        raise RuntimeError(
+            "corpus.labelling: every labeller went over max_failure_share on the audit: "
+            + "; ".join(f"{n}: {why}" for n, why in disqualified.items())
+        )
     return audits, disqualified
 
 
-def label_survivors(settings: LabellingSettings, survivors: Path, out_dir: Path,
-                    heldout: Callable[[str], bool]) -> LabellingOutcome:
+def label_survivors(
+    settings: LabellingSettings, survivors: Path, out_dir: Path, heldout: Callable[[str], bool]
+) -> LabellingOutcome:
     """Audit the candidates (when `audit` is set), label the sample with the chosen one, write `labels.jsonl`."""
     t0 = time.perf_counter()
     refuse_gold_as_labeller(settings)
@@ -201,25 +250,37 @@ def label_survivors(settings: LabellingSettings, survivors: Path, out_dir: Path,
     try:
         run = label_documents(sample, labellers[chosen], out_dir, settings.max_failure_share, cache_path=cache)
     except FailureBudgetExceeded as exc:
-        raise FailureBudgetExceeded(f"corpus.labelling: labeller '{chosen}' on the sample of {len(sample)} "
-                                    f"documents: {exc}", exc.counts) from None
+        raise FailureBudgetExceeded(
+            f"corpus.labelling: labeller '{chosen}' on the sample of {len(sample)} documents: {exc}", exc.counts
+        ) from None
     sample_s = time.perf_counter() - t1
     labelled = read_jsonl(out_dir / LABELS_FILE)
     medical = sum(bool(r["medical"]) for r in labelled)
     metrics = {
-        "labellers": list(labellers), "chosen": chosen, "select_by": settings.select_by,
+        "labellers": list(labellers),
+        "chosen": chosen,
+        "select_by": settings.select_by,
         "max_failure_share": settings.max_failure_share,
-        "sample": {"requested": settings.sample.n if settings.sample else None,
-                   "seed": settings.sample.seed if settings.sample else None,
-                   "survivors": n_survivors, "docs": len(sample)},
+        "sample": {
+            "requested": settings.sample.n if settings.sample else None,
+            "seed": settings.sample.seed if settings.sample else None,
+            "survivors": n_survivors,
+            "docs": len(sample),
+        },
         "audit": audit_info,
         "audits": {name: audit_summary(report, by_name[name]) for name, report in audits.items()},
         "disqualified": disqualified,
-        "selection": None if selection is None else {k: selection[k] for k in ("best", "metric", "clearly_better",
-                                                                              "reason", "ranking")},
-        "counts": run.counts, "sample_s": round(sample_s, 2), "docs_per_s": _docs_per_s(run.counts, sample_s),
-        "labels": {"docs": len(labelled), "medical": medical,
-                   "medical_share": round(medical / len(labelled), 4) if labelled else 0.0},
+        "selection": None
+        if selection is None
+        else {k: selection[k] for k in ("best", "metric", "clearly_better", "reason", "ranking")},
+        "counts": run.counts,
+        "sample_s": round(sample_s, 2),
+        "docs_per_s": _docs_per_s(run.counts, sample_s),
+        "labels": {
+            "docs": len(labelled),
+            "medical": medical,
+            "medical_share": round(medical / len(labelled), 4) if labelled else 0.0,
+        },
         "seconds": round(time.perf_counter() - t0, 2),
     }
     write_json(out_dir / SELECTION_FILE, {**metrics, "selection": selection})
@@ -241,5 +302,9 @@ def heldout_vs_gold(scores_path: Path, gold_path: Path, threshold: float) -> dic
     keys = ("precision", "recall", "f1", "accuracy")
     classifier = binary_metrics(truth, [r["score"] >= threshold for r in rows])
     labels = binary_metrics(truth, [bool(r["label"]) for r in rows])
-    return {"n": len(rows), "gold": str(gold_path), "classifier": {k: classifier[k] for k in (*keys, "confusion")},
-            "training_labels": {k: labels[k] for k in keys}}
+    return {
+        "n": len(rows),
+        "gold": str(gold_path),
+        "classifier": {k: classifier[k] for k in (*keys, "confusion")},
+        "training_labels": {k: labels[k] for k in keys},
+    }

@@ -35,8 +35,13 @@ class FileLabeller:
 
     def identity(self) -> dict[str, Any]:
         s = self.settings
-        return {"backend": self.backend, "path": str(s.path), "sha256": file_sha256(s.path),
-                "id_key": s.id_key, "label_key": s.label_key}
+        return {
+            "backend": self.backend,
+            "path": str(s.path),
+            "sha256": file_sha256(s.path),
+            "id_key": s.id_key,
+            "label_key": s.label_key,
+        }
 
     def _parse_line(self, line: str) -> tuple[str, DocLabels]:
         s = self.settings
@@ -72,16 +77,20 @@ class FileLabeller:
         self._labels = labels
         return labels
 
-    def label_many(self, docs: Sequence[Document],
-                   on_result: Callable[[LabelResult], None] | None = None) -> list[LabelResult]:
+    def label_many(
+        self, docs: Sequence[Document], on_result: Callable[[LabelResult], None] | None = None
+    ) -> list[LabelResult]:
         """Look every document up by id; absent ids get status `missing`."""
         labels = self.load()
         results = []
         for doc in docs:
             hit = labels.get(doc.id)
             missing = f"no line for this id in {self.settings.path}"
-            result = (LabelResult(doc_id=doc.id, status="ok", labels=hit[0], raw=hit[1]) if hit else
-                      LabelResult(doc_id=doc.id, status="missing", error=missing))
+            result = (
+                LabelResult(doc_id=doc.id, status="ok", labels=hit[0], raw=hit[1])
+                if hit
+                else LabelResult(doc_id=doc.id, status="missing", error=missing)
+            )
             results.append(result)
             if on_result is not None:
                 on_result(result)

@@ -47,9 +47,16 @@ class HfLabeller:
 
     def identity(self) -> dict[str, Any]:
         s = self.settings
-        return {"backend": self.backend, "model": s.model, "template": self.template, "positive": s.positive,
-                "negative": s.negative, "threshold": s.threshold, "max_doc_chars": s.max_doc_chars,
-                "dtype": s.dtype}
+        return {
+            "backend": self.backend,
+            "model": s.model,
+            "template": self.template,
+            "positive": s.positive,
+            "negative": s.negative,
+            "threshold": s.threshold,
+            "max_doc_chars": s.max_doc_chars,
+            "dtype": s.dtype,
+        }
 
     def _load(self) -> None:
         if self._model is not None:
@@ -68,8 +75,9 @@ class HfLabeller:
         tok = self._tokenizer
         prompt = render(self.template, text, self.settings.max_doc_chars)
         if tok.chat_template:
-            chat = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                           add_generation_prompt=True)
+            chat = tok.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
             return tok(chat, add_special_tokens=False)["input_ids"]  # the template places BOS itself
         return tok(prompt.rstrip() + "\n")["input_ids"]
 
@@ -91,8 +99,9 @@ class HfLabeller:
         ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self._model.device)
         mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self._model.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self._model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                             logits_to_keep=keep).logits.float()
+        logits = self._model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep
+        ).logits.float()
         logp = torch.log_softmax(logits, dim=-1)  # [len(seqs), keep, vocab]
         if single:
             return logp[:, -1, [w[0] for w in words]]
@@ -115,13 +124,21 @@ class HfLabeller:
         for doc, prompt, lp_pos, lp_neg in zip(docs, prompts, pos, neg, strict=True):
             p = sigmoid(lp_pos - lp_neg)
             raw = json.dumps({"logprob": {self.settings.positive: lp_pos, self.settings.negative: lp_neg}})
-            results.append(LabelResult(
-                doc_id=doc.id, status="ok", raw=raw, attempts=1, prompt_tokens=len(prompt),
-                labels=DocLabels(medical=p >= self.settings.threshold, p_medical=p)))
+            results.append(
+                LabelResult(
+                    doc_id=doc.id,
+                    status="ok",
+                    raw=raw,
+                    attempts=1,
+                    prompt_tokens=len(prompt),
+                    labels=DocLabels(medical=p >= self.settings.threshold, p_medical=p),
+                )
+            )
         return results
 
-    def label_many(self, docs: Sequence[Document],
-                   on_result: Callable[[LabelResult], None] | None = None) -> list[LabelResult]:
+    def label_many(
+        self, docs: Sequence[Document], on_result: Callable[[LabelResult], None] | None = None
+    ) -> list[LabelResult]:
         """Label `docs` in batches of `batch_size` (results in input order)."""
         if not docs:
             return []
@@ -129,7 +146,7 @@ class HfLabeller:
         results: list[LabelResult] = []
         step = self.settings.batch_size
         for start in range(0, len(docs), step):
-            for result in self._results(docs[start:start + step]):
+            for result in self._results(docs[start : start + step]):
                 results.append(result)
                 if on_result is not None:
                     on_result(result)

@@ -32,9 +32,15 @@ LabellingSetupError = EndpointSetupError  # the name older code and tests import
 
 
 def policy_of(s: Any, max_tokens: int) -> SendPolicy:
-    return SendPolicy(max_concurrency=s.concurrency, max_retries=s.max_retries, backoff_s=s.backoff_s,
-                      max_backoff_s=s.max_backoff_s, jitter=s.jitter, timeout_s=s.timeout_s,
-                      timeout_per_token_s=s.timeout_per_token_s)
+    return SendPolicy(
+        max_concurrency=s.concurrency,
+        max_retries=s.max_retries,
+        backoff_s=s.backoff_s,
+        max_backoff_s=s.max_backoff_s,
+        jitter=s.jitter,
+        timeout_s=s.timeout_s,
+        timeout_per_token_s=s.timeout_per_token_s,
+    )
 
 
 class OpenAILabeller:
@@ -45,8 +51,7 @@ class OpenAILabeller:
         self.logprob = settings.method == "logprob"
         self.parser = "logprob" if self.logprob else JSON_REPLY
         self.template = load_template(settings.template, "yesno" if self.logprob else "json")
-        self.endpoint = Endpoint("corpus.labelling.labeller", settings.model, settings.base_url,
-                                 settings.api_key_env)
+        self.endpoint = Endpoint("corpus.labelling.labeller", settings.model, settings.base_url, settings.api_key_env)
         self.stats: dict[str, Any] = {}
         self.requests = 0  # HTTP requests sent for documents, retries included
 
@@ -54,12 +59,24 @@ class OpenAILabeller:
         """Everything besides the document that determines a reply (the cache key). The URL is left out so
         that moving a server does not invalidate the cache."""
         s = self.settings
-        ident = {"backend": self.backend, "model": s.model, "template": self.template, "method": s.method,
-                 "temperature": s.temperature, "max_tokens": s.max_tokens, "seed": s.seed,
-                 "max_doc_chars": s.max_doc_chars}
+        ident = {
+            "backend": self.backend,
+            "model": s.model,
+            "template": self.template,
+            "method": s.method,
+            "temperature": s.temperature,
+            "max_tokens": s.max_tokens,
+            "seed": s.seed,
+            "max_doc_chars": s.max_doc_chars,
+        }
         if self.logprob:
-            return ident | {"positive": s.positive, "negative": s.negative, "threshold": s.threshold,
-                            "temperature": 0.0, "max_tokens": 1}
+            return ident | {
+                "positive": s.positive,
+                "negative": s.negative,
+                "threshold": s.threshold,
+                "temperature": 0.0,
+                "max_tokens": 1,
+            }
         return ident | {"structured_output": s.structured_output}
 
     def _body(self, llm: LLMClient, doc: Document, mode: str | None, path: str | None) -> dict[str, Any]:
@@ -67,8 +84,12 @@ class OpenAILabeller:
         prompt = render(self.template, doc.text, s.max_doc_chars)
         if self.logprob:
             return llm.logprob_body(path or "/chat/completions", prompt)
-        body: dict[str, Any] = {"model": s.model, "temperature": s.temperature, "max_tokens": s.max_tokens,
-                                "messages": [{"role": "user", "content": prompt}]}
+        body: dict[str, Any] = {
+            "model": s.model,
+            "temperature": s.temperature,
+            "max_tokens": s.max_tokens,
+            "messages": [{"role": "user", "content": prompt}],
+        }
         if s.seed is not None:
             body["seed"] = s.seed
         if mode is not None and (fmt := response_format(mode, json_schema(), "medical_labels")) is not None:
@@ -76,32 +97,51 @@ class OpenAILabeller:
         return body
 
     def _result(self, doc: Document, outcome: Outcome) -> LabelResult:
-        usage = {"attempts": outcome.requests, "prompt_tokens": outcome.prompt_tokens,
-                 "completion_tokens": outcome.completion_tokens}
+        usage = {
+            "attempts": outcome.requests,
+            "prompt_tokens": outcome.prompt_tokens,
+            "completion_tokens": outcome.completion_tokens,
+        }
         reply = outcome.reply
         if reply is None:
             status = "timeout" if outcome.cause == "timeout" else "http_error"
             return LabelResult(doc_id=doc.id, status=status, error=f"{outcome.cause}: {outcome.error}", **usage)
         if self.logprob:
             s = self.settings
-            probs = answer_probabilities(reply.top_logprobs, {"pos": word_variants(s.positive),
-                                                              "neg": word_variants(s.negative)})
-            raw = json.dumps({"top_logprobs": reply.top_logprobs, "finish_reason": reply.finish_reason},
-                             ensure_ascii=False)
+            probs = answer_probabilities(
+                reply.top_logprobs, {"pos": word_variants(s.positive), "neg": word_variants(s.negative)}
+            )
+            raw = json.dumps(
+                {"top_logprobs": reply.top_logprobs, "finish_reason": reply.finish_reason}, ensure_ascii=False
+            )
             if not probs:
-                return LabelResult(doc_id=doc.id, status="invalid_json", raw=raw, error=(
-                    f"neither '{s.positive}' nor '{s.negative}' among the top log-probabilities"), **usage)
+                return LabelResult(
+                    doc_id=doc.id,
+                    status="invalid_json",
+                    raw=raw,
+                    error=(f"neither '{s.positive}' nor '{s.negative}' among the top log-probabilities"),
+                    **usage,
+                )
             p = probs["pos"]
-            return LabelResult(doc_id=doc.id, status="ok", raw=raw, **usage,
-                               labels=DocLabels(medical=p >= s.threshold, p_medical=p))
+            return LabelResult(
+                doc_id=doc.id, status="ok", raw=raw, **usage, labels=DocLabels(medical=p >= s.threshold, p_medical=p)
+            )
         status, labels, error = parse_reply(reply.text)
         if status != "ok" and reply.cut:
             error = f"cut at max_tokens={self.settings.max_tokens} (finish_reason=length); {error}"
-        return LabelResult(doc_id=doc.id, labels=labels, status=status, raw=reply.text, error=error,
-                           finish_reason=reply.finish_reason, **usage)
+        return LabelResult(
+            doc_id=doc.id,
+            labels=labels,
+            status=status,
+            raw=reply.text,
+            error=error,
+            finish_reason=reply.finish_reason,
+            **usage,
+        )
 
-    async def _label_all(self, docs: Sequence[Document],
-                         on_result: Callable[[LabelResult], None] | None) -> list[LabelResult]:
+    async def _label_all(
+        self, docs: Sequence[Document], on_result: Callable[[LabelResult], None] | None
+    ) -> list[LabelResult]:
         s = self.settings
         async with LLMClient(self.endpoint, policy_of(s, s.max_tokens)) as llm:
             mode = path = None
@@ -111,8 +151,7 @@ class OpenAILabeller:
                 mode = await llm.structured_mode(json_schema(), s.structured_output)
 
             async def one(doc: Document) -> LabelResult:
-                return self._result(doc, await llm.send(self._body(llm, doc, mode, path), path or
-                                                        "/chat/completions"))
+                return self._result(doc, await llm.send(self._body(llm, doc, mode, path), path or "/chat/completions"))
 
             try:
                 return await llm.map(list(docs), one, on_result=on_result)
@@ -120,8 +159,9 @@ class OpenAILabeller:
                 self.stats = llm.stats.as_dict() | {"capacity": llm.limiter.stats()}
                 self.requests = llm.stats.requests
 
-    def label_many(self, docs: Sequence[Document],
-                   on_result: Callable[[LabelResult], None] | None = None) -> list[LabelResult]:
+    def label_many(
+        self, docs: Sequence[Document], on_result: Callable[[LabelResult], None] | None = None
+    ) -> list[LabelResult]:
         """Label `docs` (results in input order); `on_result` sees each result as soon as it exists (and may
         raise to stop the batch, as the runner's failure budget does)."""
         if not docs:

@@ -23,8 +23,9 @@ def read_template_file(name: str) -> str:
     try:
         return resources.files("definemed").joinpath("assets", "prompts", name).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise FileNotFoundError(f"labelling prompt '{name}' is neither a file nor in definemed/assets/prompts/") \
-            from None
+        raise FileNotFoundError(
+            f"labelling prompt '{name}' is neither a file nor in definemed/assets/prompts/"
+        ) from None
 
 
 def load_template(name: str, answer: str) -> str:

@@ -36,8 +36,9 @@ class Labeller(Protocol):
 
     def identity(self) -> dict[str, Any]: ...
 
-    def label_many(self, docs: Sequence[Document],
-                   on_result: Callable[[LabelResult], None] | None = None) -> list[LabelResult]: ...
+    def label_many(
+        self, docs: Sequence[Document], on_result: Callable[[LabelResult], None] | None = None
+    ) -> list[LabelResult]: ...
 
 
 @dataclass
@@ -60,11 +61,16 @@ def summarize(results: Sequence[LabelResult]) -> dict[str, Any]:
     by_status = Counter(r.status for r in results)
     total = len(results)
     failed = total - by_status["ok"]
-    return {"total": total, **{s: by_status[s] for s in STATUSES}, "failed": failed,
-            "failure_share": failed / total if total else 0.0, "cached": sum(r.cached for r in results),
-            "requests": sum(r.attempts for r in results if not r.cached),
-            "prompt_tokens": sum(r.prompt_tokens for r in results if not r.cached),
-            "completion_tokens": sum(r.completion_tokens for r in results if not r.cached)}
+    return {
+        "total": total,
+        **{s: by_status[s] for s in STATUSES},
+        "failed": failed,
+        "failure_share": failed / total if total else 0.0,
+        "cached": sum(r.cached for r in results),
+        "requests": sum(r.attempts for r in results if not r.cached),
+        "prompt_tokens": sum(r.prompt_tokens for r in results if not r.cached),
+        "completion_tokens": sum(r.completion_tokens for r in results if not r.cached),
+    }
 
 
 def budget_message(counts: dict[str, Any], max_failure_share: float, where: str = "") -> str:
@@ -74,15 +80,22 @@ def budget_message(counts: dict[str, Any], max_failure_share: float, where: str 
     transport = counts.get("timeout", 0) + counts.get("http_error", 0)
     hints = []
     if answered:
-        hints.append(f"the {answered} replies that came back are cached with their raw text{where}: fix the "
-                     "prompt or parser and call reparse()")
+        hints.append(
+            f"the {answered} replies that came back are cached with their raw text{where}: fix the "
+            "prompt or parser and call reparse()"
+        )
     if transport:
         hints.append(f"the {transport} failed requests are not cached and are asked again on a rerun")
-    stopped = (f" (stopped early after {counts['done']} of {counts['total']})"
-               if counts.get("done", counts["total"]) < counts["total"] else "")
-    return (f"labelling failed for {counts['failed']} of {counts['total']} documents "
-            f"({counts['failure_share']:.1%} > max_failure_share {max_failure_share:.1%}){stopped}: "
-            f"ok={counts['ok']}, {detail}. " + "; ".join(hints) + ".")
+    stopped = (
+        f" (stopped early after {counts['done']} of {counts['total']})"
+        if counts.get("done", counts["total"]) < counts["total"]
+        else ""
+    )
+    return (
+        f"labelling failed for {counts['failed']} of {counts['total']} documents "
+        f"({counts['failure_share']:.1%} > max_failure_share {max_failure_share:.1%}){stopped}: "
+        f"ok={counts['ok']}, {detail}. " + "; ".join(hints) + "."
+    )
 
 
 def check_budget(counts: dict[str, Any], max_failure_share: float, where: str = "") -> None:
@@ -103,8 +116,9 @@ def _unique_ids(docs: Sequence[Document]) -> None:
         raise ValueError(f"document ids must be unique; repeated: {sorted(dupes)[:5]}")
 
 
-def _label_through_cache(docs: Sequence[Document], labeller: Labeller, cache: LabelCache,
-                         max_failure_share: float = 1.0) -> tuple[list[LabelResult], bool]:
+def _label_through_cache(
+    docs: Sequence[Document], labeller: Labeller, cache: LabelCache, max_failure_share: float = 1.0
+) -> tuple[list[LabelResult], bool]:
     """(results, complete): complete is False when the batch stopped early, over its failure budget."""
     identity = labeller.identity()
     keys = [cache_key(identity, d.text) for d in docs]
@@ -120,8 +134,9 @@ def _label_through_cache(docs: Sequence[Document], labeller: Labeller, cache: La
 
     from tqdm.auto import tqdm
 
-    logger.info("labelling %d documents: %d cached, %d to ask", len(docs), len(docs) - sum(
-        k in todo for k in keys), len(todo))
+    logger.info(
+        "labelling %d documents: %d cached, %d to ask", len(docs), len(docs) - sum(k in todo for k in keys), len(todo)
+    )
     fresh: dict[str, LabelResult] = {}
     complete = True
     with tqdm(total=len(todo), desc=f"label ({labeller.backend})", unit="doc", disable=None) as progress:
@@ -146,16 +161,22 @@ def _label_through_cache(docs: Sequence[Document], labeller: Labeller, cache: La
         if key in fresh:
             result = fresh[key]
             if result.doc_id != doc.id:  # an equal text under another id: same reply, no request of its own
-                result = result.model_copy(update={"doc_id": doc.id, "attempts": 0, "prompt_tokens": 0,
-                                                   "completion_tokens": 0})
+                result = result.model_copy(
+                    update={"doc_id": doc.id, "attempts": 0, "prompt_tokens": 0, "completion_tokens": 0}
+                )
             results.append(result)
         elif key in cache.rows:
             results.append(cache.get(key, doc.id))
     return results, complete
 
 
-def label_documents(docs: Sequence[Document], labeller: Labeller, out_dir: str | Path,
-                    max_failure_share: float = 0.05, cache_path: str | Path | None = None) -> LabellingRun:
+def label_documents(
+    docs: Sequence[Document],
+    labeller: Labeller,
+    out_dir: str | Path,
+    max_failure_share: float = 0.05,
+    cache_path: str | Path | None = None,
+) -> LabellingRun:
     """Label `docs` (cached where possible), write labels and report to `out_dir`, enforce the budget.
 
     `cache_path` (default `out_dir/label_cache.jsonl`) may be shared by several runs and labellers: keys hold
@@ -174,18 +195,28 @@ def label_documents(docs: Sequence[Document], labeller: Labeller, out_dir: str |
     if not complete:  # the share of the whole sample that is certain to fail already
         counts |= {"done": counts["total"], "total": len(docs), "failure_share": counts["failed"] / len(docs)}
     stats = getattr(labeller, "stats", None)
-    report = {"backend": labeller.backend, "model": labeller.identity().get("model"),
-              "max_failure_share": max_failure_share, "within_budget": counts["failure_share"] <= max_failure_share,
-              "counts": counts, "errors": _error_examples(results), "complete": complete,
-              **({"endpoint": stats} if stats else {})}
+    report = {
+        "backend": labeller.backend,
+        "model": labeller.identity().get("model"),
+        "max_failure_share": max_failure_share,
+        "within_budget": counts["failure_share"] <= max_failure_share,
+        "counts": counts,
+        "errors": _error_examples(results),
+        "complete": complete,
+        **({"endpoint": stats} if stats else {}),
+    }
     write_json(out_dir / REPORT_FILE, report)
     logger.info("labelling outcome: %s", {k: v for k, v in counts.items() if v})
     check_budget(counts, max_failure_share, where=f" in {cache_path}")
-    write_jsonl(out_dir / LABELS_FILE, ({"id": r.doc_id, **r.labels.model_dump()} for r in results
-                                        if r.status == "ok" and r.labels is not None))
-    return LabellingRun(results=results, counts=counts,
-                        outputs={"labels": LABELS_FILE, "report": REPORT_FILE, "cache": os.path.relpath(cache_path,
-                                                                                                         out_dir)})
+    write_jsonl(
+        out_dir / LABELS_FILE,
+        ({"id": r.doc_id, **r.labels.model_dump()} for r in results if r.status == "ok" and r.labels is not None),
+    )
+    return LabellingRun(
+        results=results,
+        counts=counts,
+        outputs={"labels": LABELS_FILE, "report": REPORT_FILE, "cache": os.path.relpath(cache_path, out_dir)},
+    )
 
 
 def _error_examples(results: Sequence[LabelResult], per_status: int = 5) -> dict[str, list[dict[str, str]]]:

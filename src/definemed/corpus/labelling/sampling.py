@@ -36,8 +36,9 @@ def input_files(paths: Iterable[str | Path]) -> list[Path]:
 def sample_stream(paths: Iterable[str | Path], id_key: str = "id", text_key: str = "text") -> Iterator[Document]:
     """Every document with non-empty text of the files under `paths`, in file order (`definemed.documents`'s
     reader; malformed JSON lines are logged and skipped, a record without id gets `file:row`)."""
-    for row in iter_documents(input_files(paths), text_key=text_key, id_key=id_key, columns=[id_key, text_key],
-                              on_malformed="skip"):
+    for row in iter_documents(
+        input_files(paths), text_key=text_key, id_key=id_key, columns=[id_key, text_key], on_malformed="skip"
+    ):
         yield Document(id=str(row[id_key]), text=row[text_key])
 
 
@@ -57,8 +58,9 @@ def reservoir_sample(docs: Iterable[Document], n: int, seed: int = 0) -> tuple[l
     return [doc for _, doc in sorted(reservoir, key=lambda pair: pair[0])], seen
 
 
-def sample_documents(paths: Iterable[str | Path], n: int, seed: int = 0, id_key: str = "id",
-                     text_key: str = "text") -> list[Document]:
+def sample_documents(
+    paths: Iterable[str | Path], n: int, seed: int = 0, id_key: str = "id", text_key: str = "text"
+) -> list[Document]:
     """`n` documents drawn uniformly without replacement (all of them if fewer), in stream order."""
     sample, seen = reservoir_sample(sample_stream(paths, id_key, text_key), n, seed)
     logger.info("sampled %d of %d documents (seed %d)", len(sample), seen, seed)

@@ -13,8 +13,17 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Subdomain = Literal["clinical", "pharmacology", "patient_information", "public_health", "nursing", "research",
-                    "veterinary", "wellness_marketing", "none"]
+Subdomain = Literal[
+    "clinical",
+    "pharmacology",
+    "patient_information",
+    "public_health",
+    "nursing",
+    "research",
+    "veterinary",
+    "wellness_marketing",
+    "none",
+]
 SUBDOMAINS: tuple[str, ...] = get_args(Subdomain)
 # Subdomains that never describe human medicine: a reply pairing them with medical=true contradicts itself.
 NON_MEDICAL_SUBDOMAINS = frozenset({"veterinary", "wellness_marketing", "none"})

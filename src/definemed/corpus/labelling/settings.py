@@ -17,8 +17,9 @@ AuditMetric = Literal["precision", "recall", "f1", "accuracy"]
 
 
 class NamedLabeller(Strict):
-    name: SafeName | None = Field(None, description="how audits and metrics call this labeller; "
-                             "required when `labellers` lists several")
+    name: SafeName | None = Field(
+        None, description="how audits and metrics call this labeller; required when `labellers` lists several"
+    )
 
     @property
     def label(self) -> str:
@@ -37,11 +38,15 @@ class OpenAILabellerSettings(NamedLabeller):
     api_key_env: str = "OPENAI_API_KEY"
     template: str = Field("label_medical_de.md", description="file under assets/prompts/ or a path")
     structured_output: Literal["auto", "json_schema", "json_object", "plain"] = Field(
-        "auto", description="auto: negotiated once per endpoint (json_schema, then json_object + schema, then "
-        "plain strict parsing); or force one")
+        "auto",
+        description="auto: negotiated once per endpoint (json_schema, then json_object + schema, then "
+        "plain strict parsing); or force one",
+    )
     method: Literal["generate", "logprob"] = Field(
-        "generate", description="generate: a JSON reply; logprob: P(positive) from one token's log-probabilities "
-        "(medical and p_medical only, like the hf labeller)")
+        "generate",
+        description="generate: a JSON reply; logprob: P(positive) from one token's log-probabilities "
+        "(medical and p_medical only, like the hf labeller)",
+    )
     positive: str = Field("ja", description="logprob: answer word meaning 'medical'")
     negative: str = Field("nein", description="logprob: answer word meaning 'not medical'")
     threshold: float = Field(0.5, gt=0, lt=1, description="logprob: medical when P(positive) >= threshold")
@@ -49,8 +54,9 @@ class OpenAILabellerSettings(NamedLabeller):
     max_tokens: int = Field(96, ge=1)
     seed: int | None = None
     max_doc_chars: int = Field(6000, ge=100, description="documents are cut to this many characters")
-    concurrency: int = Field(8, ge=1, description="most requests in flight; the client starts at 1 and grows "
-                             "only while throughput grows")
+    concurrency: int = Field(
+        8, ge=1, description="most requests in flight; the client starts at 1 and grows only while throughput grows"
+    )
     max_retries: int = Field(4, ge=0, description="retries after timeouts, 429 and 5xx (not other 4xx)")
     backoff_s: float = Field(1.0, ge=0, description="first retry waits this long, then doubles")
     max_backoff_s: float = Field(60.0, ge=0, description="upper bound of one wait, Retry-After included")
@@ -104,8 +110,9 @@ class FileLabellerSettings(NamedLabeller):
         return f"file:{self.path.name}"
 
 
-LabellerSettings = open_union("labeller", OpenAILabellerSettings, HfLabellerSettings, FileLabellerSettings,
-                              default="openai")
+LabellerSettings = open_union(
+    "labeller", OpenAILabellerSettings, HfLabellerSettings, FileLabellerSettings, default="openai"
+)
 
 
 class SampleSettings(Strict):
@@ -126,8 +133,9 @@ class AuditSettings(Strict):
     """
 
     gold: Path
-    max_docs: int | None = Field(None, ge=1, description="audit this many gold documents (drawn with `seed`); "
-                                 "None: all that qualify")
+    max_docs: int | None = Field(
+        None, ge=1, description="audit this many gold documents (drawn with `seed`); None: all that qualify"
+    )
     resamples: int = Field(1000, ge=10, le=100_000, description="bootstrap resamples for the 95 % intervals")
     seed: int = 0
     snippet_chars: int = Field(200, ge=0)
@@ -150,8 +158,10 @@ class LabellingSettings(Strict):
     @model_validator(mode="after")
     def _one_or_several_labellers(self) -> LabellingSettings:
         if (self.labeller is None) == (not self.labellers):
-            raise ValueError("set either `labeller` (one) or `labellers` (several candidates), not "
-                             + ("both" if self.labeller is not None else "neither"))
+            raise ValueError(
+                "set either `labeller` (one) or `labellers` (several candidates), not "
+                + ("both" if self.labeller is not None else "neither")
+            )
         if len(self.labellers) > 1:
             if self.audit is None:
                 raise ValueError("labellers: choosing among several labellers needs `audit` (a gold file)")
@@ -167,4 +177,3 @@ class LabellingSettings(Strict):
     def candidates(self) -> list[Any]:
         """The labeller settings, one or several, in config order."""
         return [self.labeller] if self.labeller is not None else list(self.labellers)
-

@@ -18,5 +18,11 @@ Builder = Callable[[ReportInputs, StageContext], Section]
 
 # (name, builder): the name labels a section that could not be built.
 BUILDERS: tuple[tuple[str, Builder], ...] = (
-    ("summary", summary.section), ("corpus", corpus.section), ("cpt", cpt.section), ("merge", merge.section),
-    ("evaluate", evaluate.section), ("analyze", analyze.section), ("provenance", provenance.section))
+    ("summary", summary.section),
+    ("corpus", corpus.section),
+    ("cpt", cpt.section),
+    ("merge", merge.section),
+    ("evaluate", evaluate.section),
+    ("analyze", analyze.section),
+    ("provenance", provenance.section),
+)

@@ -14,9 +14,22 @@ if TYPE_CHECKING:
     from definemed.analyze.metrics import AnalyzeMetrics
 
 # Columns of the failure-modes table: fields of each model's summary, read by name.
-COLUMNS = ["n", "mixing_rate", "foreign_line_share", "word_mixing_rate", "english_word_share", "words_mean",
-           "words_median", "words_mean_untruncated", "length_ratio_untruncated", "length_ratio_to_reference_model",
-           "length_ratio_to_reference_answers", "repetition_mean", "truncation_rate", "empty_rate"]
+COLUMNS = [
+    "n",
+    "mixing_rate",
+    "foreign_line_share",
+    "word_mixing_rate",
+    "english_word_share",
+    "words_mean",
+    "words_median",
+    "words_mean_untruncated",
+    "length_ratio_untruncated",
+    "length_ratio_to_reference_model",
+    "length_ratio_to_reference_answers",
+    "repetition_mean",
+    "truncation_rate",
+    "empty_rate",
+]
 
 
 def section(inputs: ReportInputs, ctx: StageContext) -> Section:
@@ -33,6 +46,9 @@ def section(inputs: ReportInputs, ctx: StageContext) -> Section:
         for model, items in by_model.items():
             for ex in items[:1]:
                 spans = [f["line"] for f in ex.get("foreign_lines", [])] + list(ex.get("english_spans", []))
-                blocks.append(Example(f"{mode} - {model} - {ex['prompt_id']} (score {fmt(ex['score'])})",
-                                      ex.get("answer", ""), spans))
+                blocks.append(
+                    Example(
+                        f"{mode} - {model} - {ex['prompt_id']} (score {fmt(ex['score'])})", ex.get("answer", ""), spans
+                    )
+                )
     return Section("Failure modes", "analyze", blocks)

@@ -37,12 +37,18 @@ def section(inputs: ReportInputs, ctx: StageContext) -> Section:
         accs.append(mean_acc(tasks) or 0)
         errs.append(max((r.acc_stderr or 0) for r in tasks.values()) if tasks else 0)
     caption = "multiple choice" + "".join(
-        f"; {task}: {v.excluded_dev} of {v.questions} questions excluded (the merge sweep chose its factor "
-        f"on them)" for task, v in (m.mcq_split or {}).items())
+        f"; {task}: {v.excluded_dev} of {v.questions} questions excluded (the merge sweep chose its factor on them)"
+        for task, v in (m.mcq_split or {}).items()
+    )
     blocks: list[Any] = [Table(["model", "task", "accuracy", "stderr", "questions"], rows, caption=caption)]
     if names:
-        blocks.append(Figure("mcq_accuracy", plots.bars(names, accs, "Multiple-choice accuracy", "accuracy", errs),
-                             "accuracy with standard error"))
+        blocks.append(
+            Figure(
+                "mcq_accuracy",
+                plots.bars(names, accs, "Multiple-choice accuracy", "accuracy", errs),
+                "accuracy with standard error",
+            )
+        )
     blocks.extend(_subject_table(mcq))
     blocks.extend(_pairwise_blocks(inputs, ctx, m.judge))
     blocks.extend(_rating_blocks(m.ratings))
@@ -69,19 +75,32 @@ def _pairwise_blocks(inputs: ReportInputs, ctx: StageContext, judge: JudgeMetric
     if judge is None:
         return []
     pairs = read_json(ctx.input_path("evaluate", "pairwise"))["pairs"]
-    blocks: list[Any] = [f"Judge: {judge.kind} {judge.model or ''}; judgments: {judge.n_judgments}; "
-                         f"invalid: {judge.invalid}." + judge_failures(judge)]
-    blocks.append(Table(["model", "opponent", "wins", "ties", "losses", "invalid", "win-rate"],
-                        [[p["model"], p["opponent"], p["wins"], p["ties"], p["losses"], p["invalid"], p["win_rate"]]
-                         for p in pairs], caption="pairwise results (both orders per prompt)", css_id="winrate-table"))
+    blocks: list[Any] = [
+        f"Judge: {judge.kind} {judge.model or ''}; judgments: {judge.n_judgments}; "
+        f"invalid: {judge.invalid}." + judge_failures(judge)
+    ]
+    blocks.append(
+        Table(
+            ["model", "opponent", "wins", "ties", "losses", "invalid", "win-rate"],
+            [
+                [p["model"], p["opponent"], p["wins"], p["ties"], p["losses"], p["invalid"], p["win_rate"]]
+                for p in pairs
+            ],
+            caption="pairwise results (both orders per prompt)",
+            css_id="winrate-table",
+        )
+    )
     models = list(inputs.models)
     matrix: list[list[float | None]] = [[None] * len(models) for _ in models]
     for p in pairs:
         if p["model"] in models and p["opponent"] in models:
             matrix[models.index(p["model"])][models.index(p["opponent"])] = p["win_rate"]
     if pairs:
-        blocks.append(Figure("winrate_matrix", plots.heatmap(models, matrix, "Win-rate (row vs column)"),
-                             "pairwise win-rate matrix"))
+        blocks.append(
+            Figure(
+                "winrate_matrix", plots.heatmap(models, matrix, "Win-rate (row vs column)"), "pairwise win-rate matrix"
+            )
+        )
     return blocks
 
 
@@ -93,9 +112,11 @@ def judge_failures(judge: JudgeMetrics) -> str:
         parts.append("invalid verdicts by cause: " + ", ".join(f"{c} {n}" for c, n in causes.items()))
     if endpoint is not None:
         retries = endpoint.retries
-        parts.append(f"{endpoint.requests} requests for {judge.n_judgments} judgments"
-                     + ("; retried: " + ", ".join(f"{c} {n}" for c, n in retries.items()) if retries else "")
-                     + (f"; log-probabilities via {endpoint.logprobs}" if endpoint.logprobs else ""))
+        parts.append(
+            f"{endpoint.requests} requests for {judge.n_judgments} judgments"
+            + ("; retried: " + ", ".join(f"{c} {n}" for c, n in retries.items()) if retries else "")
+            + (f"; log-probabilities via {endpoint.logprobs}" if endpoint.logprobs else "")
+        )
     return (" " + "; ".join(parts) + ".") if parts else ""
 
 
@@ -107,25 +128,44 @@ def _rating_blocks(ratings: RatingMetrics | None) -> list[Any]:
     bt = ratings.bradley_terry or {}
     if bt:
         names = list(bt)
-        blocks.append(Table(["model", "Bradley-Terry score", "95% lower", "95% upper"],
-                            [[n, bt[n].score, bt[n].lower, bt[n].upper] for n in names],
-                            caption=f"Bradley-Terry scores (Elo scale, anchor {ratings.anchor} = 1000), "
-                                    f"{ratings.bootstrap_rounds} bootstrap rounds over "
-                                    f"{ratings.n_battles} battles", css_id="bt-table"))
+        blocks.append(
+            Table(
+                ["model", "Bradley-Terry score", "95% lower", "95% upper"],
+                [[n, bt[n].score, bt[n].lower, bt[n].upper] for n in names],
+                caption=f"Bradley-Terry scores (Elo scale, anchor {ratings.anchor} = 1000), "
+                f"{ratings.bootstrap_rounds} bootstrap rounds over "
+                f"{ratings.n_battles} battles",
+                css_id="bt-table",
+            )
+        )
         errs = [[bt[n].score - bt[n].lower for n in names], [bt[n].upper - bt[n].score for n in names]]
-        blocks.append(Figure("bradley_terry", plots.intervals(names, [bt[n].score for n in names], errs,
-                                                              "Bradley-Terry scores", "score"),
-                             "Bradley-Terry scores with 95% bootstrap intervals"))
+        blocks.append(
+            Figure(
+                "bradley_terry",
+                plots.intervals(names, [bt[n].score for n in names], errs, "Bradley-Terry scores", "score"),
+                "Bradley-Terry scores with 95% bootstrap intervals",
+            )
+        )
         if ratings.bradley_terry_note:
             blocks.append(ratings.bradley_terry_note)
     lc = {k: v for k, v in ratings.lc_winrate.items() if v is not None}
     if lc:
-        blocks.append(Table(["model", "opponent", "raw win-rate", "length-controlled", "length coefficient", "n"],
-                            [[k, v.opponent, v.raw, v.lc, v.length_coef, v.n] for k, v in lc.items()],
-                            caption="length-controlled win-rate (AlpacaEval-2 style)", css_id="lc-table"))
+        blocks.append(
+            Table(
+                ["model", "opponent", "raw win-rate", "length-controlled", "length coefficient", "n"],
+                [[k, v.opponent, v.raw, v.lc, v.length_coef, v.n] for k, v in lc.items()],
+                caption="length-controlled win-rate (AlpacaEval-2 style)",
+                css_id="lc-table",
+            )
+        )
     if ratings.fold_change:
-        blocks.append(Table(["comparison", "win-rate fold change"], [[k, v] for k, v in ratings.fold_change.items()],
-                            caption="ratio of win-rates against the same opponent (the paper's 3.5x)"))
+        blocks.append(
+            Table(
+                ["comparison", "win-rate fold change"],
+                [[k, v] for k, v in ratings.fold_change.items()],
+                caption="ratio of win-rates against the same opponent (the paper's 3.5x)",
+            )
+        )
     return blocks
 
 
@@ -134,12 +174,16 @@ def _audit_blocks(audit: JudgeAudit | None) -> list[Any]:
     if audit is None:
         return []
     pos, length, kappa = audit.position_consistency, audit.length_bias, audit.kappa
-    rows = [["position consistency (both orders agree)", pos.consistency],
-            ["first-position win share", pos.first_position_win_share],
-            ["invalid verdict share", pos.invalid_share],
-            ["tie share", audit.tie_share],
-            ["longer answer wins (decisive, unequal length)", length.longer_wins_share if length else None],
-            ["length coefficient (logistic, per-model strengths controlled)", length.length_coef if length else None],
-            ["Cohen's kappa vs human labels", kappa.kappa if kappa else None]]
-    return ["Judge audit: how far the win-rates above can be trusted.",
-            Table(["judge audit", "value"], rows, caption="judge audit", css_id="judge-audit")]
+    rows = [
+        ["position consistency (both orders agree)", pos.consistency],
+        ["first-position win share", pos.first_position_win_share],
+        ["invalid verdict share", pos.invalid_share],
+        ["tie share", audit.tie_share],
+        ["longer answer wins (decisive, unequal length)", length.longer_wins_share if length else None],
+        ["length coefficient (logistic, per-model strengths controlled)", length.length_coef if length else None],
+        ["Cohen's kappa vs human labels", kappa.kappa if kappa else None],
+    ]
+    return [
+        "Judge audit: how far the win-rates above can be trusted.",
+        Table(["judge audit", "value"], rows, caption="judge audit", css_id="judge-audit"),
+    ]

@@ -21,19 +21,38 @@ def section(inputs: ReportInputs, ctx: StageContext) -> Section:
     vs = ev.pairwise.vs_baseline if ev.pairwise is not None else {}
     rows = []
     for model in inputs.models:
-        rows.append([model, mean_acc((ev.mcq or {}).get(model, {})), vs.get(model) if model != baseline else None,
-                     *_answer_columns(an.models.get(model))])
+        rows.append(
+            [
+                model,
+                mean_acc((ev.mcq or {}).get(model, {})),
+                vs.get(model) if model != baseline else None,
+                *_answer_columns(an.models.get(model)),
+            ]
+        )
     judge = ev.judge
     kind, judge_model = (judge.kind, judge.model) if judge is not None else ("?", None)
     med = ctx.metrics("cpt").heldout.get("medical")
-    intro = (f"Accuracy is the mean over the multiple-choice tasks; win-rate is against '{baseline}' "
-             f"(wins + ties/2, both answer orders, disagreement counted as a tie); judge: {kind}"
-             f"{' (' + str(judge_model) + ')' if judge_model else ''}. Line-level mixing: share of answers "
-             f"with at least one non-{inputs.expected_language} line; word-level: share with English spans "
-             f"inside otherwise German lines. CPT changed held-out medical loss "
-             f"{fmt(med.loss_before if med else None)} -> {fmt(med.loss_after if med else None)}.")
-    table = Table(["model", "MCQ accuracy", f"win-rate vs {baseline}", "line-level mixing", "word-level mixing",
-                   "words / untruncated answer", "truncated"], rows, css_id="summary-table")
+    intro = (
+        f"Accuracy is the mean over the multiple-choice tasks; win-rate is against '{baseline}' "
+        f"(wins + ties/2, both answer orders, disagreement counted as a tie); judge: {kind}"
+        f"{' (' + str(judge_model) + ')' if judge_model else ''}. Line-level mixing: share of answers "
+        f"with at least one non-{inputs.expected_language} line; word-level: share with English spans "
+        f"inside otherwise German lines. CPT changed held-out medical loss "
+        f"{fmt(med.loss_before if med else None)} -> {fmt(med.loss_after if med else None)}."
+    )
+    table = Table(
+        [
+            "model",
+            "MCQ accuracy",
+            f"win-rate vs {baseline}",
+            "line-level mixing",
+            "word-level mixing",
+            "words / untruncated answer",
+            "truncated",
+        ],
+        rows,
+        css_id="summary-table",
+    )
     return Section("Summary", "summary", [intro, table])
 
 
