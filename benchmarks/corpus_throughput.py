@@ -533,7 +533,7 @@ def train_fasttexts(cfg: Any, split: Any, root: Path) -> dict[str, float]:
     entry; their held-out F1 on the same split ("default" for the demo's)."""
     from sklearn.metrics import f1_score
 
-    from definemed.corpus.classifiers import FastTextClassifier
+    from definemed.corpus.fasttext_family import FastTextClassifier
 
     f1 = {}
     for name, update in {"default": {}, **FASTTEXT_VARIANTS}.items():

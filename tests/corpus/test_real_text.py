@@ -14,9 +14,10 @@ import yaml
 from datatrove.data import Document
 
 from definemed.corpus.classifier_config import ClassifierConfig, ThresholdConfig
-from definemed.corpus.classifiers import _fasttext_line, build_classifier, function_words
+from definemed.corpus.classifiers import build_classifier, function_words
 from definemed.corpus.config import QualityConfig
 from definemed.corpus.contract import bind
+from definemed.corpus.fasttext_family import _fasttext_line
 from definemed.corpus.filter_costs import filter_costs
 from definemed.corpus.quality import build_quality_filters
 from definemed.corpus.stage import run

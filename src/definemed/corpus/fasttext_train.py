@@ -1,6 +1,6 @@
 """Child process of `FastTextClassifier.fit`: train, quantise and save one fastText model, print the lr used.
 
-Run as `python -m definemed.corpus.fasttext_train '<job json>'` (see `classifiers._train_in_subprocess` for why a
+Run as `python -m definemed.corpus.fasttext_train '<job json>'` (see `fasttext_family._train_in_subprocess` for why a
 fresh process). The job holds the training file, fastText parameters, the quantisation cutoff (null: float model)
 and the output path.
 """
@@ -14,7 +14,7 @@ import sys
 def main(argv: list[str]) -> int:
     import fasttext
 
-    from definemed.corpus.classifiers import _train_quantized
+    from definemed.corpus.fasttext_family import _train_quantized
 
     job = json.loads(argv[0])
     model, lr = _train_quantized(fasttext, job["train_file"], job["params"], job["cutoff"])
