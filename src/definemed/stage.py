@@ -117,6 +117,14 @@ class Stage:
     check: Callable[[Any], None] | None = None
     # Local inputs that must exist before the stage runs.
     paths: Callable[[Any], list[InputPath]] | None = None
+    # Its section of the report: an import string of `builder(report_inputs, ctx) -> Section`, in stage order.
+    report_section: str | None = None
+
+    def load_report_section(self) -> Callable[[Any, StageContext], Any] | None:
+        if self.report_section is None:
+            return None
+        module, _, attr = self.report_section.partition(":")
+        return getattr(importlib.import_module(module), attr)
 
     def load_run(self) -> Callable[[Any, StageContext], StageResult]:
         from definemed import registry

@@ -30,4 +30,5 @@ STAGE = Stage(
     bind=bind,
     metrics=AnalyzeMetrics,
     run="definemed.analyze.stage:run",
+    report_section="definemed.report.sections.analyze:section",
 )

@@ -126,5 +126,6 @@ STAGE = Stage(
     bind=bind,
     metrics=CorpusMetrics,
     run="definemed.corpus.stage:run",
+    report_section="definemed.report.sections.corpus:section",
     paths=paths,
 )

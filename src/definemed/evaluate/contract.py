@@ -59,6 +59,7 @@ STAGE = Stage(
     bind=bind,
     metrics=EvaluateMetrics,
     run="definemed.evaluate.stage:run",
+    report_section="definemed.report.sections.evaluate:section",
     check=check,
     paths=paths,
 )

@@ -118,6 +118,7 @@ STAGE = Stage(
     bind=bind,
     metrics=MergeMetrics,
     run="definemed.merge.stage:run",
+    report_section="definemed.report.sections.merge:section",
     check=check,
     paths=paths,
 )

@@ -53,6 +53,7 @@ STAGE = Stage(
     bind=bind,
     metrics=CptMetrics,
     run="definemed.train.stage:run",
+    report_section="definemed.report.sections.cpt:section",
     check=check,
     paths=paths,
 )

@@ -1,4 +1,5 @@
-"""The report's sections, in report order: one module per stage, plus the summary and the provenance.
+"""The report's sections, in report order: the summary, one section per stage (each `Stage` names its builder in
+`report_section`, so the order follows `definemed.stages`), and the provenance.
 
 Each builder takes the report's inputs and the stage context and reads upstream metrics as attributes of their
 typed models (`ctx.metrics("corpus").docs_kept`): a renamed field raises instead of printing "n/a", and the
@@ -11,18 +12,15 @@ from collections.abc import Callable
 
 from definemed.report.contract import ReportInputs
 from definemed.report.document import Section
-from definemed.report.sections import analyze, corpus, cpt, evaluate, merge, provenance, summary
+from definemed.report.sections import provenance, summary
 from definemed.stage import StageContext
+from definemed.stages import STAGES
 
 Builder = Callable[[ReportInputs, StageContext], Section]
 
 # (name, builder): the name labels a section that could not be built.
 BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("summary", summary.section),
-    ("corpus", corpus.section),
-    ("cpt", cpt.section),
-    ("merge", merge.section),
-    ("evaluate", evaluate.section),
-    ("analyze", analyze.section),
+    *((stage.name, stage.load_report_section()) for stage in STAGES if stage.report_section is not None),
     ("provenance", provenance.section),
 )
