@@ -145,3 +145,17 @@ def test_get_stage_names_the_known_stages() -> None:
     assert get_stage("merge").upstream == ("corpus", "cpt")
     with pytest.raises(KeyError, match="stages are"):
         get_stage("training")
+
+
+def test_stage_code_never_sees_the_root_config() -> None:
+    # Only `contract.py` (bind, check, paths) and the plan-time estimate may name the root config; a stage's run
+    # and everything it calls get the bound inputs, so whatever they read is in the stage's key.
+    root = Path(__file__).resolve().parents[1] / "src" / "definemed"
+    allowed = {"contract.py", "estimate.py"}
+    offenders = [
+        str(path.relative_to(root))
+        for package in ("corpus", "train", "merge", "evaluate", "analyze", "report")
+        for path in (root / package).rglob("*.py")
+        if path.name not in allowed and "DefinemedConfig" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []
