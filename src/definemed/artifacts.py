@@ -126,18 +126,6 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def tree_fingerprint(paths: Iterable[str | Path]) -> dict[str, str]:
-    """sha256 of each existing input file (folders are walked); used to notice changed input data."""
-    out: dict[str, str] = {}
-    for root in paths:
-        root = Path(root)
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        for f in files:
-            if f.exists():
-                out[str(f)] = file_sha256(f)
-    return out
-
-
 # ------------------------------------------------------------------------------------------- provenance
 def package_versions() -> dict[str, str]:
     versions = {}

@@ -7,6 +7,7 @@ under `models:` that a stage refers to) and the local input paths come from each
 
 from __future__ import annotations
 
+import types
 import typing
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
@@ -47,9 +48,6 @@ class DefinemedConfig(Strict):
                 stage.check(self)
         return self
 
-    def section(self, name: str) -> dict[str, Any]:
-        return getattr(self, name).model_dump(mode="json")
-
 
 # ------------------------------------------------------------------------------------------- error messages
 def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:
@@ -68,7 +66,7 @@ def _union_members(annotation: Any, metadata: list[Any]) -> dict[str, Any] | Non
     for meta in metadata:
         if isinstance(meta, OpenKind):
             return registry.config_models(meta.family)
-    if get_origin(annotation) in (Union, getattr(__import__("types"), "UnionType", Union)):
+    if get_origin(annotation) in (Union, types.UnionType):
         members = {}
         for arg in get_args(annotation):
             bare, meta = _unwrap(arg)
@@ -108,7 +106,7 @@ def _step(annotation: Any, part: Any) -> tuple[Any, bool]:
     return None, False
 
 
-def key_path(loc: tuple[Any, ...], root: type[BaseModel] = None) -> tuple[str, ...]:  # type: ignore[assignment]
+def key_path(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> tuple[str, ...]:
     """The YAML key path of a pydantic error location: union tags (a judge's `openai`, a model named `local`
     stays) are told apart by walking the schema, not by a list of known tag names."""
     annotation: Any = root or DefinemedConfig

@@ -42,15 +42,11 @@ class PipelineError(DefinemedError, RuntimeError):
     pass
 
 
-def bound_inputs(cfg: DefinemedConfig, stage: str) -> Inputs:
-    return get_stage(stage).bind(cfg)
-
-
 def stage_key(
     cfg: DefinemedConfig, stage: str, upstream: dict[str, dict[str, Any]], inputs: Inputs | None = None
 ) -> str:
     """Hash of the stage's bound inputs, their files' fingerprints and the upstream run ids."""
-    inputs = inputs if inputs is not None else bound_inputs(cfg, stage)
+    inputs = inputs if inputs is not None else get_stage(stage).bind(cfg)
     return stable_hash(
         {
             "stage": stage,
