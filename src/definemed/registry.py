@@ -127,12 +127,19 @@ def describe() -> dict[str, dict[str, str]]:
     return {kind: {name: desc for name, (_, desc) in entries.items()} for kind, entries in _ENTRIES.items()}
 
 
+def load_object(spec: str) -> Any:
+    """The object an import string "package.module:attribute" names."""
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def get(kind: str, name: str) -> Any:
+    """The component `name` of family `kind`. A fresh worker process (datatrove's forkserver workers, Slurm, Ray)
+    has not imported the plugins yet: an unknown name imports those named in $DEFINEMED_PLUGINS before giving up."""
+    if name not in _ENTRIES.get(kind, {}):
+        load_plugins()
     try:
         target, _ = _ENTRIES[kind][name]
     except KeyError:
         raise KeyError(f"no {kind} named '{name}'; registered: {names(kind)}") from None
-    if isinstance(target, str):
-        module, _, attr = target.partition(":")
-        target = getattr(importlib.import_module(module), attr)
-    return target
+    return load_object(target) if isinstance(target, str) else target

@@ -9,7 +9,6 @@ can never be missing from its key, and one it does not read can never rerun it.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,18 +120,16 @@ class Stage:
     report_section: str | None = None
 
     def load_report_section(self) -> Callable[[Any, StageContext], Any] | None:
-        if self.report_section is None:
-            return None
-        module, _, attr = self.report_section.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        from definemed import registry
+
+        return None if self.report_section is None else registry.load_object(self.report_section)
 
     def load_run(self) -> Callable[[Any, StageContext], StageResult]:
         from definemed import registry
 
         if self.name in registry.names("stage"):  # a test or plugin replaced this stage's work
             return registry.get("stage", self.name)
-        module, _, attr = self.run.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return registry.load_object(self.run)
 
 
 # ------------------------------------------------------------------------------------------- fingerprints

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from definemed import registry
 from definemed.artifacts import write_json
 from definemed.corpus.classifiers import (
     META,
@@ -29,7 +30,6 @@ from definemed.corpus.classifiers import (
     build_classifier,
     check_kind,
     check_training_data,
-    classifier_class,
 )
 from definemed.corpus.thresholds import threshold_for_recall
 
@@ -163,8 +163,8 @@ class CascadeClassifier:
     def load(cls, model_dir: str | Path) -> CascadeClassifier:
         model_dir = Path(model_dir)
         meta = check_kind(model_dir, cls.kind)
-        stage1 = classifier_class(meta["stage1_kind"]).load(model_dir / "stage1")
-        stage2 = classifier_class(meta["stage2_kind"]).load(model_dir / "stage2")
+        stage1 = registry.get("classifier", meta["stage1_kind"]).load(model_dir / "stage1")
+        stage2 = registry.get("classifier", meta["stage2_kind"]).load(model_dir / "stage2")
         self = cls(stage1, stage2, meta["target_recall"], meta["folds"], seed=meta["seed"])
         self.stage1_threshold, self.fit_info = meta["stage1_threshold"], meta["fit_info"]
         return self

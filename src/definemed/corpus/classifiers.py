@@ -44,16 +44,6 @@ class MedicalClassifier(Protocol):
     def save(self, model_dir: str | Path) -> Path: ...
 
 
-def classifier_class(kind: str) -> Any:
-    """The registered class of family `kind`. A fresh worker process (datatrove's forkserver workers, Slurm, Ray)
-    has not imported the plugins yet: it imports those named in $DEFINEMED_PLUGINS before giving up."""
-    from definemed import registry
-
-    if kind not in registry.names("classifier"):
-        registry.load_plugins()
-    return registry.get("classifier", kind)
-
-
 def build_classifier(cfg: ClassifierConfig, workdir: Path | None = None, seed: int = 0) -> MedicalClassifier:
     """An unfitted classifier of `cfg.kind` from the registry, with its parameter section (`cfg.params()`).
 
@@ -61,7 +51,9 @@ def build_classifier(cfg: ClassifierConfig, workdir: Path | None = None, seed: i
     without `from_config` gets its parameter section as the only argument, or none when it registered no config
     model.
     """
-    cls = classifier_class(cfg.kind)
+    from definemed import registry
+
+    cls = registry.get("classifier", cfg.kind)
     if hasattr(cls, "from_config"):
         return cls.from_config(cfg, workdir=workdir, seed=seed)
     params = cfg.params()

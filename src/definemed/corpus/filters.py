@@ -153,9 +153,9 @@ class MedicalRelevanceFilter(BaseFilter):
 
     def _classifier(self) -> Any:
         if self._model is None:
-            from definemed.corpus.classifiers import classifier_class
+            from definemed import registry
 
-            self._model = classifier_class(self.kind).load(self.model_dir)
+            self._model = registry.get("classifier", self.kind).load(self.model_dir)
         return self._model
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:

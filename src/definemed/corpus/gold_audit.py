@@ -55,7 +55,7 @@ def read_gold(path: str | Path) -> GoldSet:
 
 def load_classifier(model_dir: str | Path) -> tuple[Any, float, dict[str, Any]]:
     """(classifier, saved threshold, meta) of a classifier folder written by the corpus stage."""
-    from definemed.corpus.classifiers import classifier_class
+    from definemed import registry
     from definemed.errors import DefinemedError
 
     model_dir = Path(model_dir)
@@ -73,7 +73,7 @@ def load_classifier(model_dir: str | Path) -> tuple[Any, float, dict[str, Any]]:
         )
     threshold = float(json.loads(report_file.read_text(encoding="utf-8"))["threshold"])
     try:
-        cls = classifier_class(meta.get("kind", "?"))
+        cls = registry.get("classifier", meta.get("kind", "?"))
     except KeyError as exc:
         raise DefinemedError(f"{meta_file}: unknown classifier kind {meta.get('kind')!r}") from exc
     return cls.load(model_dir), threshold, meta
