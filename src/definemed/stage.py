@@ -40,7 +40,8 @@ class Inputs(BaseModel):
 
 class Metrics(BaseModel):
     """A stage's metrics: stored in its manifest, read back as attributes (`ctx.metrics("corpus").docs_kept`).
-    Unknown keys are errors, so a renamed field breaks its readers' tests instead of showing a silent 'n/a'."""
+    Unknown keys are errors, so a renamed field breaks its readers' tests instead of showing a silent 'n/a'. Nested
+    blocks of a stage's metrics subclass it too."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 

@@ -5,15 +5,11 @@ Per-answer measurements are in `per_answer.jsonl`, the worst answers per failure
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from definemed.stage import Metrics
 
 
-class ModelFailureModes(BaseModel):
+class ModelFailureModes(Metrics):
     """One model's answers. Rates are shares of answers; None where nothing could be measured."""
-
-    model_config = ConfigDict(extra="forbid")
 
     n: int
     line_pass_rate: float | None  # answers without a foreign line

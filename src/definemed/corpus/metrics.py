@@ -14,17 +14,14 @@ from typing import Any, Literal
 from definemed.corpus.labelling.metrics import Confusion, Labelling
 from definemed.stage import Metrics
 
-# Nested blocks forbid unknown keys too (the base of every metrics model).
-Part = Metrics
-
 
 # ------------------------------------------------------------------------------------------- shared blocks
-class Support(Part):
+class Support(Metrics):
     medical: int
     other: int
 
 
-class Scores(Part):
+class Scores(Metrics):
     """Precision, recall, F1 (and accuracy) of the medical class; `confusion` where the writer keeps it."""
 
     precision: float
@@ -35,7 +32,7 @@ class Scores(Part):
 
 
 # -------------------------------------------------------------------------------------------- input, tokens
-class InputProblems(Part):
+class InputProblems(Metrics):
     """The readers' counts (readers.py): records without text, empty, malformed, not UTF-8, too long."""
 
     missing_text: int
@@ -45,12 +42,12 @@ class InputProblems(Part):
     too_long: int
 
 
-class CorruptFile(Part):
+class CorruptFile(Metrics):
     file: str
     error: str
 
 
-class TokenizerInfo(Part):
+class TokenizerInfo(Metrics):
     """What the token counts mean: a model tokenizer (`path` of its saved JSON) or whitespace words."""
 
     name: str
@@ -59,14 +56,14 @@ class TokenizerInfo(Part):
     kind: Literal["model", "whitespace"]
 
 
-class TokenRetention(Part):
+class TokenRetention(Metrics):
     filter_survivors_tokens: int
     classifier_kept_tokens: int
     classifier_token_share: float
     unit: str | None = None  # "words" in single-pass mode, where pipeline B counts words before the classifier
 
 
-class SinglePass(Part):
+class SinglePass(Metrics):
     """Single pass: the share of input files pipeline A sampled and what it counted there."""
 
     sample_files_share: float
@@ -79,7 +76,7 @@ class SinglePass(Part):
 
 
 # ---------------------------------------------------------------------------------------------- classifier
-class GoldCheck(Part):
+class GoldCheck(Metrics):
     """The main classifier and the labels it learned against the audit's gold file on its held-out documents."""
 
     n: int
@@ -88,7 +85,7 @@ class GoldCheck(Part):
     training_labels: Scores
 
 
-class RealTestRow(Part):
+class RealTestRow(Metrics):
     """The real-test figures of one family at its saved threshold (gold_audit.real_test_row)."""
 
     real_n: int
@@ -101,7 +98,7 @@ class RealTestRow(Part):
     real_recall_short: float | None = None
 
 
-class CascadeOnReal(Part):
+class CascadeOnReal(Metrics):
     """A cascade against its stage 2 alone on the real test set, and the projected cost at FineWeb2 scale."""
 
     stage2_kind: str
@@ -125,7 +122,7 @@ class RealTestFamily(RealTestRow):
     cascade: CascadeOnReal | None = None
 
 
-class RealTest(Part):
+class RealTest(Metrics):
     """Every trained family on `corpus.classifier.real_test` (documents no training or threshold saw)."""
 
     path: str
@@ -135,7 +132,7 @@ class RealTest(Part):
     families: dict[str, RealTestFamily]
 
 
-class ClassifierSummary(Part):
+class ClassifierSummary(Metrics):
     """The main classifier on its held-out split: keys of training.py's report (stage.CLASSIFIER_KEYS takes them
     from here), then what the gold and real-test checks add."""
 
@@ -155,7 +152,7 @@ class ClassifierSummary(Part):
     real_test: RealTestFamily | None = None
 
 
-class ComparisonRow(Part):
+class ComparisonRow(Metrics):
     """One family of `corpus.classifier.compare` (training.summary_row, plus status and the gold/real figures).
     A family that failed or was not run has only kind, status, main and note."""
 
@@ -190,19 +187,19 @@ class ComparisonRow(Part):
 
 
 # ------------------------------------------------------------------------------------ filters, dedup, decontam
-class StepCost(Part):
+class StepCost(Metrics):
     dropped: int
     medical_dropped: int
     real_medical_dropped: int
 
 
-class MedicalRecall(Part):
+class MedicalRecall(Metrics):
     docs: int
     dropped: int
     recall: float | None = None
 
 
-class FilterCosts(Part):
+class FilterCosts(Metrics):
     """Known medical documents (gold, else training labels) each step dropped (filter_costs.py)."""
 
     source: Literal["gold", "labels"]
@@ -211,7 +208,7 @@ class FilterCosts(Part):
     real_medical_recall: MedicalRecall
 
 
-class Decontamination(Part):
+class Decontamination(Metrics):
     items: int
     sources: dict[str, int]
     indexed_ngrams: int
@@ -223,7 +220,7 @@ class Decontamination(Part):
     matched_sources: dict[str, int]
 
 
-class Dedup(Part):
+class Dedup(Metrics):
     """`corpus.dedup` as run, what MinHash found (absent when nothing reached the cluster step) and removed."""
 
     enabled: bool
@@ -238,7 +235,7 @@ class Dedup(Part):
     similarity_threshold: float
 
 
-class GeneralDedup(Part):
+class GeneralDedup(Metrics):
     """The deduplicated general output CPT replays (`general/`)."""
 
     docs_in: int

@@ -7,25 +7,19 @@ per-pair table and every battle are in `pairwise.json`, every verdict in `judgme
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from definemed.llm.stats import EndpointStats
 from definemed.stage import Metrics
 
 
-class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
 # ------------------------------------------------------------------------------------- multiple choice
-class Accuracy(_Part):
+class Accuracy(Metrics):
     """Accuracy over `n` questions (of one subject, or of one member task of a group)."""
 
     acc: float
     n: int
 
 
-class McqTaskMetrics(_Part):
+class McqTaskMetrics(Metrics):
     """One task (or group) for one model: lm-eval's aggregate and the per-subject table from the samples."""
 
     acc: float
@@ -38,7 +32,7 @@ class McqTaskMetrics(_Part):
     subtasks: dict[str, Accuracy] | None = None  # a group's member tasks
 
 
-class McqSplit(_Part):
+class McqSplit(Metrics):
     """A task whose merge-sweep dev questions were left out (the merge factor was chosen on them)."""
 
     questions: int
@@ -48,7 +42,7 @@ class McqSplit(_Part):
 
 
 # ------------------------------------------------------------------------------------------ generation
-class GenerationStats(_Part):
+class GenerationStats(Metrics):
     """Answers of one model. Verbosity is `mean_tokens_untruncated`: cut answers measure max_new_tokens."""
 
     n: int
@@ -64,7 +58,7 @@ class GenerationStats(_Part):
 
 
 # ------------------------------------------------------------------------------------- pairwise judging
-class PairRecord(_Part):
+class PairRecord(Metrics):
     """One ordered pair (model vs opponent) over every prompt, both answer orders reconciled."""
 
     model: str
@@ -76,14 +70,14 @@ class PairRecord(_Part):
     win_rate: float | None  # (wins + ties / 2) / decided; None when every comparison was invalid
 
 
-class PairwiseMetrics(_Part):
+class PairwiseMetrics(Metrics):
     pairs: list[PairRecord]
     vs_baseline: dict[str, float | None]  # {model: win-rate against the baseline}; {} without a baseline
     baseline: str | None
     order_consistency: float | None  # share of valid comparisons where both orders agree
 
 
-class JudgeMetrics(_Part):
+class JudgeMetrics(Metrics):
     kind: str
     model: str | None
     note: str | None
@@ -100,7 +94,7 @@ class JudgeMetrics(_Part):
 
 
 # ------------------------------------------------------------------------------------------ statistics
-class BradleyTerryScore(_Part):
+class BradleyTerryScore(Metrics):
     """Elo-scale score with its 95 % percentile bootstrap interval."""
 
     score: float
@@ -109,7 +103,7 @@ class BradleyTerryScore(_Part):
     separated_share: float  # bootstrap rounds without a finite MLE (fitted with a tiny ridge)
 
 
-class LcWinrate(_Part):
+class LcWinrate(Metrics):
     """AlpacaEval-2-style length-controlled win-rate of a model against `opponent`."""
 
     raw: float
@@ -120,7 +114,7 @@ class LcWinrate(_Part):
     opponent: str
 
 
-class RatingMetrics(_Part):
+class RatingMetrics(Metrics):
     n_battles: int
     bootstrap_rounds: int | None = None  # None when there was no valid battle
     anchor: str | None = None
@@ -132,7 +126,7 @@ class RatingMetrics(_Part):
     fold_change: dict[str, float | None]  # {"<x>/<y> vs <opponent>": ratio of win-rates}
 
 
-class PositionConsistency(_Part):
+class PositionConsistency(Metrics):
     n_verdicts: int
     n_pairs: int
     n_compared: int
@@ -144,13 +138,13 @@ class PositionConsistency(_Part):
     invalid_share: float | None
 
 
-class LengthBias(_Part):
+class LengthBias(Metrics):
     longer_wins_share: float | None
     n_decisive_unequal: int
     length_coef: float
 
 
-class Kappa(_Part):
+class Kappa(Metrics):
     """Cohen's kappa against `evaluate.human_labels`; with `error` (and kappa None) when nothing lined up."""
 
     kappa: float | None
@@ -161,7 +155,7 @@ class Kappa(_Part):
     error: str | None = None
 
 
-class JudgeAudit(_Part):
+class JudgeAudit(Metrics):
     position_consistency: PositionConsistency
     tie_share: float | None
     length_bias: LengthBias | None
@@ -169,13 +163,13 @@ class JudgeAudit(_Part):
 
 
 # ------------------------------------------------------------------------------------------ the stage
-class EvaluateSeconds(_Part):
+class EvaluateSeconds(Metrics):
     mcq: dict[str, float] | None = None  # per model
     generation: dict[str, float] | None = None  # per model (0 for answers kept from an interrupted attempt)
     judging: float | None = None
 
 
-class Resumed(_Part):
+class Resumed(Metrics):
     """Models whose outputs an interrupted attempt had finished (read, not recomputed)."""
 
     mcq: list[str] = []

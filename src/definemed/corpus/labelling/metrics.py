@@ -7,37 +7,34 @@ from typing import Any
 
 from definemed.stage import Metrics
 
-# Nested blocks forbid unknown keys too (the base of every metrics model).
-Part = Metrics
 
-
-class Confusion(Part):
+class Confusion(Metrics):
     tp: int
     fp: int
     fn: int
     tn: int
 
 
-class Interval(Part):
+class Interval(Metrics):
     value: float
     ci_low: float
     ci_high: float
 
 
-class AuditMetrics(Part):
+class AuditMetrics(Metrics):
     precision: Interval
     recall: Interval
     f1: Interval
     accuracy: Interval
 
 
-class SubdomainAccuracy(Part):
+class SubdomainAccuracy(Metrics):
     accuracy: float
     n: int
     skipped: int
 
 
-class AuditSummary(Part):
+class AuditSummary(Metrics):
     """One candidate labeller's audit on the gold documents (corpus_step.audit_summary)."""
 
     kind: str
@@ -57,7 +54,7 @@ class AuditSummary(Part):
     docs_per_s: float | None = None
 
 
-class AuditInfo(Part):
+class AuditInfo(Metrics):
     """Which gold documents every candidate labelled."""
 
     gold: str
@@ -70,7 +67,7 @@ class AuditInfo(Part):
     max_docs: int | None = None
 
 
-class RankRow(Part):
+class RankRow(Metrics):
     labeller: str
     value: float
     ci_low: float
@@ -79,7 +76,7 @@ class RankRow(Part):
     coverage: float
 
 
-class Selection(Part):
+class Selection(Metrics):
     best: str
     metric: str
     clearly_better: bool
@@ -87,7 +84,7 @@ class Selection(Part):
     ranking: list[RankRow]
 
 
-class LabellingCounts(Part):
+class LabellingCounts(Metrics):
     """Outcomes of labelling the sample (runner.summarize): one count per status, cache hits, token use.
     `done` appears when the failure budget stopped the batch early."""
 
@@ -107,20 +104,20 @@ class LabellingCounts(Part):
     done: int | None = None
 
 
-class LabelSample(Part):
+class LabelSample(Metrics):
     requested: int | None = None
     seed: int | None = None
     survivors: int
     docs: int
 
 
-class LabelShares(Part):
+class LabelShares(Metrics):
     docs: int
     medical: int
     medical_share: float
 
 
-class Labelling(Part):
+class Labelling(Metrics):
     """The stage's own labelling step (`corpus.labelling`): audits, the choice, the sample's labels."""
 
     labellers: list[str]
